@@ -1,0 +1,112 @@
+//! The `Backend` boundary: everything the rest of pglab may ask of a lab. The scenario
+//! runner and the provisioner only ever talk to this trait; nspawn and Vagrant live behind it.
+
+pub mod nspawn;
+
+use crate::exec::CmdOutput;
+use anyhow::Result;
+use std::time::Duration;
+
+/// What a host is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    Running,
+    Stopped,
+    Missing,
+}
+
+pub trait Backend: Send + Sync {
+    /// "nspawn" or "vagrant".
+    fn kind(&self) -> &'static str;
+
+    /// Creates and boots every host; returns when each host's init has finished booting.
+    fn up(&mut self) -> Result<()>;
+
+    /// Runs `script` with bash as `user` on `host`. The script travels on stdin, so nothing
+    /// in it (secrets included) appears on any command line. A non-zero exit is not an Err.
+    fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput>;
+
+    /// Stops a host cleanly (its disk is kept) / starts it again and waits for its boot.
+    fn stop_host(&self, host: &str) -> Result<()>;
+    fn start_host(&self, host: &str) -> Result<()>;
+
+    /// Cuts / heals the network link between two hosts (both directions).
+    fn cut_link(&self, a: &str, b: &str) -> Result<()>;
+    fn heal_link(&self, a: &str, b: &str) -> Result<()>;
+
+    fn host_state(&self, host: &str) -> HostState;
+
+    /// One line telling a human how to get a shell on `host`.
+    fn how_to_enter(&self, host: &str) -> String;
+
+    /// Removes every resource of the lab. Idempotent; works after a crash.
+    fn down(&mut self) -> Result<()>;
+
+    /// Copies `data` into `path` on `host`, owned by `owner`, with `mode` (octal string).
+    fn copy_in(&self, host: &str, data: &[u8], path: &str, owner: &str, mode: &str) -> Result<()> {
+        use std::fmt::Write;
+        let mut script = String::new();
+        let encoded = base64_encode(data);
+        let _ = write!(
+            script,
+            "set -e\nbase64 -d > {p} <<'PGLAB_EOF'\n{encoded}\nPGLAB_EOF\nchown {owner}: {p}\nchmod {mode} {p}\n",
+            p = shell_quote(path)
+        );
+        let out = self.exec(host, "root", &script, Duration::from_secs(60))?;
+        if !out.ok() {
+            return Err(crate::exec::failure(
+                &format!("copying a file to {path} failed"),
+                &format!("host {host}"),
+                "base64 -d > PATH",
+                &out.combined(),
+                "check that the directory exists and the owner is a user on that host",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads a (text) file from `host`.
+    fn copy_out(&self, host: &str, path: &str) -> Result<String> {
+        let out = self.exec(host, "root", &format!("cat {}", shell_quote(path)), Duration::from_secs(60))?;
+        if !out.ok() {
+            return Err(crate::exec::failure(
+                &format!("reading {path} failed"),
+                &format!("host {host}"),
+                &format!("cat {path}"),
+                &out.combined(),
+                "check that the file exists",
+            ));
+        }
+        Ok(out.stdout)
+    }
+}
+
+/// Quotes a string for bash, always.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_single_quotes() {
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn base64_matches_coreutils() {
+        for input in [&b""[..], b"a", b"ab", b"abc", b"hello world\n\x00\xff"] {
+            let ours = base64_encode(input);
+            let theirs = crate::exec::run(&["base64".into(), "-w0".into()], Some(input), Duration::from_secs(5)).unwrap();
+            assert_eq!(ours.replace('\n', ""), theirs.stdout, "{input:?}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! The nspawn backend: each host is a systemd-nspawn container booted with systemd, on an
+//! overlay over the shared read-only box, in its own network namespace.
+//!
+//! Network: one namespace per lab (`pglab-<id>`) holds the bridge `br0` with the gateway
+//! address; each host has a namespace `pglab-<id>-<host>` with `host0`, a veth whose peer
+//! `v-<host>` sits on that bridge. Nothing is created in the machine's own network
+//! namespace, so labs with identical addresses never collide.
+//!
+//! Every resource carries the lab id: namespaces by name, mounts and files by path under
+//! the lab directory, processes by the machine name `pglab-<id>-<host>` on their command line.
+
+use super::{Backend, HostState};
+use crate::cleanup;
+use crate::exec::{failure, must, quiet, run, scaled, CmdOutput};
+use crate::topology::Topology;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Nspawn {
+    id: String,
+    dir: PathBuf,
+    box_root: PathBuf,
+    topo: Topology,
+}
+
+pub fn lab_netns(id: &str) -> String {
+    format!("pglab-{id}")
+}
+
+pub fn host_netns(id: &str, host: &str) -> String {
+    format!("pglab-{id}-{host}")
+}
+
+fn machine_name(id: &str, host: &str) -> String {
+    format!("pglab-{id}-{host}")
+}
+
+impl Nspawn {
+    pub fn new(id: &str, dir: &Path, box_root: &Path, topo: &Topology) -> Nspawn {
+        Nspawn { id: id.into(), dir: dir.into(), box_root: box_root.into(), topo: topo.clone() }
+    }
+
+    fn host_dir(&self, host: &str) -> PathBuf {
+        self.dir.join("hosts").join(host)
+    }
+
+    fn root(&self, host: &str) -> PathBuf {
+        self.host_dir(host).join("root")
+    }
+
+    fn place(&self, host: &str) -> String {
+        format!("lab {}, host {host}", self.id)
+    }
+
+    fn check_host(&self, host: &str) -> Result<()> {
+        if self.topo.host(host).is_none() {
+            bail!("lab {} has no host {host:?}; its hosts are {}", self.id, self.topo.names().join(", "));
+        }
+        Ok(())
+    }
+
+    /// The nspawn process of `host`, if it runs.
+    fn nspawn_pid(&self, host: &str) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.host_dir(host).join("nspawn.pid")).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let zombie = stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true);
+        let mine = String::from_utf8_lossy(&cmdline).contains(&machine_name(&self.id, host));
+        (mine && !zombie).then_some(pid)
+    }
+
+    /// PID 1 of the container (the child of the nspawn process).
+    fn init_pid(&self, host: &str) -> Option<u32> {
+        let pid = self.nspawn_pid(host)?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().find_map(|c| c.parse().ok())
+    }
+
+    fn setup_network(&self) -> Result<()> {
+        let lab_ns = lab_netns(&self.id);
+        let (_, prefix) = self.topo.network()?;
+        let place = format!("lab {}", self.id);
+        let hint = "run `pglab doctor`; stale labs are removed by `pglab gc`";
+        let _g = cleanup::creating()?;
+        must(&["ip", "netns", "add", &lab_ns], &place, hint)?;
+        must(&["ip", "-n", &lab_ns, "link", "set", "lo", "up"], &place, hint)?;
+        must(&["ip", "-n", &lab_ns, "link", "add", "br0", "type", "bridge"], &place, hint)?;
+        let gw = format!("{}/{prefix}", self.topo.gateway);
+        must(&["ip", "-n", &lab_ns, "addr", "add", &gw, "dev", "br0"], &place, hint)?;
+        must(&["ip", "-n", &lab_ns, "link", "set", "br0", "up"], &place, hint)?;
+        for h in &self.topo.hosts {
+            let ns = host_netns(&self.id, &h.name);
+            let place = self.place(&h.name);
+            let peer = format!("v-{}", h.name);
+            let addr = format!("{}/{prefix}", h.address);
+            must(&["ip", "netns", "add", &ns], &place, hint)?;
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
+            must(&["ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name", "host0", "netns", &ns], &place, hint)?;
+            must(&["ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up"], &place, hint)?;
+            must(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "host0"], &place, hint)?;
+            must(&["ip", "-n", &ns, "link", "set", "host0", "up"], &place, hint)?;
+        }
+        Ok(())
+    }
+
+    fn mount_root(&self, host: &str) -> Result<()> {
+        let hd = self.host_dir(host);
+        for sub in ["upper", "work", "root"] {
+            std::fs::create_dir_all(hd.join(sub))?;
+        }
+        let root = self.root(host);
+        if cleanup::is_mountpoint(&root) {
+            return Ok(());
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.box_root.display(),
+            hd.join("upper").display(),
+            hd.join("work").display()
+        );
+        let _g = cleanup::creating()?;
+        must(
+            &["mount", "-t", "overlay", &format!("pglab-{}", self.id), "-o", &opts, &root.to_string_lossy()],
+            &self.place(host),
+            "overlayfs must be available (`modprobe overlay`); see `pglab doctor`",
+        )?;
+        // The box carries the build machine's hostname: every host gets its own.
+        std::fs::write(root.join("etc/hostname"), format!("{host}\n"))?;
+        Ok(())
+    }
+
+    fn launch(&self, host: &str) -> Result<()> {
+        if self.nspawn_pid(host).is_some() {
+            return Ok(());
+        }
+        let hd = self.host_dir(host);
+        let console = std::fs::File::create(hd.join("console.log"))?;
+        let mut cmd = std::process::Command::new("systemd-nspawn");
+        cmd.arg("-D")
+            .arg(self.root(host))
+            .args(["--boot", "--register=no", "--keep-unit", "--console=read-only", "-M"])
+            .arg(machine_name(&self.id, host))
+            .arg(format!("--hostname={host}"))
+            .arg(format!("--network-namespace-path=/run/netns/{}", host_netns(&self.id, host)))
+            .stdin(std::process::Stdio::null())
+            .stdout(console.try_clone()?)
+            .stderr(console);
+        // Own session: a Ctrl-C on pglab's terminal must not kill the containers before
+        // pglab's cleanup powers them off in order.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let _g = cleanup::creating()?;
+        let mut child = cmd.spawn().with_context(|| format!("cannot start systemd-nspawn for {}", self.place(host)))?;
+        std::fs::write(hd.join("nspawn.pid"), child.id().to_string())?;
+        // Reap it when it exits so that its /proc entry goes away.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+
+    /// Polls until systemd inside `host` reports the boot finished (running or degraded).
+    fn wait_booted(&self, host: &str) -> Result<()> {
+        let deadline = Instant::now() + scaled(Duration::from_secs(90));
+        let mut last = String::from("(no container init yet)");
+        loop {
+            if self.nspawn_pid(host).is_none() && self.host_dir(host).join("nspawn.pid").exists() {
+                let console = std::fs::read_to_string(self.host_dir(host).join("console.log")).unwrap_or_default();
+                return Err(failure(
+                    "systemd-nspawn exited while the host was booting",
+                    &self.place(host),
+                    "systemd-nspawn -D ROOT --boot ...",
+                    &console,
+                    &format!("read {}", self.host_dir(host).join("console.log").display()),
+                ));
+            }
+            if let Some(pid) = self.init_pid(host) {
+                let argv: Vec<String> = ["nsenter", "-t", &pid.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "is-system-running"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                if let Ok(o) = run(&argv, None, Duration::from_secs(10)) {
+                    last = o.stdout.trim().to_string();
+                    if last == "running" || last == "degraded" {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let console = std::fs::read_to_string(self.host_dir(host).join("console.log")).unwrap_or_default();
+                return Err(failure(
+                    &format!("host did not finish booting (waited for `systemctl is-system-running` to say running or degraded; last: {last})"),
+                    &self.place(host),
+                    "systemctl is-system-running",
+                    &console,
+                    "raise PGLAB_TIMEOUT_FACTOR on a slow machine; the console log is in the lab directory",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn nft(&self, host: &str, script: &str) -> Result<CmdOutput> {
+        let ns = format!("--net=/run/netns/{}", host_netns(&self.id, host));
+        let argv: Vec<String> = ["nsenter", &ns, "--", "nft", "-f", "-"].iter().map(|s| s.to_string()).collect();
+        run(&argv, Some(script.as_bytes()), Duration::from_secs(30))
+    }
+}
+
+impl Backend for Nspawn {
+    fn kind(&self) -> &'static str {
+        "nspawn"
+    }
+
+    fn up(&mut self) -> Result<()> {
+        self.setup_network()?;
+        for h in &self.topo.hosts {
+            self.mount_root(&h.name)?;
+            self.launch(&h.name)?;
+        }
+        for h in &self.topo.hosts {
+            self.wait_booted(&h.name)?;
+        }
+        Ok(())
+    }
+
+    fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
+        self.check_host(host)?;
+        let Some(pid) = self.init_pid(host) else {
+            bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
+        };
+        let argv: Vec<String> = [
+            "nsenter", "-t", &pid.to_string(), "-m", "-u", "-i", "-n", "-p", "--",
+            "runuser", "-l", user, "-s", "/bin/bash", "-c", "exec bash -s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        run(&argv, Some(script.as_bytes()), timeout)
+    }
+
+    fn stop_host(&self, host: &str) -> Result<()> {
+        self.check_host(host)?;
+        let Some(nspawn) = self.nspawn_pid(host) else { return Ok(()) };
+        if let Some(init) = self.init_pid(host) {
+            quiet(&["nsenter", "-t", &init.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "poweroff"]);
+        }
+        let deadline = Instant::now() + scaled(Duration::from_secs(60));
+        while self.nspawn_pid(host).is_some() {
+            if Instant::now() > deadline {
+                cleanup::kill_tree(nspawn);
+                bail!("host {host} of lab {} did not power off within its deadline; it was killed", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn start_host(&self, host: &str) -> Result<()> {
+        self.check_host(host)?;
+        self.mount_root(host)?;
+        self.launch(host)?;
+        self.wait_booted(host)
+    }
+
+    fn cut_link(&self, a: &str, b: &str) -> Result<()> {
+        self.check_host(a)?;
+        self.check_host(b)?;
+        let addr_b = self.topo.host(b).expect("checked").address;
+        let table = format!("pglab_cut_{}", b.replace('-', "_"));
+        let script = format!(
+            "table inet {table} {{\n chain input {{ type filter hook input priority -10; ip saddr {addr_b} drop; }}\n chain output {{ type filter hook output priority -10; ip daddr {addr_b} drop; }}\n}}\n"
+        );
+        let out = self.nft(a, &script)?;
+        if !out.ok() {
+            return Err(failure("cutting the link failed", &self.place(a), "nft -f -", &out.combined(), "is nftables installed on this machine? (`pglab doctor`)"));
+        }
+        Ok(())
+    }
+
+    fn heal_link(&self, a: &str, b: &str) -> Result<()> {
+        self.check_host(a)?;
+        self.check_host(b)?;
+        let table = format!("pglab_cut_{}", b.replace('-', "_"));
+        // Deleting a table that does not exist is not an error for healing.
+        let _ = self.nft(a, &format!("destroy table inet {table}\n"))
+            .and_then(|o| if o.ok() { Ok(o) } else { self.nft(a, &format!("delete table inet {table}\n")) });
+        Ok(())
+    }
+
+    fn host_state(&self, host: &str) -> HostState {
+        if self.init_pid(host).is_some() {
+            HostState::Running
+        } else if self.host_dir(host).exists() {
+            HostState::Stopped
+        } else {
+            HostState::Missing
+        }
+    }
+
+    fn how_to_enter(&self, host: &str) -> String {
+        format!("pglab exec --lab {} {host} -- bash   (or: nsenter -t $(cat /proc/$(cat {})/task/*/children) -a bash)", self.id, self.host_dir(host).join("nspawn.pid").display())
+    }
+
+    fn down(&mut self) -> Result<()> {
+        teardown(&self.id, &self.dir, &self.topo.names())
+    }
+}
+
+/// Removes every resource of lab `id`, discovered by name: it needs no in-memory state, so
+/// it serves `down`, signal handlers, panics and `pglab gc` alike. Idempotent.
+pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
+    // 1. Power the hosts off cleanly, in parallel; kill whatever does not stop in time.
+    let lab = Nspawn { id: id.into(), dir: dir.into(), box_root: PathBuf::new(), topo: Topology::default_lab() };
+    let mut pids = Vec::new();
+    for h in hosts {
+        if let Some(init) = lab.init_pid(h) {
+            quiet(&["nsenter", "-t", &init.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "poweroff"]);
+        }
+        if let Some(p) = lab.nspawn_pid(h) {
+            pids.push(p);
+        }
+    }
+    let deadline = Instant::now() + scaled(Duration::from_secs(30));
+    while pids.iter().any(|p| cleanup::pid_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 2. Anything still carrying the lab id on its command line (including strays).
+    for pid in cleanup::pids_matching(&format!("pglab-{id}-")) {
+        cleanup::kill_tree(pid);
+    }
+    // 3. Mounts under the lab directory, then the namespaces, then the files.
+    cleanup::unmount_under(dir)?;
+    for ns in cleanup::netns_matching(&format!("pglab-{id}")) {
+        quiet(&["ip", "netns", "del", &ns]);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Boxes: root file systems built with mmdebstrap from a recipe (`boxes/<name>.toml`) and
+//! cached under `<cache>/boxes/<name>-<hash>`, where the hash is of the recipe's content.
+//! A box is built under a temporary name and renamed when complete, so a half-built box
+//! is never used.
+
+use crate::{cleanup, exec, paths};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bumped when the way pglab builds boxes changes, so old boxes are not reused.
+const BUILD_FORMAT: &str = "pglab-box-1";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub description: String,
+    pub suite: String,
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub customize: Vec<String>,
+}
+
+fn default_variant() -> String {
+    "minbase".into()
+}
+
+/// A recipe with where it came from and its cache key.
+#[derive(Debug, Clone)]
+pub struct BoxSpec {
+    pub name: String,
+    pub recipe: Recipe,
+    pub hash: String,
+    pub file: PathBuf,
+}
+
+pub fn boxes_dir() -> PathBuf {
+    paths::repo_root().join("boxes")
+}
+
+impl BoxSpec {
+    pub fn load(name: &str) -> Result<BoxSpec> {
+        let file = boxes_dir().join(format!("{name}.toml"));
+        if !file.exists() {
+            let known = list_recipes().unwrap_or_default().join(", ");
+            bail!("no box recipe {name:?}: {} does not exist (known boxes: {known})", file.display());
+        }
+        Self::from_file(name, &file)
+    }
+
+    pub fn from_file(name: &str, file: &Path) -> Result<BoxSpec> {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read box recipe {}", file.display()))?;
+        let recipe: Recipe = toml::from_str(&text).with_context(|| format!("box recipe {} is not valid", file.display()))?;
+        if recipe.packages.is_empty() {
+            bail!("box recipe {}: packages is empty", file.display());
+        }
+        let mut h = Sha256::new();
+        h.update(BUILD_FORMAT);
+        h.update(text.as_bytes());
+        let hash = hex::encode(h.finalize())[..12].to_string();
+        Ok(BoxSpec { name: name.into(), recipe, hash, file: file.into() })
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        paths::cache_root().join("boxes").join(format!("{}-{}", self.name, self.hash))
+    }
+
+    /// The root file system the hosts' overlays use as their lower layer.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.dir().join("built.json").exists()
+    }
+
+    /// The mmdebstrap command line for this recipe, writing into `target`.
+    pub fn mmdebstrap_argv(&self, target: &Path) -> Vec<String> {
+        let mut argv = vec![
+            "mmdebstrap".to_string(),
+            format!("--variant={}", self.recipe.variant),
+            format!("--include={}", self.recipe.packages.join(",")),
+        ];
+        for c in &self.recipe.customize {
+            argv.push(format!("--customize-hook=chroot \"$1\" sh -c {}", crate::backend::shell_quote(c)));
+        }
+        argv.push(self.recipe.suite.clone());
+        argv.push(target.to_string_lossy().into());
+        argv
+    }
+
+    /// Returns the box's root file system, building it first if it is not in the cache.
+    pub fn ensure(&self) -> Result<PathBuf> {
+        if !self.is_built() {
+            self.build()?;
+        }
+        Ok(self.rootfs())
+    }
+
+    pub fn build(&self) -> Result<()> {
+        let parent = paths::cache_root().join("boxes");
+        std::fs::create_dir_all(&parent).with_context(|| {
+            format!("cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)", parent.display())
+        })?;
+        check_free_space(&parent, 2 << 30)?;
+        let tmp = parent.join(format!(".tmp-{}-{}-{}", self.name, self.hash, std::process::id()));
+        cleanup::own_temp_dir(&tmp);
+        let result = self.build_into(&tmp);
+        if result.is_err() {
+            let _ = cleanup::remove_tree(&tmp);
+            cleanup::disown_temp_dir(&tmp);
+            return result;
+        }
+        let final_dir = self.dir();
+        if final_dir.exists() {
+            // Another run finished the same box first: theirs is as good as ours.
+            let _ = cleanup::remove_tree(&tmp);
+        } else {
+            std::fs::rename(&tmp, &final_dir)
+                .with_context(|| format!("cannot move the finished box to {}", final_dir.display()))?;
+        }
+        cleanup::disown_temp_dir(&tmp);
+        Ok(())
+    }
+
+    fn build_into(&self, tmp: &Path) -> Result<()> {
+        std::fs::create_dir_all(tmp)?;
+        let rootfs = tmp.join("rootfs");
+        let argv = self.mmdebstrap_argv(&rootfs);
+        let log_path = tmp.join("build.log");
+        let started = Instant::now();
+        let bar = crate::progress::spinner(&format!("box {}: mmdebstrap {}", self.name, self.recipe.suite));
+        let reader = duct::cmd(&argv[0], &argv[1..])
+            .stderr_to_stdout()
+            .unchecked()
+            .reader()
+            .with_context(|| "cannot start mmdebstrap; run `pglab doctor`")?;
+        for pid in reader.pids() {
+            cleanup::own_process(pid);
+        }
+        let mut log = String::new();
+        for line in std::io::BufReader::new(&reader).lines() {
+            let line = line.unwrap_or_default();
+            bar.set_message(format!("box {}: {}", self.name, line.chars().take(90).collect::<String>()));
+            log.push_str(&line);
+            log.push('\n');
+        }
+        let status = reader.try_wait()?.map(|o| o.status);
+        for pid in reader.pids() {
+            cleanup::disown_process(pid);
+        }
+        std::fs::write(&log_path, &log)?;
+        bar.finish_and_clear();
+        match status {
+            Some(s) if s.success() => {}
+            _ => {
+                return Err(exec::failure(
+                    &format!("building box {} failed", self.name),
+                    &format!("recipe {}", self.file.display()),
+                    &argv.join(" "),
+                    &log,
+                    "check the package names in the recipe and that apt works on this machine (`apt-get update`)",
+                ))
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
+        std::fs::write(
+            tmp.join("built.json"),
+            serde_json::json!({ "name": self.name, "hash": self.hash, "seconds": secs }).to_string(),
+        )?;
+        eprintln!("pglab: box {} built in {secs:.0}s ({})", self.name, self.dir().display());
+        Ok(())
+    }
+}
+
+fn check_free_space(dir: &Path, need: u64) -> Result<()> {
+    if let Ok(st) = nix::sys::statvfs::statvfs(dir) {
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        if free < need {
+            bail!(
+                "the box cache {} has {} MiB free; a box needs about {} MiB. Free space there or set PGLAB_CACHE_DIR",
+                dir.display(),
+                free >> 20,
+                need >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Names of the recipes in `boxes/`.
+pub fn list_recipes() -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(boxes_dir())?
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".toml").map(str::to_string))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Removes half-built boxes left by runs that were killed.
+pub fn remove_stale_builds() -> Vec<PathBuf> {
+    let parent = paths::cache_root().join("boxes");
+    let mut removed = Vec::new();
+    for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(".tmp-") else { continue };
+        let pid: Option<u32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
+        if pid.map(|p| !cleanup::pid_alive(p)).unwrap_or(true) && cleanup::remove_tree(&e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_recipes_parse() {
+        let names = list_recipes().unwrap();
+        assert!(names.contains(&"bookworm".to_string()) && names.contains(&"trixie".to_string()));
+        for n in names {
+            BoxSpec::load(&n).unwrap();
+        }
+    }
+
+    #[test]
+    fn hash_follows_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a']\n").unwrap();
+        let a = BoxSpec::from_file("x", &p).unwrap();
+        let a2 = BoxSpec::from_file("x", &p).unwrap();
+        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a','b']\n").unwrap();
+        let b = BoxSpec::from_file("x", &p).unwrap();
+        assert_eq!(a.hash, a2.hash);
+        assert_ne!(a.hash, b.hash);
+        assert_ne!(a.dir(), b.dir());
+    }
+
+    #[test]
+    fn missing_recipe_names_the_known_ones() {
+        let e = BoxSpec::load("nosuchbox").unwrap_err().to_string();
+        assert!(e.contains("no box recipe \"nosuchbox\"") && e.contains("bookworm"), "{e}");
+    }
+
+    #[test]
+    fn unknown_recipe_field_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n").unwrap();
+        let e = format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err());
+        assert!(e.contains("pakages"), "{e}");
+    }
+
+    #[test]
+    fn mmdebstrap_command_line() {
+        let b = BoxSpec::load("bookworm").unwrap();
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"));
+        assert_eq!(argv[0], "mmdebstrap");
+        assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
+        assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
+    }
+}

@@ -1,0 +1,190 @@
+//! Running commands on the machine that runs pglab, with deadlines, captured output and
+//! errors that say what failed, where, the command, the tail of its output and what to try.
+
+use anyhow::{anyhow, Result};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct CmdOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl CmdOutput {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    /// stdout and stderr, for error messages.
+    pub fn combined(&self) -> String {
+        let mut s = self.stdout.clone();
+        if !self.stderr.is_empty() {
+            if !s.is_empty() && !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s.push_str(&self.stderr);
+        }
+        s
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One clear paragraph: what failed, where, the command, the tail of its output, what to try.
+pub fn failure(what: &str, place: &str, command: &str, output: &str, hint: &str) -> anyhow::Error {
+    let mut msg = format!("{what} ({place})\n  command: {command}");
+    let t = tail(output, 15);
+    if !t.trim().is_empty() {
+        msg.push_str("\n  output (last lines):");
+        for l in t.lines() {
+            msg.push_str("\n    | ");
+            msg.push_str(l);
+        }
+    }
+    if !hint.is_empty() {
+        msg.push_str("\n  try: ");
+        msg.push_str(hint);
+    }
+    anyhow!(msg)
+}
+
+/// Runs `argv` to completion with `stdin` fed in, killing it after `timeout`.
+/// A non-zero exit is not an error here; failing to start or timing out is.
+pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<CmdOutput> {
+    let start = Instant::now();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        failure(
+            &format!("cannot start {}: {e}", argv[0]),
+            "this machine",
+            &argv.join(" "),
+            "",
+            "run `pglab doctor` to see what is missing",
+        )
+    })?;
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+            let err = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+            return Err(failure(
+                &format!("command did not finish within {}", humantime::format_duration(timeout)),
+                "this machine",
+                &argv.join(" "),
+                &format!("{out}{err}"),
+                "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(CmdOutput {
+        code,
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+        duration: start.elapsed(),
+    })
+}
+
+/// Runs a host command that must succeed (setup plumbing: ip, mount, ...).
+pub fn must(argv: &[&str], place: &str, hint: &str) -> Result<CmdOutput> {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let out = run(&argv, None, Duration::from_secs(120))?;
+    if !out.ok() {
+        return Err(failure(
+            &format!("{} exited with code {}", argv[0], out.code),
+            place,
+            &argv.join(" "),
+            &out.combined(),
+            hint,
+        ));
+    }
+    Ok(out)
+}
+
+/// Like `must` but failure is ignored (teardown of things that may already be gone).
+pub fn quiet(argv: &[&str]) -> bool {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    run(&argv, None, Duration::from_secs(60)).map(|o| o.ok()).unwrap_or(false)
+}
+
+/// The global multiplier for every deadline, for slow machines (`PGLAB_TIMEOUT_FACTOR`).
+pub fn timeout_factor() -> f64 {
+    std::env::var("PGLAB_TIMEOUT_FACTOR").ok().and_then(|v| v.parse().ok()).filter(|f: &f64| *f > 0.0).unwrap_or(1.0)
+}
+
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(timeout_factor())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn captures_streams_and_code() {
+        let o = run(&sh("echo out; echo err >&2; exit 3"), None, Duration::from_secs(5)).unwrap();
+        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "out\n", "err\n"));
+    }
+
+    #[test]
+    fn feeds_stdin() {
+        let o = run(&sh("cat"), Some(b"hello"), Duration::from_secs(5)).unwrap();
+        assert_eq!(o.stdout, "hello");
+    }
+
+    #[test]
+    fn times_out_with_a_clear_error() {
+        let e = run(&sh("echo started; sleep 5"), None, Duration::from_millis(300)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("did not finish within") && msg.contains("sleep 5") && msg.contains("started"), "{msg}");
+    }
+
+    #[test]
+    fn failure_is_one_paragraph_with_tail_and_hint() {
+        let out: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+        let msg = failure("x failed", "host node1", "cmd", &out, "do y").to_string();
+        assert!(msg.contains("line 40") && !msg.contains("line 20\n") && msg.contains("try: do y"), "{msg}");
+    }
+}

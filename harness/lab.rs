@@ -1,0 +1,272 @@
+//! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
+//! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
+
+use crate::backend::{nspawn::Nspawn, Backend, HostState};
+use crate::exec::CmdOutput;
+use crate::secrets::Secrets;
+use crate::topology::Topology;
+use crate::{boxes, cleanup, paths};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What is written to `lab.json`: enough to find and remove the lab from another process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabRecord {
+    pub id: String,
+    pub backend: String,
+    pub box_name: String,
+    pub box_root: PathBuf,
+    pub topology: Topology,
+    /// The pglab process that created the lab; when it is gone and the lab is not kept,
+    /// the lab is stale.
+    pub owner_pid: u32,
+    pub owner_start: u64,
+    pub kept: bool,
+    pub created_unix: u64,
+}
+
+pub struct UpOptions {
+    pub box_name: String,
+    pub topology: Topology,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions { box_name: "bookworm".into(), topology: Topology::default_lab() }
+    }
+}
+
+pub struct Lab {
+    pub record: LabRecord,
+    pub dir: PathBuf,
+    pub secrets: Secrets,
+    backend: Box<dyn Backend>,
+    /// Destroy on drop (failure, panic); cleared by `keep`.
+    destroy_on_drop: bool,
+}
+
+fn new_id() -> String {
+    use rand::Rng;
+    format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32))
+}
+
+fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backend>> {
+    match rec.backend.as_str() {
+        "nspawn" => Ok(Box::new(Nspawn::new(&rec.id, dir, &rec.box_root, &rec.topology))),
+        other => bail!("lab {} uses backend {other:?}, which this pglab does not know", rec.id),
+    }
+}
+
+impl Lab {
+    /// Builds the box if needed, creates a new lab and brings all hosts up.
+    pub fn up(opts: UpOptions) -> Result<Lab> {
+        let started = Instant::now();
+        crate::doctor::require_root("bring a lab up")?;
+        for (id, _) in gc(false)? {
+            eprintln!("pglab: removed stale lab {id}");
+        }
+        let spec = boxes::BoxSpec::load(&opts.box_name)?;
+        if !spec.is_built() {
+            crate::progress::say(started, "box", &format!("building {} (once; cached under {})", spec.name, spec.dir().display()));
+        }
+        let box_root = spec.ensure()?;
+        let id = new_id();
+        let dir = paths::labs_dir().join(&id);
+        let record = LabRecord {
+            id: id.clone(),
+            backend: "nspawn".into(),
+            box_name: opts.box_name.clone(),
+            box_root,
+            topology: opts.topology.clone(),
+            owner_pid: std::process::id(),
+            owner_start: cleanup::pid_start_time(std::process::id()).unwrap_or(0),
+            kept: false,
+            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        };
+        {
+            let _g = cleanup::creating()?;
+            std::fs::create_dir_all(dir.join("logs"))
+                .with_context(|| format!("cannot create lab directory {} (set PGLAB_STATE_DIR)", dir.display()))?;
+            cleanup::own_lab(&id);
+        }
+        let secrets = Secrets::generate();
+        secrets.save(&dir.join("secrets.env"))?;
+        let backend = open_backend(&record, &dir)?;
+        let mut lab = Lab { record, dir, secrets, backend, destroy_on_drop: true };
+        lab.save()?;
+        crate::progress::say(started, "up", &format!("lab {id}: starting {} on {}", lab.record.topology.names().join(", "), lab.backend.kind()));
+        lab.backend.up()?;
+        crate::progress::say(started, "up", &format!("lab {id}: all hosts booted"));
+        Ok(lab)
+    }
+
+    /// Opens an existing lab (by id, or the only one there is).
+    pub fn attach(id: Option<&str>) -> Result<Lab> {
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => {
+                let all = list()?;
+                match all.as_slice() {
+                    [one] => one.id.clone(),
+                    [] => bail!("no lab is up; start one with `pglab up`"),
+                    many => bail!(
+                        "{} labs are up ({}); name one with --lab ID",
+                        many.len(),
+                        many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            }
+        };
+        let dir = paths::labs_dir().join(&id);
+        let record = read_record(&id)?;
+        let secrets = Secrets::load(&dir.join("secrets.env"))?;
+        let backend = open_backend(&record, &dir)?;
+        Ok(Lab { record, dir, secrets, backend, destroy_on_drop: false })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.record.topology
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    fn save(&self) -> Result<()> {
+        let p = self.dir.join("lab.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&self.record)?).with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    /// Leaves the lab up when this process ends, on purpose.
+    pub fn keep(&mut self) -> Result<()> {
+        self.record.kept = true;
+        self.destroy_on_drop = false;
+        cleanup::disown_lab(&self.record.id);
+        self.save()
+    }
+
+    pub fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
+        self.backend.exec(host, user, script, timeout)
+    }
+
+    pub fn status(&self) -> Vec<(String, HostState)> {
+        self.record.topology.hosts.iter().map(|h| (h.name.clone(), self.backend.host_state(&h.name))).collect()
+    }
+
+    pub fn how_to_enter(&self) -> String {
+        let mut s = format!("lab {} is up (kept). Hosts:\n", self.id());
+        for h in &self.record.topology.hosts {
+            s.push_str(&format!("  {:<8} {:<15} {}\n", h.name, h.address.to_string(), self.backend.how_to_enter(&h.name)));
+        }
+        s.push_str(&format!("Remove it with: pglab down --lab {}", self.id()));
+        s
+    }
+
+    pub fn down(mut self) -> Result<()> {
+        self.destroy_on_drop = false;
+        let r = self.backend.down();
+        cleanup::disown_lab(&self.record.id);
+        r
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.destroy_on_drop {
+            if let Err(e) = self.backend.down() {
+                eprintln!("pglab: removing lab {}: {e:#}", self.record.id);
+            }
+            cleanup::disown_lab(&self.record.id);
+        }
+    }
+}
+
+pub fn read_record(id: &str) -> Result<LabRecord> {
+    let p = paths::labs_dir().join(id).join("lab.json");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("no lab {id} ({} not readable)", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a lab record", p.display()))
+}
+
+/// Every lab with a record on this machine.
+pub fn list() -> Result<Vec<LabRecord>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(paths::labs_dir()).into_iter().flatten().flatten() {
+        if let Ok(r) = read_record(&e.file_name().to_string_lossy()) {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| r.created_unix);
+    Ok(out)
+}
+
+/// Removes lab `id` (record or not) by discovery.
+pub fn destroy(id: &str) -> Result<()> {
+    let dir = paths::labs_dir().join(id);
+    let hosts: Vec<String> = match read_record(id) {
+        Ok(r) => r.topology.hosts.iter().map(|h| h.name.clone()).collect(),
+        Err(_) => std::fs::read_dir(dir.join("hosts"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect(),
+    };
+    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    crate::backend::nspawn::teardown(id, &dir, &hosts)
+}
+
+fn is_stale(r: &LabRecord) -> bool {
+    let owner_alive = cleanup::pid_alive(r.owner_pid) && cleanup::pid_start_time(r.owner_pid) == Some(r.owner_start);
+    !r.kept && !owner_alive
+}
+
+/// Finds and removes stale labs (owner gone, not kept; with `all`, every lab), and
+/// resources whose lab has no record left. Returns what was removed and why.
+pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
+    let mut removed = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    for r in list()? {
+        known.insert(r.id.clone());
+        if all || is_stale(&r) {
+            destroy(&r.id)?;
+            removed.push((r.id.clone(), if all { "--all".into() } else { format!("its pglab process {} is gone", r.owner_pid) }));
+        }
+    }
+    // Orphans: directories without a record, namespaces and processes without a directory.
+    let mut orphan_ids = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(paths::labs_dir()).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().to_string();
+        if !known.contains(&id) && !is_being_created(&e.path()) {
+            orphan_ids.insert(id);
+        }
+    }
+    for ns in cleanup::netns_matching("pglab") {
+        if let Some(id) = ns.strip_prefix("pglab-").map(|r| r.split('-').next().unwrap_or(r).to_string()) {
+            if !known.contains(&id) && !paths::labs_dir().join(&id).exists() {
+                orphan_ids.insert(id);
+            }
+        }
+    }
+    for id in orphan_ids {
+        destroy(&id)?;
+        removed.push((id, "no lab record".into()));
+    }
+    for p in boxes::remove_stale_builds() {
+        removed.push((p.display().to_string(), "half-built box".into()));
+    }
+    Ok(removed)
+}
+
+/// A lab directory younger than a few seconds without lab.json may be one being created now.
+fn is_being_created(dir: &std::path::Path) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(10))
+        .unwrap_or(false)
+}

@@ -1,0 +1,13 @@
+//! pglab: a test harness for PostgreSQL replication and backup labs.
+//! See ARCHITECTURE.md for the map of the code.
+
+pub mod backend;
+pub mod boxes;
+pub mod cleanup;
+pub mod doctor;
+pub mod exec;
+pub mod lab;
+pub mod paths;
+pub mod progress;
+pub mod secrets;
+pub mod topology;

@@ -1,0 +1,189 @@
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use pglab::lab::{Lab, UpOptions};
+use pglab::{boxes, cleanup, doctor, lab};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// pglab: PostgreSQL replication and backup labs, provisioned and proven.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Brings a lab up and leaves it running; prints how to get in.
+    Up {
+        /// Box recipe (boxes/NAME.toml).
+        #[arg(long = "box", default_value = "bookworm")]
+        box_name: String,
+        /// Topology file (default: the built-in lab.toml).
+        #[arg(long)]
+        topology: Option<PathBuf>,
+    },
+    /// Runs a command on a host of a lab: `pglab exec node1 -- psql -c 'select 1'`.
+    Exec {
+        #[arg(long)]
+        lab: Option<String>,
+        /// User to run as on the host.
+        #[arg(long, short, default_value = "root")]
+        user: String,
+        host: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Lists labs and the state of their hosts.
+    Status,
+    /// Removes a lab (or every lab with --all).
+    Down {
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Finds and removes stale labs left by killed runs (with --all, every lab).
+    Gc {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Lists what the host needs and whether it is there; --install installs what is missing.
+    Doctor {
+        #[arg(long)]
+        install: bool,
+    },
+    /// Box recipes: build or list.
+    #[command(subcommand)]
+    Box(BoxCmd),
+}
+
+#[derive(Subcommand)]
+enum BoxCmd {
+    /// Builds a box (no-op when the recipe is unchanged and the box is cached).
+    Build {
+        #[arg(default_value = "bookworm")]
+        name: String,
+        /// Rebuild even if cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Lists the recipes and whether each is built.
+    List,
+}
+
+fn main() {
+    cleanup::install_signal_handlers();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pglab: error: {e:#}");
+            1
+        }
+    };
+    cleanup::remove_owned();
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Up { box_name, topology } => {
+            let topology = match topology {
+                Some(p) => pglab::topology::Topology::load(&p)?,
+                None => pglab::topology::Topology::default_lab(),
+            };
+            let mut lab = Lab::up(UpOptions { box_name, topology })?;
+            lab.keep()?;
+            println!("{}", lab.how_to_enter());
+            Ok(0)
+        }
+        Cmd::Exec { lab, user, host, command } => {
+            let lab = Lab::attach(lab.as_deref())?;
+            let script = command.iter().map(|a| pglab::backend::shell_quote(a)).collect::<Vec<_>>().join(" ");
+            let out = lab.exec(&host, &user, &script, Duration::from_secs(3600))?;
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            Ok(out.code)
+        }
+        Cmd::Status => {
+            let labs = lab::list()?;
+            if labs.is_empty() {
+                println!("no labs");
+            }
+            for r in labs {
+                let l = Lab::attach(Some(&r.id))?;
+                let hosts: Vec<String> = l.status().iter().map(|(h, s)| format!("{h}={s:?}").to_lowercase()).collect();
+                println!(
+                    "lab {}  backend={} box={} {} owner={}  {}",
+                    r.id,
+                    r.backend,
+                    r.box_name,
+                    if r.kept { "kept" } else { "running" },
+                    r.owner_pid,
+                    hosts.join(" ")
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Down { lab, all } => {
+            doctor::require_root("remove a lab")?;
+            if all {
+                for r in lab::list()? {
+                    lab::destroy(&r.id)?;
+                    println!("removed lab {}", r.id);
+                }
+            } else {
+                let l = Lab::attach(lab.as_deref())?;
+                let id = l.id().to_string();
+                l.down()?;
+                println!("removed lab {id}");
+            }
+            Ok(0)
+        }
+        Cmd::Gc { all } => {
+            doctor::require_root("remove labs")?;
+            let removed = lab::gc(all)?;
+            if removed.is_empty() {
+                println!("nothing stale");
+            }
+            for (what, why) in removed {
+                println!("removed {what} ({why})");
+            }
+            Ok(0)
+        }
+        Cmd::Doctor { install } => {
+            if install {
+                doctor::ensure(true)?;
+            }
+            let needs = doctor::needs();
+            print!("{}", doctor::report(&needs));
+            Ok(if needs.iter().all(|n| n.present) { 0 } else { 1 })
+        }
+        Cmd::Box(BoxCmd::Build { name, force }) => {
+            doctor::require_root("build a box")?;
+            let spec = boxes::BoxSpec::load(&name)?;
+            if force && spec.is_built() {
+                cleanup::remove_tree(&spec.dir())?;
+            }
+            if spec.is_built() {
+                println!("box {name} is cached: {}", spec.dir().display());
+            } else {
+                spec.build()?;
+            }
+            Ok(0)
+        }
+        Cmd::Box(BoxCmd::List) => {
+            for name in boxes::list_recipes()? {
+                let spec = boxes::BoxSpec::load(&name)?;
+                println!(
+                    "{name:<10} {:<48} {}",
+                    spec.recipe.description,
+                    if spec.is_built() { format!("built {}", spec.dir().display()) } else { "not built".into() }
+                );
+            }
+            Ok(0)
+        }
+    }
+}
