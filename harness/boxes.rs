@@ -48,14 +48,19 @@ impl BoxSpec {
         let file = boxes_dir().join(format!("{name}.toml"));
         if !file.exists() {
             let known = list_recipes().unwrap_or_default().join(", ");
-            bail!("no box recipe {name:?}: {} does not exist (known boxes: {known})", file.display());
+            bail!(
+                "no box recipe {name:?}: {} does not exist (known boxes: {known})",
+                file.display()
+            );
         }
         Self::from_file(name, &file)
     }
 
     pub fn from_file(name: &str, file: &Path) -> Result<BoxSpec> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read box recipe {}", file.display()))?;
-        let recipe: Recipe = toml::from_str(&text).with_context(|| format!("box recipe {} is not valid", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read box recipe {}", file.display()))?;
+        let recipe: Recipe = toml::from_str(&text)
+            .with_context(|| format!("box recipe {} is not valid", file.display()))?;
         if recipe.packages.is_empty() {
             bail!("box recipe {}: packages is empty", file.display());
         }
@@ -63,11 +68,18 @@ impl BoxSpec {
         h.update(BUILD_FORMAT);
         h.update(text.as_bytes());
         let hash = hex::encode(h.finalize())[..12].to_string();
-        Ok(BoxSpec { name: name.into(), recipe, hash, file: file.into() })
+        Ok(BoxSpec {
+            name: name.into(),
+            recipe,
+            hash,
+            file: file.into(),
+        })
     }
 
     pub fn dir(&self) -> PathBuf {
-        paths::cache_root().join("boxes").join(format!("{}-{}", self.name, self.hash))
+        paths::cache_root()
+            .join("boxes")
+            .join(format!("{}-{}", self.name, self.hash))
     }
 
     /// The root file system the hosts' overlays use as their lower layer.
@@ -87,7 +99,10 @@ impl BoxSpec {
             format!("--include={}", self.recipe.packages.join(",")),
         ];
         for c in &self.recipe.customize {
-            argv.push(format!("--customize-hook=chroot \"$1\" sh -c {}", crate::backend::shell_quote(c)));
+            argv.push(format!(
+                "--customize-hook=chroot \"$1\" sh -c {}",
+                crate::backend::shell_quote(c)
+            ));
         }
         argv.push(self.recipe.suite.clone());
         argv.push(target.to_string_lossy().into());
@@ -105,10 +120,18 @@ impl BoxSpec {
     pub fn build(&self) -> Result<()> {
         let parent = paths::cache_root().join("boxes");
         std::fs::create_dir_all(&parent).with_context(|| {
-            format!("cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)", parent.display())
+            format!(
+                "cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)",
+                parent.display()
+            )
         })?;
         check_free_space(&parent, 2 << 30)?;
-        let tmp = parent.join(format!(".tmp-{}-{}-{}", self.name, self.hash, std::process::id()));
+        let tmp = parent.join(format!(
+            ".tmp-{}-{}-{}",
+            self.name,
+            self.hash,
+            std::process::id()
+        ));
         cleanup::own_temp_dir(&tmp);
         let result = self.build_into(&tmp);
         if result.is_err() {
@@ -121,8 +144,9 @@ impl BoxSpec {
             // Another run finished the same box first: theirs is as good as ours.
             let _ = cleanup::remove_tree(&tmp);
         } else {
-            std::fs::rename(&tmp, &final_dir)
-                .with_context(|| format!("cannot move the finished box to {}", final_dir.display()))?;
+            std::fs::rename(&tmp, &final_dir).with_context(|| {
+                format!("cannot move the finished box to {}", final_dir.display())
+            })?;
         }
         cleanup::disown_temp_dir(&tmp);
         Ok(())
@@ -134,7 +158,10 @@ impl BoxSpec {
         let argv = self.mmdebstrap_argv(&rootfs);
         let log_path = tmp.join("build.log");
         let started = Instant::now();
-        let bar = crate::progress::spinner(&format!("box {}: mmdebstrap {}", self.name, self.recipe.suite));
+        let bar = crate::progress::spinner(&format!(
+            "box {}: mmdebstrap {}",
+            self.name, self.recipe.suite
+        ));
         let reader = duct::cmd(&argv[0], &argv[1..])
             .stderr_to_stdout()
             .unchecked()
@@ -146,7 +173,11 @@ impl BoxSpec {
         let mut log = String::new();
         for line in std::io::BufReader::new(&reader).lines() {
             let line = line.unwrap_or_default();
-            bar.set_message(format!("box {}: {}", self.name, line.chars().take(90).collect::<String>()));
+            bar.set_message(format!(
+                "box {}: {}",
+                self.name,
+                line.chars().take(90).collect::<String>()
+            ));
             log.push_str(&line);
             log.push('\n');
         }
@@ -172,9 +203,14 @@ impl BoxSpec {
         std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
         std::fs::write(
             tmp.join("built.json"),
-            serde_json::json!({ "name": self.name, "hash": self.hash, "seconds": secs }).to_string(),
+            serde_json::json!({ "name": self.name, "hash": self.hash, "seconds": secs })
+                .to_string(),
         )?;
-        eprintln!("pglab: box {} built in {secs:.0}s ({})", self.name, self.dir().display());
+        eprintln!(
+            "pglab: box {} built in {secs:.0}s ({})",
+            self.name,
+            self.dir().display()
+        );
         Ok(())
     }
 }
@@ -198,7 +234,12 @@ fn check_free_space(dir: &Path, need: u64) -> Result<()> {
 pub fn list_recipes() -> Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(boxes_dir())?
         .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".toml").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".toml")
+                .map(str::to_string)
+        })
         .collect();
     names.sort();
     Ok(names)
@@ -210,9 +251,13 @@ pub fn remove_stale_builds() -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix(".tmp-") else { continue };
+        let Some(rest) = name.strip_prefix(".tmp-") else {
+            continue;
+        };
         let pid: Option<u32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
-        if pid.map(|p| !cleanup::pid_alive(p)).unwrap_or(true) && cleanup::remove_tree(&e.path()).is_ok() {
+        if pid.map(|p| !cleanup::pid_alive(p)).unwrap_or(true)
+            && cleanup::remove_tree(&e.path()).is_ok()
+        {
             removed.push(e.path());
         }
     }
@@ -239,7 +284,11 @@ mod tests {
         std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a']\n").unwrap();
         let a = BoxSpec::from_file("x", &p).unwrap();
         let a2 = BoxSpec::from_file("x", &p).unwrap();
-        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a','b']\n").unwrap();
+        std::fs::write(
+            &p,
+            "description='x'\nsuite='bookworm'\npackages=['a','b']\n",
+        )
+        .unwrap();
         let b = BoxSpec::from_file("x", &p).unwrap();
         assert_eq!(a.hash, a2.hash);
         assert_ne!(a.hash, b.hash);
@@ -249,14 +298,21 @@ mod tests {
     #[test]
     fn missing_recipe_names_the_known_ones() {
         let e = BoxSpec::load("nosuchbox").unwrap_err().to_string();
-        assert!(e.contains("no box recipe \"nosuchbox\"") && e.contains("bookworm"), "{e}");
+        assert!(
+            e.contains("no box recipe \"nosuchbox\"") && e.contains("bookworm"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_recipe_field_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.toml");
-        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n").unwrap();
+        std::fs::write(
+            &p,
+            "description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n",
+        )
+        .unwrap();
         let e = format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err());
         assert!(e.contains("pakages"), "{e}");
     }

@@ -61,7 +61,9 @@ pub fn creating() -> Result<MutexGuard<'static, ()>> {
 /// On SIGINT/SIGTERM: stop creating, remove everything this process owns, exit 130/143.
 pub fn install_signal_handlers() {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             ABORTING.store(true, Ordering::SeqCst);
@@ -96,7 +98,10 @@ pub fn remove_owned() {
 
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true),
         Err(_) => false,
     }
 }
@@ -112,9 +117,13 @@ pub fn pid_start_time(pid: u32) -> Option<u64> {
 pub fn pids_matching(needle: &str) -> Vec<u32> {
     let me = std::process::id();
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -179,7 +188,10 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn unescape_mount_path(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 pub fn is_mountpoint(p: &Path) -> bool {
@@ -219,7 +231,11 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
 /// Named network namespaces (`ip netns`) whose name starts with `prefix`.
 pub fn netns_matching(prefix: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir("/run/netns")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     out.retain(|n| n == prefix || n.starts_with(&format!("{prefix}-")));
     out.sort();
@@ -229,7 +245,12 @@ pub fn netns_matching(prefix: &str) -> Vec<String> {
 /// Network links in the machine's own namespace whose name contains `needle`.
 pub fn links_matching(needle: &str) -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.contains(needle)).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.contains(needle))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -249,6 +270,13 @@ pub fn leftovers(id: &str) -> Vec<String> {
     }
     for pid in pids_matching(&tag) {
         found.push(format!("process {pid}"));
+    }
+    for h in crate::backend::nspawn::cgroup_hierarchies() {
+        for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&tag) {
+                found.push(format!("cgroup {}", e.path().display()));
+            }
+        }
     }
     let dir = crate::paths::labs_dir().join(id);
     if dir.exists() {
@@ -270,7 +298,10 @@ mod tests {
 
     #[test]
     fn kill_tree_kills_children() {
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30; wait"]).spawn().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30; wait"])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let pid = child.id();
         let kids = children(pid);
@@ -285,7 +316,10 @@ mod tests {
     #[test]
     fn pids_matching_finds_by_command_line() {
         let marker = format!("pglab-unit-{}", std::process::id());
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", &marker]).spawn().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", &marker])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(pids_matching(&marker), vec![child.id()]);
         child.kill().unwrap();

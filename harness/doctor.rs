@@ -25,21 +25,57 @@ pub fn is_root() -> bool {
 
 pub fn needs() -> Vec<Need> {
     vec![
-        Need { what: "root (user id 0)", package: None, present: is_root() },
-        Need { what: "systemd-nspawn", package: Some("systemd-container"), present: has("systemd-nspawn") },
-        Need { what: "mmdebstrap", package: Some("mmdebstrap"), present: has("mmdebstrap") },
-        Need { what: "ip (iproute2)", package: Some("iproute2"), present: has("ip") },
-        Need { what: "nsenter (util-linux)", package: Some("util-linux"), present: has("nsenter") },
-        Need { what: "nft (nftables, for link cuts)", package: Some("nftables"), present: has("nft") },
-        Need { what: "overlayfs in the kernel", package: None, present: overlayfs() },
+        Need {
+            what: "root (user id 0)",
+            package: None,
+            present: is_root(),
+        },
+        Need {
+            what: "systemd-nspawn",
+            package: Some("systemd-container"),
+            present: has("systemd-nspawn"),
+        },
+        Need {
+            what: "mmdebstrap",
+            package: Some("mmdebstrap"),
+            present: has("mmdebstrap"),
+        },
+        Need {
+            what: "ip (iproute2)",
+            package: Some("iproute2"),
+            present: has("ip"),
+        },
+        Need {
+            what: "nsenter (util-linux)",
+            package: Some("util-linux"),
+            present: has("nsenter"),
+        },
+        Need {
+            what: "nft (nftables, for link cuts)",
+            package: Some("nftables"),
+            present: has("nft"),
+        },
+        Need {
+            what: "overlayfs in the kernel",
+            package: None,
+            present: overlayfs(),
+        },
     ]
 }
 
 pub fn report(needs: &[Need]) -> String {
     let mut s = String::new();
     for n in needs {
-        let pkg = n.package.map(|p| format!(" (package {p})")).unwrap_or_default();
-        s.push_str(&format!("  [{}] {}{}\n", if n.present { "ok" } else { "MISSING" }, n.what, pkg));
+        let pkg = n
+            .package
+            .map(|p| format!(" (package {p})"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "  [{}] {}{}\n",
+            if n.present { "ok" } else { "MISSING" },
+            n.what,
+            pkg
+        ));
     }
     s
 }
@@ -51,16 +87,27 @@ fn apt_based() -> bool {
 /// Installs what is missing (Debian/Ubuntu as root), or fails with the exact command to run.
 pub fn ensure(install: bool) -> Result<()> {
     let needs = needs();
-    let missing: Vec<&'static str> = needs.iter().filter(|n| !n.present).filter_map(|n| n.package).collect();
+    let missing: Vec<&'static str> = needs
+        .iter()
+        .filter(|n| !n.present)
+        .filter_map(|n| n.package)
+        .collect();
     if let Some(n) = needs.iter().find(|n| !n.present && n.package.is_none()) {
-        bail!("pglab needs {}, which is missing:\n{}", n.what, report(&needs));
+        bail!(
+            "pglab needs {}, which is missing:\n{}",
+            n.what,
+            report(&needs)
+        );
     }
     if missing.is_empty() {
         return Ok(());
     }
     let cmd = format!("apt-get install -y {}", missing.join(" "));
     if !(install && apt_based() && is_root()) {
-        bail!("missing on this machine:\n{}install them with:\n  {cmd}", report(&needs));
+        bail!(
+            "missing on this machine:\n{}install them with:\n  {cmd}",
+            report(&needs)
+        );
     }
     eprintln!("pglab: installing what is missing: {cmd}");
     let status = std::process::Command::new("apt-get")

@@ -4,6 +4,8 @@
 use anyhow::{anyhow, Result};
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a finished command left behind.
@@ -62,7 +64,11 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
     let start = Instant::now();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
@@ -82,18 +88,10 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
             let _ = pipe.write_all(&data);
         });
     }
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
+    // Output is collected as it arrives; a background process started by the command may
+    // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
+    let out_buf = collect(child.stdout.take().expect("piped stdout"));
+    let err_buf = collect(child.stderr.take().expect("piped stderr"));
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
@@ -101,26 +99,62 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            let out = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-            let err = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+            let (out, err) = (drain(&out_buf), drain(&err_buf));
             return Err(failure(
-                &format!("command did not finish within {}", humantime::format_duration(timeout)),
+                &format!(
+                    "command did not finish within {}",
+                    humantime::format_duration(timeout)
+                ),
                 "this machine",
                 &argv.join(" "),
                 &format!("{out}{err}"),
                 "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
             ));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
+    let grace = Instant::now() + Duration::from_secs(2);
+    while !(out_buf.1.load(std::sync::atomic::Ordering::SeqCst)
+        && err_buf.1.load(std::sync::atomic::Ordering::SeqCst))
+        && Instant::now() < grace
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     Ok(CmdOutput {
         code,
-        stdout: String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned(),
+        stdout: drain(&out_buf),
+        stderr: drain(&err_buf),
         duration: start.elapsed(),
     })
+}
+
+type Collected = (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
+
+fn collect(mut pipe: impl Read + Send + 'static) -> Collected {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let (b, d) = (buf.clone(), done.clone());
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
+        d.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    (buf, done)
+}
+
+fn drain(c: &Collected) -> String {
+    String::from_utf8_lossy(&c.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
 /// Runs a host command that must succeed (setup plumbing: ip, mount, ...).
@@ -142,12 +176,18 @@ pub fn must(argv: &[&str], place: &str, hint: &str) -> Result<CmdOutput> {
 /// Like `must` but failure is ignored (teardown of things that may already be gone).
 pub fn quiet(argv: &[&str]) -> bool {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    run(&argv, None, Duration::from_secs(60)).map(|o| o.ok()).unwrap_or(false)
+    run(&argv, None, Duration::from_secs(60))
+        .map(|o| o.ok())
+        .unwrap_or(false)
 }
 
 /// The global multiplier for every deadline, for slow machines (`PGLAB_TIMEOUT_FACTOR`).
 pub fn timeout_factor() -> f64 {
-    std::env::var("PGLAB_TIMEOUT_FACTOR").ok().and_then(|v| v.parse().ok()).filter(|f: &f64| *f > 0.0).unwrap_or(1.0)
+    std::env::var("PGLAB_TIMEOUT_FACTOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|f: &f64| *f > 0.0)
+        .unwrap_or(1.0)
 }
 
 pub fn scaled(d: Duration) -> Duration {
@@ -164,8 +204,29 @@ mod tests {
 
     #[test]
     fn captures_streams_and_code() {
-        let o = run(&sh("echo out; echo err >&2; exit 3"), None, Duration::from_secs(5)).unwrap();
-        assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "out\n", "err\n"));
+        let o = run(
+            &sh("echo out; echo err >&2; exit 3"),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
+    }
+
+    #[test]
+    fn does_not_hang_on_a_background_child_holding_the_pipe() {
+        let t = Instant::now();
+        let o = run(
+            &sh("echo hi; sleep 20 & exit 0"),
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(o.stdout, "hi\n");
+        assert!(t.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
@@ -176,15 +237,28 @@ mod tests {
 
     #[test]
     fn times_out_with_a_clear_error() {
-        let e = run(&sh("echo started; sleep 5"), None, Duration::from_millis(300)).unwrap_err();
+        let e = run(
+            &sh("echo started; sleep 5"),
+            None,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("did not finish within") && msg.contains("sleep 5") && msg.contains("started"), "{msg}");
+        assert!(
+            msg.contains("did not finish within")
+                && msg.contains("sleep 5")
+                && msg.contains("started"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn failure_is_one_paragraph_with_tail_and_hint() {
         let out: String = (1..=40).map(|i| format!("line {i}\n")).collect();
         let msg = failure("x failed", "host node1", "cmd", &out, "do y").to_string();
-        assert!(msg.contains("line 40") && !msg.contains("line 20\n") && msg.contains("try: do y"), "{msg}");
+        assert!(
+            msg.contains("line 40") && !msg.contains("line 20\n") && msg.contains("try: do y"),
+            "{msg}"
+        );
     }
 }

@@ -34,7 +34,10 @@ pub struct UpOptions {
 
 impl Default for UpOptions {
     fn default() -> Self {
-        UpOptions { box_name: "bookworm".into(), topology: Topology::default_lab() }
+        UpOptions {
+            box_name: "bookworm".into(),
+            topology: Topology::default_lab(),
+        }
     }
 }
 
@@ -54,8 +57,16 @@ fn new_id() -> String {
 
 fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backend>> {
     match rec.backend.as_str() {
-        "nspawn" => Ok(Box::new(Nspawn::new(&rec.id, dir, &rec.box_root, &rec.topology))),
-        other => bail!("lab {} uses backend {other:?}, which this pglab does not know", rec.id),
+        "nspawn" => Ok(Box::new(Nspawn::new(
+            &rec.id,
+            dir,
+            &rec.box_root,
+            &rec.topology,
+        ))),
+        other => bail!(
+            "lab {} uses backend {other:?}, which this pglab does not know",
+            rec.id
+        ),
     }
 }
 
@@ -69,7 +80,15 @@ impl Lab {
         }
         let spec = boxes::BoxSpec::load(&opts.box_name)?;
         if !spec.is_built() {
-            crate::progress::say(started, "box", &format!("building {} (once; cached under {})", spec.name, spec.dir().display()));
+            crate::progress::say(
+                started,
+                "box",
+                &format!(
+                    "building {} (once; cached under {})",
+                    spec.name,
+                    spec.dir().display()
+                ),
+            );
         }
         let box_root = spec.ensure()?;
         let id = new_id();
@@ -83,20 +102,41 @@ impl Lab {
             owner_pid: std::process::id(),
             owner_start: cleanup::pid_start_time(std::process::id()).unwrap_or(0),
             kept: false,
-            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         {
             let _g = cleanup::creating()?;
-            std::fs::create_dir_all(dir.join("logs"))
-                .with_context(|| format!("cannot create lab directory {} (set PGLAB_STATE_DIR)", dir.display()))?;
+            std::fs::create_dir_all(dir.join("logs")).with_context(|| {
+                format!(
+                    "cannot create lab directory {} (set PGLAB_STATE_DIR)",
+                    dir.display()
+                )
+            })?;
             cleanup::own_lab(&id);
         }
         let secrets = Secrets::generate();
         secrets.save(&dir.join("secrets.env"))?;
         let backend = open_backend(&record, &dir)?;
-        let mut lab = Lab { record, dir, secrets, backend, destroy_on_drop: true };
+        let mut lab = Lab {
+            record,
+            dir,
+            secrets,
+            backend,
+            destroy_on_drop: true,
+        };
         lab.save()?;
-        crate::progress::say(started, "up", &format!("lab {id}: starting {} on {}", lab.record.topology.names().join(", "), lab.backend.kind()));
+        crate::progress::say(
+            started,
+            "up",
+            &format!(
+                "lab {id}: starting {} on {}",
+                lab.record.topology.names().join(", "),
+                lab.backend.kind()
+            ),
+        );
         lab.backend.up()?;
         crate::progress::say(started, "up", &format!("lab {id}: all hosts booted"));
         Ok(lab)
@@ -114,7 +154,10 @@ impl Lab {
                     many => bail!(
                         "{} labs are up ({}); name one with --lab ID",
                         many.len(),
-                        many.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+                        many.iter()
+                            .map(|r| r.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 }
             }
@@ -123,7 +166,13 @@ impl Lab {
         let record = read_record(&id)?;
         let secrets = Secrets::load(&dir.join("secrets.env"))?;
         let backend = open_backend(&record, &dir)?;
-        Ok(Lab { record, dir, secrets, backend, destroy_on_drop: false })
+        Ok(Lab {
+            record,
+            dir,
+            secrets,
+            backend,
+            destroy_on_drop: false,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -140,7 +189,8 @@ impl Lab {
 
     fn save(&self) -> Result<()> {
         let p = self.dir.join("lab.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&self.record)?).with_context(|| format!("cannot write {}", p.display()))
+        std::fs::write(&p, serde_json::to_string_pretty(&self.record)?)
+            .with_context(|| format!("cannot write {}", p.display()))
     }
 
     /// Leaves the lab up when this process ends, on purpose.
@@ -151,18 +201,34 @@ impl Lab {
         self.save()
     }
 
-    pub fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
+    pub fn exec(
+        &self,
+        host: &str,
+        user: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<CmdOutput> {
         self.backend.exec(host, user, script, timeout)
     }
 
     pub fn status(&self) -> Vec<(String, HostState)> {
-        self.record.topology.hosts.iter().map(|h| (h.name.clone(), self.backend.host_state(&h.name))).collect()
+        self.record
+            .topology
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), self.backend.host_state(&h.name)))
+            .collect()
     }
 
     pub fn how_to_enter(&self) -> String {
         let mut s = format!("lab {} is up (kept). Hosts:\n", self.id());
         for h in &self.record.topology.hosts {
-            s.push_str(&format!("  {:<8} {:<15} {}\n", h.name, h.address.to_string(), self.backend.how_to_enter(&h.name)));
+            s.push_str(&format!(
+                "  {:<8} {:<15} {}\n",
+                h.name,
+                h.address.to_string(),
+                self.backend.how_to_enter(&h.name)
+            ));
         }
         s.push_str(&format!("Remove it with: pglab down --lab {}", self.id()));
         s
@@ -189,14 +255,19 @@ impl Drop for Lab {
 
 pub fn read_record(id: &str) -> Result<LabRecord> {
     let p = paths::labs_dir().join(id).join("lab.json");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("no lab {id} ({} not readable)", p.display()))?;
+    let text = std::fs::read_to_string(&p)
+        .with_context(|| format!("no lab {id} ({} not readable)", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a lab record", p.display()))
 }
 
 /// Every lab with a record on this machine.
 pub fn list() -> Result<Vec<LabRecord>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(paths::labs_dir()).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(paths::labs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if let Ok(r) = read_record(&e.file_name().to_string_lossy()) {
             out.push(r);
         }
@@ -222,7 +293,8 @@ pub fn destroy(id: &str) -> Result<()> {
 }
 
 fn is_stale(r: &LabRecord) -> bool {
-    let owner_alive = cleanup::pid_alive(r.owner_pid) && cleanup::pid_start_time(r.owner_pid) == Some(r.owner_start);
+    let owner_alive = cleanup::pid_alive(r.owner_pid)
+        && cleanup::pid_start_time(r.owner_pid) == Some(r.owner_start);
     !r.kept && !owner_alive
 }
 
@@ -235,19 +307,33 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         known.insert(r.id.clone());
         if all || is_stale(&r) {
             destroy(&r.id)?;
-            removed.push((r.id.clone(), if all { "--all".into() } else { format!("its pglab process {} is gone", r.owner_pid) }));
+            removed.push((
+                r.id.clone(),
+                if all {
+                    "--all".into()
+                } else {
+                    format!("its pglab process {} is gone", r.owner_pid)
+                },
+            ));
         }
     }
     // Orphans: directories without a record, namespaces and processes without a directory.
     let mut orphan_ids = std::collections::BTreeSet::new();
-    for e in std::fs::read_dir(paths::labs_dir()).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(paths::labs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let id = e.file_name().to_string_lossy().to_string();
         if !known.contains(&id) && !is_being_created(&e.path()) {
             orphan_ids.insert(id);
         }
     }
     for ns in cleanup::netns_matching("pglab") {
-        if let Some(id) = ns.strip_prefix("pglab-").map(|r| r.split('-').next().unwrap_or(r).to_string()) {
+        if let Some(id) = ns
+            .strip_prefix("pglab-")
+            .map(|r| r.split('-').next().unwrap_or(r).to_string())
+        {
             if !known.contains(&id) && !paths::labs_dir().join(&id).exists() {
                 orphan_ids.insert(id);
             }

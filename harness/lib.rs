@@ -9,5 +9,7 @@ pub mod exec;
 pub mod lab;
 pub mod paths;
 pub mod progress;
+pub mod provision;
+pub mod runlog;
 pub mod secrets;
 pub mod topology;

@@ -35,6 +35,14 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Provisions a lab that is up with a submission (default: the reference solution).
+    Provision {
+        #[arg(long)]
+        lab: Option<String>,
+        /// A submission directory (provision.toml + scripts).
+        #[arg(long)]
+        homework: Option<PathBuf>,
+    },
     /// Lists labs and the state of their hosts.
     Status,
     /// Removes a lab (or every lab with --all).
@@ -99,13 +107,44 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{}", lab.how_to_enter());
             Ok(0)
         }
-        Cmd::Exec { lab, user, host, command } => {
+        Cmd::Exec {
+            lab,
+            user,
+            host,
+            command,
+        } => {
             let lab = Lab::attach(lab.as_deref())?;
-            let script = command.iter().map(|a| pglab::backend::shell_quote(a)).collect::<Vec<_>>().join(" ");
+            let script = command
+                .iter()
+                .map(|a| pglab::backend::shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ");
             let out = lab.exec(&host, &user, &script, Duration::from_secs(3600))?;
             print!("{}", out.stdout);
             eprint!("{}", out.stderr);
             Ok(out.code)
+        }
+        Cmd::Provision { lab, homework } => {
+            let lab = Lab::attach(lab.as_deref())?;
+            let sub = pglab::provision::Submission::load(
+                &homework.unwrap_or_else(pglab::provision::reference_dir),
+            )?;
+            let log = pglab::runlog::RunLog::create(
+                &format!("provision-{}-{}", lab.id(), std::process::id()),
+                &lab.secrets,
+            )?;
+            let report = pglab::provision::provision(&lab, &sub, &log, std::time::Instant::now())?;
+            println!(
+                "provisioned lab {} in {:.1}s ({} changes); logs in {}",
+                lab.id(),
+                report.duration.as_secs_f64(),
+                report.changes.len(),
+                log.dir.display()
+            );
+            for c in report.changes {
+                println!("  changed: {c}");
+            }
+            Ok(0)
         }
         Cmd::Status => {
             let labs = lab::list()?;
@@ -114,7 +153,11 @@ fn run(cli: Cli) -> Result<i32> {
             }
             for r in labs {
                 let l = Lab::attach(Some(&r.id))?;
-                let hosts: Vec<String> = l.status().iter().map(|(h, s)| format!("{h}={s:?}").to_lowercase()).collect();
+                let hosts: Vec<String> = l
+                    .status()
+                    .iter()
+                    .map(|(h, s)| format!("{h}={s:?}").to_lowercase())
+                    .collect();
                 println!(
                     "lab {}  backend={} box={} {} owner={}  {}",
                     r.id,
@@ -159,7 +202,11 @@ fn run(cli: Cli) -> Result<i32> {
             }
             let needs = doctor::needs();
             print!("{}", doctor::report(&needs));
-            Ok(if needs.iter().all(|n| n.present) { 0 } else { 1 })
+            Ok(if needs.iter().all(|n| n.present) {
+                0
+            } else {
+                1
+            })
         }
         Cmd::Box(BoxCmd::Build { name, force }) => {
             doctor::require_root("build a box")?;
@@ -180,7 +227,11 @@ fn run(cli: Cli) -> Result<i32> {
                 println!(
                     "{name:<10} {:<48} {}",
                     spec.recipe.description,
-                    if spec.is_built() { format!("built {}", spec.dir().display()) } else { "not built".into() }
+                    if spec.is_built() {
+                        format!("built {}", spec.dir().display())
+                    } else {
+                        "not built".into()
+                    }
                 );
             }
             Ok(0)

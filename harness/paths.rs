@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 /// Labs live under `<state>/labs/<id>`: lab.json, secrets, overlays, logs.
 pub fn state_root() -> PathBuf {
-    std::env::var_os("PGLAB_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/lib/pglab".into())
+    std::env::var_os("PGLAB_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/pglab".into())
 }
 
 pub fn labs_dir() -> PathBuf {
@@ -13,7 +15,9 @@ pub fn labs_dir() -> PathBuf {
 
 /// Built boxes live under `<cache>/boxes/<name>-<hash>`.
 pub fn cache_root() -> PathBuf {
-    std::env::var_os("PGLAB_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/cache/pglab".into())
+    std::env::var_os("PGLAB_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/pglab".into())
 }
 
 /// The repository's own directory (boxes/, scenarios/, examples/ are found relative to it).

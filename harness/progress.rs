@@ -9,7 +9,9 @@ pub fn spinner(msg: &str) -> ProgressBar {
     } else {
         ProgressBar::hidden()
     };
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed:>4}] {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed:>4}] {msg}").expect("valid template"),
+    );
     bar.set_message(msg.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

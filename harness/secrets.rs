@@ -22,24 +22,37 @@ impl std::fmt::Debug for Secrets {
 }
 
 fn random_password() -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
 }
 
 impl Secrets {
     pub fn generate() -> Secrets {
-        Secrets { replicator_password: random_password(), barman_password: random_password() }
+        Secrets {
+            replicator_password: random_password(),
+            barman_password: random_password(),
+        }
     }
 
     /// Environment variables handed to provisioning steps (never on a command line).
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("PGLAB_REPLICATOR_PASSWORD".into(), self.replicator_password.clone()),
+            (
+                "PGLAB_REPLICATOR_PASSWORD".into(),
+                self.replicator_password.clone(),
+            ),
             ("PGLAB_BARMAN_PASSWORD".into(), self.barman_password.clone()),
         ]
     }
 
     pub fn values(&self) -> Vec<String> {
-        vec![self.replicator_password.clone(), self.barman_password.clone()]
+        vec![
+            self.replicator_password.clone(),
+            self.barman_password.clone(),
+        ]
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -105,7 +118,10 @@ mod tests {
         let p = dir.path().join("secrets.env");
         let s = Secrets::generate();
         s.save(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(Secrets::load(&p).unwrap(), s);
     }
 

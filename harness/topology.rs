@@ -39,7 +39,8 @@ pub struct Topology {
 
 impl Topology {
     pub fn default_lab() -> Topology {
-        Topology::parse(DEFAULT_TOPOLOGY, "lab.toml (built in)").expect("built-in lab.toml is valid")
+        Topology::parse(DEFAULT_TOPOLOGY, "lab.toml (built in)")
+            .expect("built-in lab.toml is valid")
     }
 
     pub fn load(path: &Path) -> Result<Topology> {
@@ -49,19 +50,24 @@ impl Topology {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Topology> {
-        let topo: Topology = toml::from_str(text).with_context(|| format!("{origin}: not a valid topology"))?;
-        topo.validate().with_context(|| format!("{origin}: invalid topology"))?;
+        let topo: Topology =
+            toml::from_str(text).with_context(|| format!("{origin}: not a valid topology"))?;
+        topo.validate()
+            .with_context(|| format!("{origin}: invalid topology"))?;
         Ok(topo)
     }
 
     /// Network address and prefix length of `subnet`.
     pub fn network(&self) -> Result<(Ipv4Addr, u8)> {
-        let (addr, prefix) = self
-            .subnet
-            .split_once('/')
-            .with_context(|| format!("subnet {:?} is not of the form a.b.c.d/prefix", self.subnet))?;
-        let addr: Ipv4Addr = addr.parse().with_context(|| format!("subnet address {addr:?}"))?;
-        let prefix: u8 = prefix.parse().with_context(|| format!("subnet prefix {prefix:?}"))?;
+        let (addr, prefix) = self.subnet.split_once('/').with_context(|| {
+            format!("subnet {:?} is not of the form a.b.c.d/prefix", self.subnet)
+        })?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .with_context(|| format!("subnet address {addr:?}"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .with_context(|| format!("subnet prefix {prefix:?}"))?;
         if !(8..=30).contains(&prefix) {
             bail!("subnet prefix /{prefix} must be between /8 and /30");
         }
@@ -96,23 +102,41 @@ impl Topology {
             // Host names become interface names (`v-<name>`, 15 bytes at most) and hostnames.
             let valid = !h.name.is_empty()
                 && h.name.len() <= 12
-                && h.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && h.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && h.name.starts_with(|c: char| c.is_ascii_lowercase());
             if !valid {
-                bail!("host name {:?}: use 1-12 characters a-z, 0-9, '-', starting with a letter", h.name);
+                bail!(
+                    "host name {:?}: use 1-12 characters a-z, 0-9, '-', starting with a letter",
+                    h.name
+                );
             }
             if !seen_names.insert(h.name.clone()) {
                 bail!("host name {:?} is used twice", h.name);
             }
             if !self.contains(h.address) {
-                bail!("host {} address {} is outside subnet {}", h.name, h.address, self.subnet);
+                bail!(
+                    "host {} address {} is outside subnet {}",
+                    h.name,
+                    h.address,
+                    self.subnet
+                );
             }
             if !seen_addrs.insert(h.address) {
-                bail!("host {} address {} is used twice (or is the gateway)", h.name, h.address);
+                bail!(
+                    "host {} address {} is used twice (or is the gateway)",
+                    h.name,
+                    h.address
+                );
             }
         }
         for role in [Role::Primary, Role::Standby, Role::Backup] {
-            let n = self.hosts.iter().filter(|h| h.roles.contains(&role)).count();
+            let n = self
+                .hosts
+                .iter()
+                .filter(|h| h.roles.contains(&role))
+                .count();
             if n != 1 {
                 bail!("exactly one host must have role {role:?}, found {n}");
             }
@@ -125,7 +149,10 @@ impl Topology {
     }
 
     pub fn with_role(&self, role: Role) -> &Host {
-        self.hosts.iter().find(|h| h.roles.contains(&role)).expect("validated: one host per role")
+        self.hosts
+            .iter()
+            .find(|h| h.roles.contains(&role))
+            .expect("validated: one host per role")
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -141,7 +168,10 @@ mod tests {
     fn default_topology_is_the_homework() {
         let t = Topology::default_lab();
         assert_eq!(t.names(), ["node1", "node2", "barman"]);
-        assert_eq!(t.with_role(Role::Primary).address, Ipv4Addr::new(192, 168, 56, 11));
+        assert_eq!(
+            t.with_role(Role::Primary).address,
+            Ipv4Addr::new(192, 168, 56, 11)
+        );
         assert_eq!(t.with_role(Role::Standby).name, "node2");
         assert_eq!(t.with_role(Role::Backup).name, "barman");
     }
@@ -150,7 +180,10 @@ mod tests {
     fn rejects_address_outside_subnet() {
         let text = DEFAULT_TOPOLOGY.replace("192.168.56.13", "10.0.0.13");
         let err = format!("{:#}", Topology::parse(&text, "t").unwrap_err());
-        assert!(err.contains("barman address 10.0.0.13 is outside subnet"), "{err}");
+        assert!(
+            err.contains("barman address 10.0.0.13 is outside subnet"),
+            "{err}"
+        );
     }
 
     #[test]

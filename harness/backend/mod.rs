@@ -68,7 +68,12 @@ pub trait Backend: Send + Sync {
 
     /// Reads a (text) file from `host`.
     fn copy_out(&self, host: &str, path: &str) -> Result<String> {
-        let out = self.exec(host, "root", &format!("cat {}", shell_quote(path)), Duration::from_secs(60))?;
+        let out = self.exec(
+            host,
+            "root",
+            &format!("cat {}", shell_quote(path)),
+            Duration::from_secs(60),
+        )?;
         if !out.ok() {
             return Err(crate::exec::failure(
                 &format!("reading {path} failed"),
@@ -105,7 +110,12 @@ mod tests {
     fn base64_matches_coreutils() {
         for input in [&b""[..], b"a", b"ab", b"abc", b"hello world\n\x00\xff"] {
             let ours = base64_encode(input);
-            let theirs = crate::exec::run(&["base64".into(), "-w0".into()], Some(input), Duration::from_secs(5)).unwrap();
+            let theirs = crate::exec::run(
+                &["base64".into(), "-w0".into()],
+                Some(input),
+                Duration::from_secs(5),
+            )
+            .unwrap();
             assert_eq!(ours.replace('\n', ""), theirs.stdout, "{input:?}");
         }
     }

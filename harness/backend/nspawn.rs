@@ -38,7 +38,12 @@ fn machine_name(id: &str, host: &str) -> String {
 
 impl Nspawn {
     pub fn new(id: &str, dir: &Path, box_root: &Path, topo: &Topology) -> Nspawn {
-        Nspawn { id: id.into(), dir: dir.into(), box_root: box_root.into(), topo: topo.clone() }
+        Nspawn {
+            id: id.into(),
+            dir: dir.into(),
+            box_root: box_root.into(),
+            topo: topo.clone(),
+        }
     }
 
     fn host_dir(&self, host: &str) -> PathBuf {
@@ -55,17 +60,28 @@ impl Nspawn {
 
     fn check_host(&self, host: &str) -> Result<()> {
         if self.topo.host(host).is_none() {
-            bail!("lab {} has no host {host:?}; its hosts are {}", self.id, self.topo.names().join(", "));
+            bail!(
+                "lab {} has no host {host:?}; its hosts are {}",
+                self.id,
+                self.topo.names().join(", ")
+            );
         }
         Ok(())
     }
 
     /// The nspawn process of `host`, if it runs.
     fn nspawn_pid(&self, host: &str) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.host_dir(host).join("nspawn.pid")).ok()?.trim().parse().ok()?;
+        let pid: u32 = std::fs::read_to_string(self.host_dir(host).join("nspawn.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let zombie = stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true);
+        let zombie = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true);
         let mine = String::from_utf8_lossy(&cmdline).contains(&machine_name(&self.id, host));
         (mine && !zombie).then_some(pid)
     }
@@ -84,11 +100,27 @@ impl Nspawn {
         let hint = "run `pglab doctor`; stale labs are removed by `pglab gc`";
         let _g = cleanup::creating()?;
         must(&["ip", "netns", "add", &lab_ns], &place, hint)?;
-        must(&["ip", "-n", &lab_ns, "link", "set", "lo", "up"], &place, hint)?;
-        must(&["ip", "-n", &lab_ns, "link", "add", "br0", "type", "bridge"], &place, hint)?;
+        must(
+            &["ip", "-n", &lab_ns, "link", "set", "lo", "up"],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &lab_ns, "link", "add", "br0", "type", "bridge"],
+            &place,
+            hint,
+        )?;
         let gw = format!("{}/{prefix}", self.topo.gateway);
-        must(&["ip", "-n", &lab_ns, "addr", "add", &gw, "dev", "br0"], &place, hint)?;
-        must(&["ip", "-n", &lab_ns, "link", "set", "br0", "up"], &place, hint)?;
+        must(
+            &["ip", "-n", &lab_ns, "addr", "add", &gw, "dev", "br0"],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &lab_ns, "link", "set", "br0", "up"],
+            &place,
+            hint,
+        )?;
         for h in &self.topo.hosts {
             let ns = host_netns(&self.id, &h.name);
             let place = self.place(&h.name);
@@ -96,10 +128,31 @@ impl Nspawn {
             let addr = format!("{}/{prefix}", h.address);
             must(&["ip", "netns", "add", &ns], &place, hint)?;
             must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
-            must(&["ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name", "host0", "netns", &ns], &place, hint)?;
-            must(&["ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up"], &place, hint)?;
-            must(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "host0"], &place, hint)?;
-            must(&["ip", "-n", &ns, "link", "set", "host0", "up"], &place, hint)?;
+            must(
+                &[
+                    "ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name",
+                    "host0", "netns", &ns,
+                ],
+                &place,
+                hint,
+            )?;
+            must(
+                &[
+                    "ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up",
+                ],
+                &place,
+                hint,
+            )?;
+            must(
+                &["ip", "-n", &ns, "addr", "add", &addr, "dev", "host0"],
+                &place,
+                hint,
+            )?;
+            must(
+                &["ip", "-n", &ns, "link", "set", "host0", "up"],
+                &place,
+                hint,
+            )?;
         }
         Ok(())
     }
@@ -121,7 +174,15 @@ impl Nspawn {
         );
         let _g = cleanup::creating()?;
         must(
-            &["mount", "-t", "overlay", &format!("pglab-{}", self.id), "-o", &opts, &root.to_string_lossy()],
+            &[
+                "mount",
+                "-t",
+                "overlay",
+                &format!("pglab-{}", self.id),
+                "-o",
+                &opts,
+                &root.to_string_lossy(),
+            ],
             &self.place(host),
             "overlayfs must be available (`modprobe overlay`); see `pglab doctor`",
         )?;
@@ -136,13 +197,36 @@ impl Nspawn {
         }
         let hd = self.host_dir(host);
         let console = std::fs::File::create(hd.join("console.log"))?;
-        let mut cmd = std::process::Command::new("systemd-nspawn");
-        cmd.arg("-D")
+        // Each container gets its own cgroup in the name=systemd (and unified) hierarchies:
+        // with --keep-unit they would otherwise share pglab's cgroup, and their systemds
+        // would create and remove each other's units' cgroups (seen: status=219/CGROUP).
+        let cgroup = machine_name(&self.id, host);
+        let mut enter = String::new();
+        for h in cgroup_hierarchies() {
+            let dir = h.join(&cgroup);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create cgroup {}", dir.display()))?;
+            enter.push_str(&format!("echo $$ > {}/cgroup.procs && ", dir.display()));
+        }
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{enter}exec systemd-nspawn \"$@\""))
+            .arg("sh")
+            .arg("-D")
             .arg(self.root(host))
-            .args(["--boot", "--register=no", "--keep-unit", "--console=read-only", "-M"])
+            .args([
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--console=read-only",
+                "-M",
+            ])
             .arg(machine_name(&self.id, host))
             .arg(format!("--hostname={host}"))
-            .arg(format!("--network-namespace-path=/run/netns/{}", host_netns(&self.id, host)))
+            .arg(format!(
+                "--network-namespace-path=/run/netns/{}",
+                host_netns(&self.id, host)
+            ))
             .stdin(std::process::Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console);
@@ -151,7 +235,9 @@ impl Nspawn {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let _g = cleanup::creating()?;
-        let mut child = cmd.spawn().with_context(|| format!("cannot start systemd-nspawn for {}", self.place(host)))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start systemd-nspawn for {}", self.place(host)))?;
         std::fs::write(hd.join("nspawn.pid"), child.id().to_string())?;
         // Reap it when it exits so that its /proc entry goes away.
         std::thread::spawn(move || {
@@ -166,7 +252,8 @@ impl Nspawn {
         let mut last = String::from("(no container init yet)");
         loop {
             if self.nspawn_pid(host).is_none() && self.host_dir(host).join("nspawn.pid").exists() {
-                let console = std::fs::read_to_string(self.host_dir(host).join("console.log")).unwrap_or_default();
+                let console = std::fs::read_to_string(self.host_dir(host).join("console.log"))
+                    .unwrap_or_default();
                 return Err(failure(
                     "systemd-nspawn exited while the host was booting",
                     &self.place(host),
@@ -176,10 +263,22 @@ impl Nspawn {
                 ));
             }
             if let Some(pid) = self.init_pid(host) {
-                let argv: Vec<String> = ["nsenter", "-t", &pid.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "is-system-running"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                let argv: Vec<String> = [
+                    "nsenter",
+                    "-t",
+                    &pid.to_string(),
+                    "-m",
+                    "-u",
+                    "-i",
+                    "-n",
+                    "-p",
+                    "--",
+                    "systemctl",
+                    "is-system-running",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
                 if let Ok(o) = run(&argv, None, Duration::from_secs(10)) {
                     last = o.stdout.trim().to_string();
                     if last == "running" || last == "degraded" {
@@ -188,7 +287,8 @@ impl Nspawn {
                 }
             }
             if Instant::now() > deadline {
-                let console = std::fs::read_to_string(self.host_dir(host).join("console.log")).unwrap_or_default();
+                let console = std::fs::read_to_string(self.host_dir(host).join("console.log"))
+                    .unwrap_or_default();
                 return Err(failure(
                     &format!("host did not finish booting (waited for `systemctl is-system-running` to say running or degraded; last: {last})"),
                     &self.place(host),
@@ -203,7 +303,10 @@ impl Nspawn {
 
     fn nft(&self, host: &str, script: &str) -> Result<CmdOutput> {
         let ns = format!("--net=/run/netns/{}", host_netns(&self.id, host));
-        let argv: Vec<String> = ["nsenter", &ns, "--", "nft", "-f", "-"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["nsenter", &ns, "--", "nft", "-f", "-"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         run(&argv, Some(script.as_bytes()), Duration::from_secs(30))
     }
 }
@@ -231,8 +334,22 @@ impl Backend for Nspawn {
             bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
         };
         let argv: Vec<String> = [
-            "nsenter", "-t", &pid.to_string(), "-m", "-u", "-i", "-n", "-p", "--",
-            "runuser", "-l", user, "-s", "/bin/bash", "-c", "exec bash -s",
+            "nsenter",
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "--",
+            "runuser",
+            "-l",
+            user,
+            "-s",
+            "/bin/bash",
+            "-c",
+            "exec bash -s",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -242,15 +359,32 @@ impl Backend for Nspawn {
 
     fn stop_host(&self, host: &str) -> Result<()> {
         self.check_host(host)?;
-        let Some(nspawn) = self.nspawn_pid(host) else { return Ok(()) };
+        let Some(nspawn) = self.nspawn_pid(host) else {
+            return Ok(());
+        };
         if let Some(init) = self.init_pid(host) {
-            quiet(&["nsenter", "-t", &init.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "poweroff"]);
+            quiet(&[
+                "nsenter",
+                "-t",
+                &init.to_string(),
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "--",
+                "systemctl",
+                "poweroff",
+            ]);
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
             if Instant::now() > deadline {
                 cleanup::kill_tree(nspawn);
-                bail!("host {host} of lab {} did not power off within its deadline; it was killed", self.id);
+                bail!(
+                    "host {host} of lab {} did not power off within its deadline; it was killed",
+                    self.id
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -274,7 +408,13 @@ impl Backend for Nspawn {
         );
         let out = self.nft(a, &script)?;
         if !out.ok() {
-            return Err(failure("cutting the link failed", &self.place(a), "nft -f -", &out.combined(), "is nftables installed on this machine? (`pglab doctor`)"));
+            return Err(failure(
+                "cutting the link failed",
+                &self.place(a),
+                "nft -f -",
+                &out.combined(),
+                "is nftables installed on this machine? (`pglab doctor`)",
+            ));
         }
         Ok(())
     }
@@ -284,8 +424,15 @@ impl Backend for Nspawn {
         self.check_host(b)?;
         let table = format!("pglab_cut_{}", b.replace('-', "_"));
         // Deleting a table that does not exist is not an error for healing.
-        let _ = self.nft(a, &format!("destroy table inet {table}\n"))
-            .and_then(|o| if o.ok() { Ok(o) } else { self.nft(a, &format!("delete table inet {table}\n")) });
+        let _ = self
+            .nft(a, &format!("destroy table inet {table}\n"))
+            .and_then(|o| {
+                if o.ok() {
+                    Ok(o)
+                } else {
+                    self.nft(a, &format!("delete table inet {table}\n"))
+                }
+            });
         Ok(())
     }
 
@@ -312,11 +459,28 @@ impl Backend for Nspawn {
 /// it serves `down`, signal handlers, panics and `pglab gc` alike. Idempotent.
 pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     // 1. Power the hosts off cleanly, in parallel; kill whatever does not stop in time.
-    let lab = Nspawn { id: id.into(), dir: dir.into(), box_root: PathBuf::new(), topo: Topology::default_lab() };
+    let lab = Nspawn {
+        id: id.into(),
+        dir: dir.into(),
+        box_root: PathBuf::new(),
+        topo: Topology::default_lab(),
+    };
     let mut pids = Vec::new();
     for h in hosts {
         if let Some(init) = lab.init_pid(h) {
-            quiet(&["nsenter", "-t", &init.to_string(), "-m", "-u", "-i", "-n", "-p", "--", "systemctl", "poweroff"]);
+            quiet(&[
+                "nsenter",
+                "-t",
+                &init.to_string(),
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "--",
+                "systemctl",
+                "poweroff",
+            ]);
         }
         if let Some(p) = lab.nspawn_pid(h) {
             pids.push(p);
@@ -330,13 +494,54 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     for pid in cleanup::pids_matching(&format!("pglab-{id}-")) {
         cleanup::kill_tree(pid);
     }
-    // 3. Mounts under the lab directory, then the namespaces, then the files.
+    // 3. Mounts under the lab directory, then cgroups and namespaces, then the files.
     cleanup::unmount_under(dir)?;
+    for h in cgroup_hierarchies() {
+        for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("pglab-{id}-"))
+            {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
     for ns in cleanup::netns_matching(&format!("pglab-{id}")) {
         quiet(&["ip", "netns", "del", &ns]);
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// The cgroup hierarchies systemd inside a container uses (v1 name=systemd, v2 unified,
+/// or a pure v2 mount at /sys/fs/cgroup).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut out: Vec<PathBuf> = ["systemd", "unified"]
+        .iter()
+        .map(|h| base.join(h))
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect();
+    if out.is_empty() && base.join("cgroup.controllers").exists() {
+        out.push(base.into());
+    }
+    out
+}
+
+/// Removes a cgroup and its children (deepest first; they are empty once the host is down).
+fn remove_cgroup(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            remove_cgroup(&e.path());
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

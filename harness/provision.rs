@@ -1,0 +1,274 @@
+//! Provisioning: a submission's shell steps (`provision.toml` + scripts), run in order on the
+//! hosts whose roles they name. The reference solution is `examples/reference`.
+//!
+//! A submission may name a `base` submission: scripts it does not have are taken from
+//! there (broken fixtures are the reference with one file changed).
+
+use crate::backend::shell_quote;
+use crate::exec::{failure, scaled};
+use crate::lab::Lab;
+use crate::runlog::RunLog;
+use crate::topology::{Role, Topology};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default)]
+    description: String,
+    /// Another submission to take missing files (and, without steps, the steps) from.
+    base: Option<PathBuf>,
+    #[serde(default)]
+    step: Vec<ProvisionStep>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionStep {
+    pub name: String,
+    pub on: Vec<Role>,
+    pub script: String,
+    /// The step's last line of stdout becomes this environment variable for later steps.
+    pub export: Option<String>,
+}
+
+/// A loaded submission: its steps and where each file is found.
+#[derive(Debug)]
+pub struct Submission {
+    pub dir: PathBuf,
+    pub description: String,
+    pub steps: Vec<ProvisionStep>,
+    search: Vec<PathBuf>,
+}
+
+pub fn reference_dir() -> PathBuf {
+    crate::paths::repo_root().join("examples/reference")
+}
+
+impl Submission {
+    pub fn load(dir: &Path) -> Result<Submission> {
+        let mut search = Vec::new();
+        let mut steps = None;
+        let mut description = String::new();
+        let mut cur = dir.to_path_buf();
+        for _ in 0..8 {
+            let file = cur.join("provision.toml");
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "{} is not a submission: cannot read {}",
+                    cur.display(),
+                    file.display()
+                )
+            })?;
+            let m: Manifest = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid", file.display()))?;
+            search.push(cur.clone());
+            if description.is_empty() {
+                description = m.description.clone();
+            }
+            if steps.is_none() && !m.step.is_empty() {
+                steps = Some(m.step);
+            }
+            match m.base {
+                Some(b) => cur = cur.join(b),
+                None => break,
+            }
+        }
+        let steps =
+            steps.with_context(|| format!("{}: provision.toml has no [[step]]", dir.display()))?;
+        let sub = Submission {
+            dir: dir.into(),
+            description,
+            steps,
+            search,
+        };
+        for s in &sub.steps {
+            sub.find(&s.script)?;
+        }
+        Ok(sub)
+    }
+
+    fn find(&self, file: &str) -> Result<PathBuf> {
+        self.search
+            .iter()
+            .map(|d| d.join(file))
+            .find(|p| p.exists())
+            .with_context(|| format!("submission {}: script {file} not found", self.dir.display()))
+    }
+
+    fn read(&self, file: &str) -> Result<String> {
+        let p = self.find(file)?;
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    }
+
+    fn lib(&self) -> String {
+        self.find("lib.sh")
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The environment every step sees: who is who in the lab, and the lab's secrets.
+pub fn lab_env(topo: &Topology, host: &str) -> Vec<(String, String)> {
+    let mut env = vec![("PGLAB_HOST".to_string(), host.to_string())];
+    if let Some(h) = topo.host(host) {
+        env.push(("PGLAB_ADDR".into(), h.address.to_string()));
+    }
+    for (role, key) in [
+        (Role::Primary, "PRIMARY"),
+        (Role::Standby, "STANDBY"),
+        (Role::Backup, "BACKUP"),
+    ] {
+        let h = topo.with_role(role);
+        env.push((format!("PGLAB_{key}"), h.name.clone()));
+        env.push((format!("PGLAB_{key}_ADDR"), h.address.to_string()));
+    }
+    let hosts: Vec<String> = topo
+        .hosts
+        .iter()
+        .map(|h| format!("{}={}", h.name, h.address))
+        .collect();
+    env.push(("PGLAB_HOSTS".into(), hosts.join(" ")));
+    env.push(("PGLAB_SUBNET".into(), topo.subnet.clone()));
+    env
+}
+
+/// `export K='v'` lines; the script travels on stdin, so values never reach a command line.
+pub fn env_prelude(env: &[(String, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+        .collect()
+}
+
+/// What a provisioning run did.
+#[derive(Debug, Default)]
+pub struct ProvisionReport {
+    /// `PGLAB_CHANGED` lines per step and host.
+    pub changes: Vec<String>,
+    pub duration: Duration,
+}
+
+pub fn provision(
+    lab: &Lab,
+    sub: &Submission,
+    log: &RunLog,
+    started: Instant,
+) -> Result<ProvisionReport> {
+    let t0 = Instant::now();
+    let topo = lab.topology();
+    let mut exports: BTreeMap<String, String> = BTreeMap::new();
+    let mut report = ProvisionReport::default();
+    let lib = sub.lib();
+    for (i, step) in sub.steps.iter().enumerate() {
+        let body = sub.read(&step.script)?;
+        for host in topo
+            .hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| step.on.contains(r)))
+        {
+            if crate::cleanup::aborting() {
+                bail!("interrupted");
+            }
+            let mut env = lab_env(topo, &host.name);
+            env.extend(lab.secrets.env());
+            env.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let script = format!(
+                "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
+                env_prelude(&env),
+                step.script
+            );
+            crate::progress::say(
+                started,
+                "provision",
+                &format!("{} [{}] on {}", step.name, step.script, host.name),
+            );
+            let out = lab.exec(
+                &host.name,
+                "root",
+                &script,
+                scaled(Duration::from_secs(600)),
+            )?;
+            let shown = format!(
+                "bash -s < {} (as root, with lib.sh and the lab's environment)",
+                step.script
+            );
+            let path = log.step("provision", i + 1, &step.name, &host.name, &shown, &out);
+            if !out.ok() {
+                return Err(failure(
+                    &format!("provisioning step {:?} ({}) failed with exit code {}", step.name, step.script, out.code),
+                    &format!("host {}, submission {}, log {}", host.name, sub.dir.display(), path.display()),
+                    &shown,
+                    &log.redact(&out.combined()),
+                    "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)",
+                ));
+            }
+            for l in out
+                .stdout
+                .lines()
+                .chain(out.stderr.lines())
+                .filter(|l| l.starts_with("PGLAB_CHANGED"))
+            {
+                report.changes.push(format!(
+                    "{} on {}: {}",
+                    step.script,
+                    host.name,
+                    log.redact(l.trim_start_matches("PGLAB_CHANGED").trim())
+                ));
+            }
+            if let Some(var) = &step.export {
+                let value = out
+                    .stdout
+                    .lines()
+                    .rfind(|l| !l.starts_with("PGLAB_CHANGED") && !l.trim().is_empty())
+                    .unwrap_or("");
+                exports.insert(var.clone(), value.trim().to_string());
+            }
+        }
+    }
+    report.duration = t0.elapsed();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_submission_loads() {
+        let s = Submission::load(&reference_dir()).unwrap();
+        assert!(s.steps.len() >= 8);
+        assert!(s.lib().contains("PG_MAJOR"));
+    }
+
+    #[test]
+    fn base_supplies_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("provision.toml"),
+            format!("base = {:?}\n", reference_dir().display().to_string()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("30-standby.sh"), "echo broken\n").unwrap();
+        let s = Submission::load(dir.path()).unwrap();
+        assert_eq!(s.read("30-standby.sh").unwrap(), "echo broken\n");
+        assert!(s.read("10-postgresql.sh").unwrap().contains("wal_level"));
+    }
+
+    #[test]
+    fn env_names_every_role_and_quotes_values() {
+        let t = Topology::default_lab();
+        let env = lab_env(&t, "node2");
+        let get = |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PGLAB_ADDR"), Some("192.168.56.12"));
+        assert_eq!(get("PGLAB_BACKUP"), Some("barman"));
+        assert_eq!(
+            env_prelude(&[("A".into(), "it's".into())]),
+            "export A='it'\\''s'\n"
+        );
+    }
+}
