@@ -217,7 +217,7 @@ impl BoxSpec {
 
 fn check_free_space(dir: &Path, need: u64) -> Result<()> {
     if let Ok(st) = nix::sys::statvfs::statvfs(dir) {
-        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        let free = st.blocks_available() * st.fragment_size();
         if free < need {
             bail!(
                 "the box cache {} has {} MiB free; a box needs about {} MiB. Free space there or set PGLAB_CACHE_DIR",

@@ -27,6 +27,15 @@ pub struct LabRecord {
     pub created_unix: u64,
 }
 
+/// Where a lab stands between scenarios (`<lab>/state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabState {
+    /// None until provisioned; then the `provides` of the last scenario that passed.
+    pub state: Option<String>,
+    /// Values saved by steps, for later steps and scenarios.
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
 pub struct UpOptions {
     pub box_name: String,
     pub topology: Topology,
@@ -191,6 +200,21 @@ impl Lab {
         let p = self.dir.join("lab.json");
         std::fs::write(&p, serde_json::to_string_pretty(&self.record)?)
             .with_context(|| format!("cannot write {}", p.display()))
+    }
+
+    pub fn load_state(&self) -> LabState {
+        std::fs::read_to_string(self.dir.join("state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save_state(&self, st: &LabState) -> Result<()> {
+        std::fs::write(
+            self.dir.join("state.json"),
+            serde_json::to_string_pretty(st)?,
+        )?;
+        Ok(())
     }
 
     /// Leaves the lab up when this process ends, on purpose.

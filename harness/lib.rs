@@ -10,6 +10,8 @@ pub mod lab;
 pub mod paths;
 pub mod progress;
 pub mod provision;
+pub mod run;
 pub mod runlog;
+pub mod scenario;
 pub mod secrets;
 pub mod topology;

@@ -15,6 +15,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Runs the homework end to end: box, up, provision, scenarios, down.
+    Run {
+        /// Scenarios to run (default: all); the ones they depend on run first.
+        scenarios: Vec<String>,
+        #[arg(long = "box", default_value = "bookworm")]
+        box_name: String,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Provision with this submission instead of the reference solution.
+        #[arg(long)]
+        homework: Option<PathBuf>,
+        /// Leave the lab up afterwards (same as --destroy never).
+        #[arg(long)]
+        keep: bool,
+        /// When to remove the lab.
+        #[arg(long, value_enum, default_value = "always")]
+        destroy: pglab::run::Destroy,
+        /// Write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Brings a lab up and leaves it running; prints how to get in.
     Up {
         /// Box recipe (boxes/NAME.toml).
@@ -97,6 +118,36 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
+        Cmd::Run {
+            scenarios,
+            box_name,
+            topology,
+            homework,
+            keep,
+            destroy,
+            json,
+        } => {
+            let topology = match topology {
+                Some(p) => pglab::topology::Topology::load(&p)?,
+                None => pglab::topology::Topology::default_lab(),
+            };
+            let destroy = if keep {
+                pglab::run::Destroy::Never
+            } else {
+                destroy
+            };
+            let opts = pglab::run::RunOptions {
+                box_name,
+                topology,
+                scenarios,
+                homework,
+                destroy,
+                json,
+            };
+            let report = pglab::run::run(&opts)?;
+            print!("{}", pglab::run::summary(&report));
+            Ok(if report.passed { 0 } else { 1 })
+        }
         Cmd::Up { box_name, topology } => {
             let topology = match topology {
                 Some(p) => pglab::topology::Topology::load(&p)?,

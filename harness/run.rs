@@ -1,0 +1,284 @@
+//! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
+
+use crate::lab::{Lab, LabState, UpOptions};
+use crate::provision::{provision, Submission};
+use crate::runlog::RunLog;
+use crate::scenario::runner::{Runner, Status, StepOutcome};
+use crate::scenario::spec::{self, Scenario, PROVISIONED};
+use crate::topology::{Role, Topology};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Destroy {
+    /// Remove the lab whatever happened.
+    Always,
+    /// Remove it when everything passed; keep a failed lab for inspection.
+    Passing,
+    /// Keep it (same as --keep).
+    Never,
+}
+
+pub struct RunOptions {
+    pub box_name: String,
+    pub topology: Topology,
+    /// Scenario names; empty: all, in the order of their states.
+    pub scenarios: Vec<String>,
+    /// A submission directory; None: the reference solution.
+    pub homework: Option<PathBuf>,
+    pub destroy: Destroy,
+    pub json: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            box_name: "bookworm".into(),
+            topology: Topology::default_lab(),
+            scenarios: vec![],
+            homework: None,
+            destroy: Destroy::Always,
+            json: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub lab: String,
+    pub box_name: String,
+    pub passed: bool,
+    /// (phase, seconds): box+up, provision, each scenario, down.
+    pub phases: Vec<(String, f64)>,
+    pub checks: Vec<StepOutcome>,
+    pub provision_changes: Vec<String>,
+    pub log_dir: PathBuf,
+    pub kept: bool,
+}
+
+/// Loads and checks the scenarios to run, and the submission, before anything starts.
+pub fn prepare(opts: &RunOptions) -> Result<(Vec<Scenario>, Submission)> {
+    let all = spec::load_dir(&spec::scenarios_dir(), &opts.topology)?;
+    for name in &opts.scenarios {
+        if !all.iter().any(|s| &s.name == name) {
+            bail!(
+                "no scenario {name:?}; known: {}",
+                all.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let requested: Vec<&Scenario> = if opts.scenarios.is_empty() {
+        spec::default_order(&all)
+    } else {
+        opts.scenarios
+            .iter()
+            .map(|n| all.iter().find(|s| &s.name == n).expect("checked"))
+            .collect()
+    };
+    let planned: Vec<Scenario> = spec::plan(&requested, &all, PROVISIONED)?
+        .into_iter()
+        .cloned()
+        .collect();
+    let sub = Submission::load(
+        &opts
+            .homework
+            .clone()
+            .unwrap_or_else(crate::provision::reference_dir),
+    )?;
+    Ok((planned, sub))
+}
+
+pub fn run(opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let (planned, sub) = prepare(opts)?;
+    crate::progress::say(
+        started,
+        "plan",
+        &format!(
+            "scenarios: {}",
+            planned
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ")
+        ),
+    );
+    let mut phases = Vec::new();
+    let t = Instant::now();
+    let mut lab = Lab::up(UpOptions {
+        box_name: opts.box_name.clone(),
+        topology: opts.topology.clone(),
+    })?;
+    phases.push(("up".to_string(), t.elapsed().as_secs_f64()));
+    let log = RunLog::create(
+        &format!("{}-{}", chrono_like_stamp(), lab.id()),
+        &lab.secrets,
+    )?;
+    crate::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
+    let mut checks = Vec::new();
+    let mut changes = Vec::new();
+
+    let t = Instant::now();
+    let provisioned = provision(&lab, &sub, &log, started);
+    phases.push(("provision".into(), t.elapsed().as_secs_f64()));
+    let mut ok = match provisioned {
+        Ok(r) => {
+            changes = r.changes;
+            true
+        }
+        Err(e) => {
+            let msg = log.redact(&format!("{e:#}"));
+            eprintln!("{msg}");
+            checks.push(StepOutcome {
+                scenario: "provision".into(),
+                step: "provisioning".into(),
+                host: "".into(),
+                location: sub.dir.join("provision.toml").display().to_string(),
+                status: Status::Failed,
+                duration_secs: t.elapsed().as_secs_f64(),
+                message: msg,
+            });
+            false
+        }
+    };
+    if ok {
+        let mut state = LabState {
+            state: Some(PROVISIONED.into()),
+            ..Default::default()
+        };
+        let primary = lab.topology().with_role(Role::Primary).name.clone();
+        let major = lab.exec(
+            &primary,
+            "root",
+            "ls /usr/lib/postgresql | sort -n | tail -1",
+            Duration::from_secs(30),
+        )?;
+        state
+            .vars
+            .insert("major".into(), major.stdout.trim().to_string());
+        let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
+        for sc in &planned {
+            if !ok {
+                checks.extend(sc.steps.iter().map(|st| StepOutcome {
+                    scenario: sc.name.clone(),
+                    step: st.name.clone(),
+                    host: st.host.clone(),
+                    location: sc.at(st.line),
+                    status: Status::Skipped,
+                    duration_secs: 0.0,
+                    message: "skipped: an earlier scenario failed".into(),
+                }));
+                continue;
+            }
+            crate::progress::say(
+                started,
+                "run",
+                &format!("scenario {}: {}", sc.name, sc.description),
+            );
+            let t = Instant::now();
+            let outcomes = runner.run(sc);
+            phases.push((format!("scenario {}", sc.name), t.elapsed().as_secs_f64()));
+            ok = outcomes.iter().all(|o| o.status == Status::Passed);
+            checks.extend(outcomes);
+            if ok {
+                state.state = Some(sc.provides.clone());
+                state.vars = runner.vars.clone();
+                lab.save_state(&state)?;
+            }
+        }
+    }
+
+    let keep = match opts.destroy {
+        Destroy::Always => false,
+        Destroy::Passing => !ok,
+        Destroy::Never => true,
+    };
+    let lab_id = lab.id().to_string();
+    if keep {
+        lab.keep()?;
+        eprintln!("{}", lab.how_to_enter());
+    } else {
+        let t = Instant::now();
+        lab.down()?;
+        phases.push(("down".into(), t.elapsed().as_secs_f64()));
+    }
+    phases.push(("total".into(), started.elapsed().as_secs_f64()));
+    let report = RunReport {
+        lab: lab_id,
+        box_name: opts.box_name.clone(),
+        passed: ok,
+        phases,
+        checks,
+        provision_changes: changes,
+        log_dir: log.dir.clone(),
+        kept: keep,
+    };
+    log.write("report.json", &serde_json::to_string_pretty(&report)?);
+    if let Some(p) = &opts.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn chrono_like_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("run-{secs}")
+}
+
+/// The summary table printed at the end of a run.
+pub fn summary(r: &RunReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "\n{:<22} {:>7} {:>9}  {}\n",
+        "scenario", "steps", "time", "result"
+    ));
+    let mut names: Vec<&str> = Vec::new();
+    for c in &r.checks {
+        if !names.contains(&c.scenario.as_str()) {
+            names.push(&c.scenario);
+        }
+    }
+    for n in names {
+        let cs: Vec<&StepOutcome> = r.checks.iter().filter(|c| c.scenario == n).collect();
+        let passed = cs.iter().filter(|c| c.status == Status::Passed).count();
+        let secs: f64 = cs.iter().map(|c| c.duration_secs).sum();
+        let result = if cs.iter().any(|c| c.status == Status::Failed) {
+            "FAILED"
+        } else if passed == cs.len() {
+            "passed"
+        } else {
+            "skipped"
+        };
+        s.push_str(&format!(
+            "{n:<22} {:>7} {secs:>8.1}s  {result}\n",
+            format!("{passed}/{}", cs.len())
+        ));
+    }
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|(p, t)| format!("{p} {t:.1}s"))
+        .collect();
+    s.push_str(&format!("phases: {}\n", phases.join(", ")));
+    for c in r.checks.iter().filter(|c| c.status == Status::Failed) {
+        s.push_str(&format!(
+            "\nFAILED {} / {} ({}):\n{}\n",
+            c.scenario, c.step, c.location, c.message
+        ));
+    }
+    s.push_str(&format!(
+        "\nlogs: {}\n{}\n",
+        r.log_dir.display(),
+        if r.passed { "ALL PASSED" } else { "FAILED" }
+    ));
+    s
+}

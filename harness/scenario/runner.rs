@@ -1,0 +1,436 @@
+//! Runs scenario steps on a lab, through the `Backend` boundary only. Waits poll every
+//! 100 ms up to a deadline and say what they waited for and the last value seen.
+
+use super::normalize::normalize;
+use super::spec::{Action, Check, Scenario, Step, StepKind};
+use crate::exec::{failure, scaled, tail, CmdOutput};
+use crate::lab::Lab;
+use crate::runlog::RunLog;
+use anyhow::{anyhow, bail, Result};
+use regex::Regex;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// One step's result, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    pub scenario: String,
+    pub step: String,
+    pub host: String,
+    /// `scenarios/x.toml:12`
+    pub location: String,
+    pub status: Status,
+    pub duration_secs: f64,
+    pub message: String,
+}
+
+pub struct Runner<'a> {
+    lab: &'a Lab,
+    log: &'a RunLog,
+    started: Instant,
+    /// Values saved by steps (`save = "name"`), used as `{{name}}`; kept with the lab.
+    pub vars: BTreeMap<String, String>,
+    prelude: String,
+}
+
+fn var_re() -> &'static Regex {
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}").expect("valid"))
+}
+
+/// Replaces `{{name}}` with saved values; an unknown name is an error.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+    let mut missing = None;
+    let out = var_re().replace_all(text, |c: &regex::Captures| match vars.get(&c[1]) {
+        Some(v) => v.clone(),
+        None => {
+            missing = Some(c[1].to_string());
+            String::new()
+        }
+    });
+    if let Some(m) = missing {
+        bail!(
+            "{{{{{m}}}}} is not known: no earlier step saved it (`save = \"{m}\"`); known: {}",
+            vars.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(out.into_owned())
+}
+
+/// Why `out` does not satisfy `check` (None when it does).
+pub fn unmet(check: &Check, out: &CmdOutput) -> Option<String> {
+    let all = out.combined();
+    if let Some(f) = &check.fails_with {
+        if out.code == 0 {
+            return Some(format!(
+                "expected the command to fail with {f:?}, it succeeded"
+            ));
+        }
+        if !all.contains(f.as_str()) {
+            return Some(format!("expected the failure to say {f:?}"));
+        }
+    } else {
+        let want = check.exit.unwrap_or(0);
+        if out.code != want {
+            return Some(format!("exit code {} (expected {want})", out.code));
+        }
+    }
+    if let Some(e) = &check.expect {
+        if out.stdout.trim() != e.trim() {
+            return Some(format!(
+                "output {:?}, expected {:?}",
+                tail(out.stdout.trim(), 5),
+                e.trim()
+            ));
+        }
+    }
+    if let Some(c) = &check.contains {
+        if !all.contains(c.as_str()) {
+            return Some(format!("output does not contain {c:?}"));
+        }
+    }
+    if let Some(c) = &check.not_contains {
+        if all.contains(c.as_str()) {
+            return Some(format!("output contains {c:?}, which it must not"));
+        }
+    }
+    None
+}
+
+/// What a wait waits for, in words.
+fn awaited(check: &Check) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = &check.expect {
+        parts.push(format!("output = {e:?}"));
+    }
+    if let Some(c) = &check.contains {
+        parts.push(format!("output containing {c:?}"));
+    }
+    if let Some(c) = &check.not_contains {
+        parts.push(format!("output without {c:?}"));
+    }
+    if let Some(f) = &check.fails_with {
+        parts.push(format!("a failure saying {f:?}"));
+    } else if let Some(x) = check.exit {
+        parts.push(format!("exit code {x}"));
+    }
+    parts.join(" and ")
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        lab: &'a Lab,
+        log: &'a RunLog,
+        started: Instant,
+        vars: BTreeMap<String, String>,
+    ) -> Runner<'a> {
+        let mut prelude =
+            crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
+        prelude.push_str(
+            &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
+                .unwrap_or_default(),
+        );
+        Runner {
+            lab,
+            log,
+            started,
+            vars,
+            prelude,
+        }
+    }
+
+    /// Runs the scenario's steps in order; after a failure the rest are skipped.
+    pub fn run(&mut self, sc: &Scenario) -> Vec<StepOutcome> {
+        let mut outcomes = Vec::new();
+        let mut failed = false;
+        for (i, st) in sc.steps.iter().enumerate() {
+            let mut o = StepOutcome {
+                scenario: sc.name.clone(),
+                step: st.name.clone(),
+                host: st.host.clone(),
+                location: sc.at(st.line),
+                status: Status::Skipped,
+                duration_secs: 0.0,
+                message: String::new(),
+            };
+            if failed || crate::cleanup::aborting() {
+                o.message = "skipped: an earlier step failed".into();
+                outcomes.push(o);
+                continue;
+            }
+            let t = Instant::now();
+            let label = format!(
+                "{} step {}/{} {:?} on {}",
+                sc.name,
+                i + 1,
+                sc.steps.len(),
+                st.name,
+                st.host
+            );
+            let result = self.step(sc, i + 1, st);
+            o.duration_secs = t.elapsed().as_secs_f64();
+            match result {
+                Ok(()) => {
+                    o.status = Status::Passed;
+                    crate::progress::say(
+                        self.started,
+                        "run",
+                        &format!("{label}: ok ({:.1}s)", o.duration_secs),
+                    );
+                }
+                Err(e) => {
+                    failed = true;
+                    o.status = Status::Failed;
+                    o.message = self.log.redact(&format!("{e:#}"));
+                    crate::progress::say(
+                        self.started,
+                        "run",
+                        &format!("{label}: FAILED ({:.1}s)", o.duration_secs),
+                    );
+                    eprintln!("{}", o.message);
+                }
+            }
+            outcomes.push(o);
+        }
+        outcomes
+    }
+
+    fn script(&self, st: &Step) -> Result<(String, String, String)> {
+        let s = |t: &str| substitute(t, &self.vars);
+        Ok(match &st.kind {
+            StepKind::Sql { db, sql } => {
+                let sql = s(sql)?;
+                let script = format!(
+                    "{}psql -X -A -t -q -v ON_ERROR_STOP=1 -d {} <<'PGLAB_SQL'\n{sql}\nPGLAB_SQL\n",
+                    self.prelude,
+                    crate::backend::shell_quote(db)
+                );
+                (
+                    "postgres".into(),
+                    script,
+                    format!("psql -d {db} -At: {sql}"),
+                )
+            }
+            StepKind::Psql { db, input } => {
+                let input = s(input)?;
+                let script = format!("{}psql -X -q -P pager=off -v ON_ERROR_STOP=1 -d {} <<'PGLAB_SQL'\n{input}\nPGLAB_SQL\n", self.prelude, crate::backend::shell_quote(db));
+                ("postgres".into(), script, format!("psql -d {db}: {input}"))
+            }
+            StepKind::Shell { user, script } => {
+                let body = s(script)?;
+                (
+                    user.clone(),
+                    format!("{}set -o pipefail\n{body}\n", self.prelude),
+                    body,
+                )
+            }
+            StepKind::Barman { args } => {
+                let args = s(args)?;
+                (
+                    "barman".into(),
+                    format!("{}barman {args}\n", self.prelude),
+                    format!("barman {args}"),
+                )
+            }
+            StepKind::Action(_) => unreachable!("actions have no script"),
+        })
+    }
+
+    fn action(&self, st: &Step, a: &Action) -> Result<()> {
+        let b = self.lab.backend();
+        match a {
+            Action::StopHost => b.stop_host(&st.host),
+            Action::StartHost => b.start_host(&st.host),
+            Action::CutLink(p) => b.cut_link(&st.host, p),
+            Action::HealLink(p) => b.heal_link(&st.host, p),
+        }
+    }
+
+    fn step(&mut self, sc: &Scenario, index: usize, st: &Step) -> Result<()> {
+        if let StepKind::Action(a) = &st.kind {
+            return self.action(st, a).map_err(|e| {
+                anyhow!(
+                    "{}: step {:?} on {}: {e:#}",
+                    sc.at(st.line),
+                    st.name,
+                    st.host
+                )
+            });
+        }
+        let (user, script, shown) = self
+            .script(st)
+            .map_err(|e| anyhow!("{}: step {:?}: {e:#}", sc.at(st.line), st.name))?;
+        let check = Check {
+            expect: st
+                .check
+                .expect
+                .as_deref()
+                .map(|e| substitute(e, &self.vars))
+                .transpose()?,
+            contains: st
+                .check
+                .contains
+                .as_deref()
+                .map(|e| substitute(e, &self.vars))
+                .transpose()?,
+            not_contains: st
+                .check
+                .not_contains
+                .as_deref()
+                .map(|e| substitute(e, &self.vars))
+                .transpose()?,
+            ..st.check.clone()
+        };
+        let deadline = st.wait.map(|w| Instant::now() + scaled(w));
+        let mut attempts = 0;
+        let (out, problem) = loop {
+            attempts += 1;
+            let out = self
+                .lab
+                .exec(&st.host, &user, &script, scaled(st.timeout))?;
+            let problem = unmet(&check, &out);
+            match (problem, deadline) {
+                (None, _) => break (out, None),
+                (Some(p), Some(d)) if Instant::now() < d => {
+                    let _ = p;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (Some(p), Some(_)) => {
+                    let waited = humantime::format_duration(scaled(st.wait.unwrap_or_default()));
+                    break (
+                        out,
+                        Some(format!(
+                            "waited {waited} ({attempts} tries) for {}; last: {p}",
+                            awaited(&check)
+                        )),
+                    );
+                }
+                (Some(p), None) => break (out, Some(p)),
+            }
+        };
+        let log_path = self
+            .log
+            .step(&sc.name, index, &st.name, &st.host, &shown, &out);
+        let place = format!(
+            "scenario {} at {}, host {}, log {}",
+            sc.name,
+            sc.at(st.line),
+            st.host,
+            log_path.display()
+        );
+        if let Some(p) = problem {
+            let hint = st.why.clone().unwrap_or_else(|| {
+                "read the step's log; `pglab run --keep` leaves the lab up to look around".into()
+            });
+            return Err(failure(
+                &format!("step {:?} failed: {p}", st.name),
+                &place,
+                &self.log.redact(&shown),
+                &self.log.redact(&out.combined()),
+                &hint,
+            ));
+        }
+        if let Some(v) = &st.save {
+            self.vars.insert(v.clone(), out.stdout.trim().to_string());
+        }
+        if let Some(name) = &st.snapshot {
+            let name = substitute(name, &self.vars)?;
+            let value = normalize(&out.stdout, &self.lab.secrets.values());
+            super::snapshot::check(
+                &name,
+                &value,
+                &format!("{} — {}: {} on {}", sc.name, st.name, shown, st.host),
+            )
+            .map_err(|e| anyhow!("step {:?} ({place}): {e:#}", st.name))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: i32, stdout: &str, stderr: &str) -> CmdOutput {
+        CmdOutput {
+            code,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn substitution_and_unknown_vars() {
+        let vars = BTreeMap::from([("n".to_string(), "42".to_string())]);
+        assert_eq!(substitute("a {{n}} b {{ n }}", &vars).unwrap(), "a 42 b 42");
+        let e = substitute("{{nope}}", &vars).unwrap_err().to_string();
+        assert!(
+            e.contains("{{nope}} is not known") && e.contains("known: n"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn checks() {
+        let c = Check {
+            expect: Some("1000".into()),
+            ..Default::default()
+        };
+        assert_eq!(unmet(&c, &out(0, "1000\n", "")), None);
+        assert!(unmet(&c, &out(0, "999\n", ""))
+            .unwrap()
+            .contains("expected \"1000\""));
+        assert!(unmet(&c, &out(1, "1000\n", ""))
+            .unwrap()
+            .contains("exit code 1"));
+        let f = Check {
+            fails_with: Some("read-only".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            unmet(
+                &f,
+                &out(
+                    3,
+                    "",
+                    "ERROR: cannot execute INSERT in a read-only transaction"
+                )
+            ),
+            None
+        );
+        assert!(unmet(&f, &out(0, "", "")).unwrap().contains("it succeeded"));
+        let n = Check {
+            not_contains: Some("FAILED".into()),
+            ..Default::default()
+        };
+        assert!(unmet(&n, &out(0, "x: FAILED", "")).is_some());
+        let x = Check {
+            exit: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(unmet(&x, &out(2, "", "")), None);
+    }
+
+    #[test]
+    fn awaited_says_what() {
+        let c = Check {
+            expect: Some("t".into()),
+            contains: Some("streaming".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            awaited(&c),
+            "output = \"t\" and output containing \"streaming\""
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! Scenario specs: TOML files in `scenarios/`, each a list of named steps. Everything that
+//! can be wrong with a spec is found here, before anything runs, with file and line.
+
+use crate::topology::Topology;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The state every lab is in right after provisioning.
+pub const PROVISIONED: &str = "provisioned";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: String,
+    requires: String,
+    provides: Option<String>,
+    #[serde(default)]
+    step: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    host: Spanned<String>,
+    // The step kind: exactly one of these.
+    sql: Option<String>,
+    psql: Option<String>,
+    shell: Option<String>,
+    barman: Option<String>,
+    action: Option<String>,
+    // Options of the kinds.
+    db: Option<String>,
+    user: Option<String>,
+    peer: Option<Spanned<String>>,
+    // Checks.
+    expect: Option<String>,
+    contains: Option<String>,
+    not_contains: Option<String>,
+    fails_with: Option<String>,
+    exit: Option<i32>,
+    // Waiting, saving, snapshots, explanations.
+    wait: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    save: Option<String>,
+    snapshot: Option<Spanned<String>>,
+    why: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    StopHost,
+    StartHost,
+    CutLink(String),
+    HealLink(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// SQL through psql as postgres, unaligned, tuples only (values, for checks).
+    Sql {
+        db: String,
+        sql: String,
+    },
+    /// psql input (meta-commands like `\l`), aligned as a human reads it (for snapshots).
+    Psql {
+        db: String,
+        input: String,
+    },
+    Shell {
+        user: String,
+        script: String,
+    },
+    /// `barman ARGS` as the barman user.
+    Barman {
+        args: String,
+    },
+    Action(Action),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Check {
+    /// stdout, trimmed, equals this.
+    pub expect: Option<String>,
+    pub contains: Option<String>,
+    pub not_contains: Option<String>,
+    /// The command must fail and its output contain this.
+    pub fails_with: Option<String>,
+    pub exit: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub line: usize,
+    pub host: String,
+    pub kind: StepKind,
+    pub check: Check,
+    /// Retry until the check holds, for at most this long (scaled by PGLAB_TIMEOUT_FACTOR).
+    pub wait: Option<Duration>,
+    /// Deadline of one attempt.
+    pub timeout: Duration,
+    pub save: Option<String>,
+    pub snapshot: Option<String>,
+    /// What the failure means, in words a student understands.
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: String,
+    pub requires: String,
+    pub provides: String,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// `scenarios/replicate.toml:12`
+    pub fn at(&self, line: usize) -> String {
+        format!("{}:{line}", self.file.display())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn duration(s: &Spanned<String>, text: &str, file: &Path, what: &str) -> Result<Duration> {
+    humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
+        anyhow!(
+            "{}:{}: {what} = {:?} is not a duration ({e}); write it like \"30s\" or \"2m\"",
+            file.display(),
+            line_of(text, s.span().start),
+            s.get_ref()
+        )
+    })
+}
+
+pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| format!(":{}", line_of(text, s.start)))
+            .unwrap_or_default();
+        anyhow!("{}{line}: {}", file.display(), e.message())
+    })?;
+    if raw.step.is_empty() {
+        bail!(
+            "{}: no [[step]]: a scenario needs at least one step",
+            file.display()
+        );
+    }
+    let mut steps = Vec::new();
+    let mut snapshots = std::collections::HashSet::new();
+    for (i, spanned) in raw.step.iter().enumerate() {
+        let line = line_of(text, spanned.span().start);
+        let r = spanned.get_ref();
+        let at = |l: usize| format!("{}:{l}: step {} {:?}", file.display(), i + 1, r.name);
+        let host = r.host.get_ref().clone();
+        if topo.host(&host).is_none() {
+            bail!(
+                "{}: unknown host {host:?}; the lab's hosts are {}",
+                at(line_of(text, r.host.span().start)),
+                topo.names().join(", ")
+            );
+        }
+        let kinds: Vec<&str> = [
+            ("sql", r.sql.is_some()),
+            ("psql", r.psql.is_some()),
+            ("shell", r.shell.is_some()),
+            ("barman", r.barman.is_some()),
+            ("action", r.action.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| *k)
+        .collect();
+        if kinds.len() != 1 {
+            bail!(
+                "{}: a step has exactly one kind (sql, psql, shell, barman or action); found {}",
+                at(line),
+                if kinds.is_empty() {
+                    "none".to_string()
+                } else {
+                    kinds.join(" and ")
+                }
+            );
+        }
+        let db = r.db.clone().unwrap_or_else(|| "postgres".into());
+        let kind = if let Some(sql) = &r.sql {
+            StepKind::Sql {
+                db,
+                sql: sql.clone(),
+            }
+        } else if let Some(input) = &r.psql {
+            StepKind::Psql {
+                db,
+                input: input.clone(),
+            }
+        } else if let Some(script) = &r.shell {
+            StepKind::Shell {
+                user: r.user.clone().unwrap_or_else(|| "root".into()),
+                script: script.clone(),
+            }
+        } else if let Some(args) = &r.barman {
+            StepKind::Barman { args: args.clone() }
+        } else {
+            let action = r.action.as_deref().unwrap_or_default();
+            let peer = || -> Result<String> {
+                let p = r.peer.as_ref().ok_or_else(|| {
+                    anyhow!("{}: action {action:?} needs `peer = \"HOST\"`", at(line))
+                })?;
+                if topo.host(p.get_ref()).is_none() || p.get_ref() == &host {
+                    bail!(
+                        "{}: peer {:?} must be another host of the lab ({})",
+                        at(line_of(text, p.span().start)),
+                        p.get_ref(),
+                        topo.names().join(", ")
+                    );
+                }
+                Ok(p.get_ref().clone())
+            };
+            StepKind::Action(match action {
+                "stop-host" => Action::StopHost,
+                "start-host" => Action::StartHost,
+                "cut-link" => Action::CutLink(peer()?),
+                "heal-link" => Action::HealLink(peer()?),
+                other => bail!("{}: unknown action {other:?}; known: stop-host, start-host, cut-link, heal-link", at(line)),
+            })
+        };
+        if r.peer.is_some()
+            && !matches!(
+                kind,
+                StepKind::Action(Action::CutLink(_) | Action::HealLink(_))
+            )
+        {
+            bail!(
+                "{}: `peer` is only for the cut-link and heal-link actions",
+                at(line)
+            );
+        }
+        if r.user.is_some() && !matches!(kind, StepKind::Shell { .. }) {
+            bail!("{}: `user` is only for shell steps (sql and psql run as postgres, barman as barman)", at(line));
+        }
+        let check = Check {
+            expect: r.expect.clone(),
+            contains: r.contains.clone(),
+            not_contains: r.not_contains.clone(),
+            fails_with: r.fails_with.clone(),
+            exit: r.exit,
+        };
+        if check.fails_with.is_some() && check.exit == Some(0) {
+            bail!(
+                "{}: `fails_with` and `exit = 0` contradict each other",
+                at(line)
+            );
+        }
+        let wait = r
+            .wait
+            .as_ref()
+            .map(|w| duration(w, text, file, "wait"))
+            .transpose()?;
+        if wait.is_some() && check == Check::default() {
+            bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", at(line));
+        }
+        let timeout = r
+            .timeout
+            .as_ref()
+            .map(|t| duration(t, text, file, "timeout"))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(300));
+        if let Some(s) = &r.snapshot {
+            let n = s.get_ref();
+            let ok = !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_{}".contains(c));
+            if !ok {
+                bail!(
+                    "{}: snapshot name {n:?}: use letters, digits, '-', '_' (and {{{{major}}}})",
+                    at(line_of(text, s.span().start))
+                );
+            }
+            if !snapshots.insert(n.clone()) {
+                bail!(
+                    "{}: snapshot name {n:?} is used twice in this scenario",
+                    at(line_of(text, s.span().start))
+                );
+            }
+        }
+        if let Some(v) = &r.save {
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!(
+                    "{}: save = {v:?}: a variable name is letters, digits and '_'",
+                    at(line)
+                );
+            }
+        }
+        steps.push(Step {
+            name: r.name.clone(),
+            line,
+            host,
+            kind,
+            check,
+            wait,
+            timeout,
+            save: r.save.clone(),
+            snapshot: r.snapshot.as_ref().map(|s| s.get_ref().clone()),
+            why: r.why.clone(),
+        });
+    }
+    let provides = raw.provides.clone().unwrap_or_else(|| raw.requires.clone());
+    Ok(Scenario {
+        name,
+        file: file.into(),
+        description: raw.description,
+        requires: raw.requires,
+        provides,
+        steps,
+    })
+}
+
+pub fn scenarios_dir() -> PathBuf {
+    crate::paths::repo_root().join("scenarios")
+}
+
+pub fn load_file(file: &Path, topo: &Topology) -> Result<Scenario> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read scenario {}", file.display()))?;
+    parse(&text, file, topo)
+}
+
+/// Every scenario in `dir`, checked together (snapshot names are unique across all).
+pub fn load_dir(dir: &Path, topo: &Topology) -> Result<Vec<Scenario>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read scenarios directory {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let all: Vec<Scenario> = files
+        .iter()
+        .map(|f| load_file(f, topo))
+        .collect::<Result<_>>()?;
+    let mut seen = std::collections::HashMap::new();
+    for sc in &all {
+        for st in &sc.steps {
+            if let Some(n) = &st.snapshot {
+                if let Some(prev) = seen.insert(n.clone(), sc.at(st.line)) {
+                    bail!(
+                        "{}: snapshot name {n:?} is already used at {prev}",
+                        sc.at(st.line)
+                    );
+                }
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// The scenarios to run, in order, so that each starts in the state it requires: the
+/// requested ones, each preceded by the scenarios that lead to its state when needed.
+pub fn plan<'a>(
+    requested: &[&'a Scenario],
+    all: &'a [Scenario],
+    start: &str,
+) -> Result<Vec<&'a Scenario>> {
+    let mut state = start.to_string();
+    let mut out: Vec<&Scenario> = Vec::new();
+    for sc in requested {
+        if sc.requires != state {
+            let path = path_between(all, &state, &sc.requires).ok_or_else(|| {
+                anyhow!(
+                    "{}: scenario {} needs the lab in state {:?}, and no scenario leads there from {:?} (states are set by `requires`/`provides`)",
+                    sc.file.display(),
+                    sc.name,
+                    sc.requires,
+                    state
+                )
+            })?;
+            out.extend(path);
+        }
+        out.push(sc);
+        state = sc.provides.clone();
+    }
+    Ok(out)
+}
+
+/// Shortest chain of state-changing scenarios from one state to another (breadth first).
+fn path_between<'a>(all: &'a [Scenario], from: &str, to: &str) -> Option<Vec<&'a Scenario>> {
+    let mut queue = std::collections::VecDeque::from([(from.to_string(), Vec::<&Scenario>::new())]);
+    let mut seen = std::collections::HashSet::from([from.to_string()]);
+    while let Some((state, path)) = queue.pop_front() {
+        if state == to {
+            return Some(path);
+        }
+        for sc in all
+            .iter()
+            .filter(|s| s.requires == state && s.provides != s.requires)
+        {
+            if seen.insert(sc.provides.clone()) {
+                let mut p = path.clone();
+                p.push(sc);
+                queue.push_back((sc.provides.clone(), p));
+            }
+        }
+    }
+    None
+}
+
+/// All scenarios in the order a full run takes: along the chain of states from
+/// `provisioned`, scenarios that keep a state right after the one that reached it.
+pub fn default_order(all: &[Scenario]) -> Vec<&Scenario> {
+    let mut depth = std::collections::HashMap::from([(PROVISIONED.to_string(), 0usize)]);
+    for _ in 0..all.len() {
+        for sc in all {
+            if let Some(d) = depth.get(&sc.requires).copied() {
+                if sc.provides != sc.requires {
+                    depth.entry(sc.provides.clone()).or_insert(d + 1);
+                }
+            }
+        }
+    }
+    let mut order: Vec<&Scenario> = all.iter().collect();
+    order.sort_by_key(|s| {
+        (
+            depth.get(&s.requires).copied().unwrap_or(usize::MAX),
+            s.provides != s.requires,
+            s.name.clone(),
+        )
+    });
+    order
+}
