@@ -198,7 +198,10 @@ mod tests {
     fn rejects_missing_role() {
         let text = DEFAULT_TOPOLOGY.replace("[\"backup\"]", "[\"standby\"]");
         let err = format!("{:#}", Topology::parse(&text, "t").unwrap_err());
-        assert!(err.contains("exactly one host must have role Standby, found 2"), "{err}");
+        assert!(
+            err.contains("exactly one host must have role Standby, found 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,1 +1,383 @@
+//! Lab tests: real systemd-nspawn hosts, real PostgreSQL, real barman. They need root and
+//! are ignored by default: `cargo test --test lab -- --ignored`. They run one at a time.
 
+use pglab::cleanup::leftovers;
+use pglab::lab::{Lab, UpOptions};
+use pglab::run::{run, Destroy, RunOptions};
+use pglab::scenario::runner::Status;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sh(lab: &Lab, host: &str, script: &str) -> pglab::exec::CmdOutput {
+    lab.exec(host, "root", script, Duration::from_secs(60))
+        .unwrap()
+}
+
+fn assert_nothing_left(id: &str) {
+    let left = leftovers(id);
+    assert!(left.is_empty(), "lab {id} left behind: {left:#?}");
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn three_hosts_come_up_see_each_other_and_leave_nothing() {
+    let _g = serial();
+    let lab = Lab::up(UpOptions::default()).unwrap();
+    let id = lab.id().to_string();
+    let topo = lab.topology().clone();
+    for h in &topo.hosts {
+        assert_eq!(sh(&lab, &h.name, "hostname").stdout.trim(), h.name);
+        let pg = sh(
+            &lab,
+            &h.name,
+            "systemctl is-active postgresql@$(ls /usr/lib/postgresql | sort -n | tail -1)-main",
+        );
+        assert_eq!(pg.stdout.trim(), "active", "PostgreSQL on {}", h.name);
+        for other in topo.hosts.iter().filter(|o| o.name != h.name) {
+            let o = sh(
+                &lab,
+                &h.name,
+                &format!("timeout 5 bash -c 'echo > /dev/tcp/{}/22'", other.address),
+            );
+            assert!(
+                o.ok(),
+                "{} cannot reach {} ({}) on port 22: {}",
+                h.name,
+                other.name,
+                other.address,
+                o.combined()
+            );
+        }
+    }
+    // node2 reaches node1's PostgreSQL once it listens on its address.
+    sh(&lab, "node1", "echo \"listen_addresses = '*'\" > /etc/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/main/conf.d/listen.conf && systemctl restart postgresql");
+    let o = sh(&lab, "node2", "for i in $(seq 50); do timeout 2 bash -c 'echo > /dev/tcp/192.168.56.11/5432' && exit 0; sleep 0.1; done; exit 1");
+    assert!(o.ok(), "node2 cannot reach node1:5432: {}", o.combined());
+    // Users run as themselves, stdout/stderr/exit code kept apart.
+    let o = lab
+        .exec(
+            "node1",
+            "postgres",
+            "id -un; echo oops >&2; exit 7",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        (o.stdout.as_str(), o.stderr.as_str(), o.code),
+        ("postgres\n", "oops\n", 7)
+    );
+    // Files in and out.
+    lab.backend()
+        .copy_in("barman", b"hello\n", "/tmp/x", "barman", "600")
+        .unwrap();
+    assert_eq!(
+        lab.backend().copy_out("barman", "/tmp/x").unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        sh(&lab, "barman", "stat -c '%U %a' /tmp/x").stdout.trim(),
+        "barman 600"
+    );
+    // A host stops and starts again with its disk.
+    lab.backend().stop_host("node2").unwrap();
+    assert_eq!(
+        lab.backend().host_state("node2"),
+        pglab::backend::HostState::Stopped
+    );
+    lab.backend().start_host("node2").unwrap();
+    assert_eq!(sh(&lab, "node2", "hostname").stdout.trim(), "node2");
+    // A cut link drops traffic both ways between two hosts only.
+    lab.backend().cut_link("node1", "node2").unwrap();
+    assert!(!sh(
+        &lab,
+        "node2",
+        "timeout 2 bash -c 'echo > /dev/tcp/192.168.56.11/22'"
+    )
+    .ok());
+    assert!(sh(
+        &lab,
+        "barman",
+        "timeout 2 bash -c 'echo > /dev/tcp/192.168.56.11/22'"
+    )
+    .ok());
+    lab.backend().heal_link("node1", "node2").unwrap();
+    assert!(sh(
+        &lab,
+        "node2",
+        "timeout 2 bash -c 'echo > /dev/tcp/192.168.56.11/22'"
+    )
+    .ok());
+    lab.down().unwrap();
+    assert_nothing_left(&id);
+}
+
+fn pglab_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pglab"))
+}
+
+/// Newest lab directory created after `since`.
+fn new_lab_id(before: &[String]) -> Option<String> {
+    pglab::lab::list()
+        .ok()?
+        .into_iter()
+        .map(|r| r.id)
+        .find(|id| !before.contains(id))
+}
+
+fn lab_ids() -> Vec<String> {
+    pglab::lab::list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Starts `pglab ARGS`, waits until `ready(lab id)` holds, sends `signal`; returns the lab id
+/// and the exit status.
+fn interrupt(args: &[&str], ready: impl Fn(&str) -> bool, signal: i32) -> (String, Option<i32>) {
+    let before = lab_ids();
+    let mut child = pglab_bin()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let id = loop {
+        if let Some(id) = new_lab_id(&before) {
+            if ready(&id) {
+                break id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pglab {args:?} never reached the point to interrupt"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pglab {args:?} ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let sig = nix::sys::signal::Signal::try_from(signal).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let status = child.wait().unwrap();
+    (id, status.code())
+}
+
+const SIGINT: i32 = 2;
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+fn lab_dir(id: &str) -> PathBuf {
+    pglab::paths::labs_dir().join(id)
+}
+
+fn booting(id: &str) -> bool {
+    lab_dir(id).join("hosts/node1/nspawn.pid").exists()
+}
+
+fn run_dir_has(id: &str, sub: &str) -> bool {
+    let runs = pglab::paths::state_root().join("runs");
+    std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(id) && e.path().join(sub).is_dir())
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn sigint_or_sigterm_mid_up_leaves_nothing() {
+    let _g = serial();
+    for sig in [SIGINT, SIGTERM] {
+        let (id, code) = interrupt(&["up"], booting, sig);
+        assert_eq!(code, Some(128 + sig), "exit code after signal {sig}");
+        assert_nothing_left(&id);
+    }
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn sigint_during_provisioning_and_during_a_scenario_leaves_nothing() {
+    let _g = serial();
+    let (id, code) = interrupt(
+        &["run", "replicate"],
+        |id| run_dir_has(id, "provision"),
+        SIGINT,
+    );
+    assert_eq!(code, Some(130));
+    assert_nothing_left(&id);
+    let (id, code) = interrupt(
+        &["run", "replicate"],
+        |id| run_dir_has(id, "replicate"),
+        SIGTERM,
+    );
+    assert_eq!(code, Some(143));
+    assert_nothing_left(&id);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn sigkill_mid_up_then_gc_leaves_nothing() {
+    let _g = serial();
+    let (id, _) = interrupt(&["up"], booting, SIGKILL);
+    assert!(
+        !leftovers(&id).is_empty(),
+        "SIGKILL cannot clean up: something must be left for gc"
+    );
+    let out = pglab_bin().arg("gc").output().unwrap();
+    assert!(
+        out.status.success(),
+        "pglab gc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&id),
+        "gc did not report lab {id}"
+    );
+    assert_nothing_left(&id);
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn homework_scenarios_pass_idempotently_without_leaking_secrets() {
+    let _g = serial();
+    let report = run(&RunOptions {
+        destroy: Destroy::Never,
+        ..Default::default()
+    })
+    .unwrap();
+    let lab = Lab::attach(Some(&report.lab)).unwrap();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Passed)
+        .collect();
+    assert!(report.passed && failed.is_empty(), "{failed:#?}");
+    for name in ["replicate", "backup", "drop", "recover"] {
+        assert!(
+            report.checks.iter().any(|c| c.scenario == name),
+            "scenario {name} did not run"
+        );
+    }
+    // Provisioning again, even after the recovery, changes nothing.
+    let sub = pglab::provision::Submission::load(&pglab::provision::reference_dir()).unwrap();
+    let log = pglab::runlog::RunLog::create(&format!("again-{}", lab.id()), &lab.secrets).unwrap();
+    let again = pglab::provision::provision(&lab, &sub, &log, Instant::now()).unwrap();
+    assert!(
+        again.changes.is_empty(),
+        "second provisioning changed: {:#?}",
+        again.changes
+    );
+    // The lab's passwords appear in no log, report or snapshot.
+    let mut files = files_under(&report.log_dir);
+    files.extend(files_under(&log.dir));
+    files.extend(files_under(&pglab::scenario::snapshot::snapshots_dir()));
+    assert!(
+        files.len() > 20,
+        "expected many logs, found {}",
+        files.len()
+    );
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).to_string();
+        for secret in lab.secrets.values() {
+            assert!(
+                !text.contains(&secret),
+                "a password appears in {}",
+                f.display()
+            );
+        }
+    }
+    let id = lab.id().to_string();
+    lab.down().unwrap();
+    assert_nothing_left(&id);
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_standby_without_its_slot_fails_the_slot_check_only() {
+    let _g = serial();
+    let opts = RunOptions {
+        homework: Some(fixture("no-slot")),
+        scenarios: vec!["replicate".into()],
+        ..Default::default()
+    };
+    let report = run(&opts).unwrap();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(
+        failed[0].step,
+        "node2 streams from node1 through slot node2"
+    );
+    assert!(
+        failed[0].message.contains("pg_basebackup -R -C -S node2"),
+        "{}",
+        failed[0].message
+    );
+    assert!(
+        failed[0].message.contains("scenarios/replicate.toml:"),
+        "{}",
+        failed[0].message
+    );
+    assert_nothing_left(&report.lab);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_wrong_pgpass_password_fails_the_clone_step() {
+    let _g = serial();
+    let opts = RunOptions {
+        homework: Some(fixture("wrong-pgpass")),
+        scenarios: vec!["replicate".into()],
+        ..Default::default()
+    };
+    let report = run(&opts).unwrap();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let m = &failed[0].message;
+    assert!(
+        m.contains("\"standby cloned through its own slot\"") && m.contains("host node2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("password authentication failed for user \"replicator\""),
+        "{m}"
+    );
+    assert!(!report.passed);
+    assert_nothing_left(&report.lab);
+}

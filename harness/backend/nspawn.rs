@@ -251,7 +251,12 @@ impl Nspawn {
         let deadline = Instant::now() + scaled(Duration::from_secs(90));
         let mut last = String::from("(no container init yet)");
         loop {
-            if self.nspawn_pid(host).is_none() && self.host_dir(host).join("nspawn.pid").exists() {
+            // By pid, not by command line: the latter is briefly unreadable while `sh` execs nspawn.
+            let launched: Option<u32> =
+                std::fs::read_to_string(self.host_dir(host).join("nspawn.pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok());
+            if launched.is_some_and(|p| !cleanup::pid_alive(p)) {
                 let console = std::fs::read_to_string(self.host_dir(host).join("console.log"))
                     .unwrap_or_default();
                 return Err(failure(
