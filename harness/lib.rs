@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of the code.
 
 pub mod backend;
+pub mod bench;
 pub mod boxes;
 pub mod cleanup;
 pub mod doctor;

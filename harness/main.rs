@@ -83,6 +83,15 @@ enum Cmd {
         #[arg(long)]
         install: bool,
     },
+    /// Times phases over several runs and prints min / median / max.
+    Bench {
+        #[arg(value_enum, default_value = "run")]
+        what: pglab::bench::What,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long = "box", default_value = "bookworm")]
+        box_name: String,
+    },
     /// Box recipes: build or list.
     #[command(subcommand)]
     Box(BoxCmd),
@@ -258,6 +267,15 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 1
             })
+        }
+        Cmd::Bench {
+            what,
+            runs,
+            box_name,
+        } => {
+            doctor::require_root("run benchmarks")?;
+            print!("{}", pglab::bench::bench(what, runs, &box_name)?);
+            Ok(0)
         }
         Cmd::Box(BoxCmd::Build { name, force }) => {
             doctor::require_root("build a box")?;

@@ -27,7 +27,15 @@ wait_until 60 "barman receive-wal to run" sh -c "runuser -u barman -- barman sta
 # `barman cron` returns before anything is archived: switch-wal --archive blocks until a
 # WAL file is, and only then can `barman check` pass ("WAL archive: OK").
 if ! runuser -u barman -- barman check "$PGLAB_PRIMARY" >/dev/null 2>&1; then
+  # An idle server sends the switched segment's end only with its next WAL record (up to
+  # 15 s later): write small ones while the switch waits.
+  ( for _ in $(seq 1 50); do
+      sleep 0.2
+      PGPASSFILE=/var/lib/barman/.pgpass psql -h "$PGLAB_PRIMARY_ADDR" -U barman -d postgres \
+        -XAtqc "SELECT pg_logical_emit_message(false, 'pglab', 'wal nudge')" || true
+    done ) </dev/null >/dev/null 2>&1 &
   runuser -u barman -- barman switch-wal --force --archive --archive-timeout 60 "$PGLAB_PRIMARY" >&2
+  kill $! 2>/dev/null || true
   changed "archived the first WAL file"
 fi
 wait_until 60 "barman check $PGLAB_PRIMARY to be all OK" runuser -u barman -- barman check "$PGLAB_PRIMARY"

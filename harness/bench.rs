@@ -1,0 +1,140 @@
+//! `pglab bench`: whole phases timed over several runs, printed as min / median / max.
+//! Figures are printed, never asserted (a loaded machine must not fail a test).
+
+use crate::lab::{Lab, UpOptions};
+use crate::run::{run, Destroy, RunOptions};
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// A cold box build (into a temporary cache).
+    Box,
+    /// Warm `up` and `down` of the three hosts (box cached).
+    Up,
+    /// Warm full `pglab run`: up, provision, every scenario, down; per phase.
+    Run,
+}
+
+/// Samples per phase, in the order phases were first seen.
+#[derive(Default)]
+pub struct Samples {
+    order: Vec<String>,
+    values: BTreeMap<String, Vec<f64>>,
+}
+
+impl Samples {
+    pub fn add(&mut self, phase: &str, secs: f64) {
+        if !self.values.contains_key(phase) {
+            self.order.push(phase.to_string());
+        }
+        self.values.entry(phase.to_string()).or_default().push(secs);
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<28} {:>8} {:>8} {:>8} {:>5}\n",
+            "phase", "min", "median", "max", "runs"
+        );
+        for p in &self.order {
+            let mut v = self.values[p].clone();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let median = if v.len() % 2 == 1 {
+                v[v.len() / 2]
+            } else {
+                (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+            };
+            s.push_str(&format!(
+                "{p:<28} {:>7.1}s {:>7.1}s {:>7.1}s {:>5}\n",
+                v[0],
+                median,
+                v[v.len() - 1],
+                v.len()
+            ));
+        }
+        s
+    }
+}
+
+pub fn bench(what: What, runs: usize, box_name: &str) -> Result<String> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut samples = Samples::default();
+    match what {
+        What::Box => {
+            let tmp = tempfile::Builder::new()
+                .prefix("pglab-bench-cache-")
+                .tempdir_in("/var/tmp")?;
+            for i in 0..runs {
+                std::env::set_var("PGLAB_CACHE_DIR", tmp.path().join(i.to_string()));
+                let spec = crate::boxes::BoxSpec::load(box_name)?;
+                let t = Instant::now();
+                spec.build()?;
+                samples.add(
+                    &format!("box build ({box_name}, cold)"),
+                    t.elapsed().as_secs_f64(),
+                );
+                crate::cleanup::remove_tree(&spec.dir())?;
+            }
+        }
+        What::Up => {
+            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            for _ in 0..runs {
+                let t = Instant::now();
+                let lab = Lab::up(UpOptions {
+                    box_name: box_name.into(),
+                    ..Default::default()
+                })?;
+                samples.add("up (3 hosts booted)", t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                lab.down()?;
+                samples.add("down", t.elapsed().as_secs_f64());
+            }
+        }
+        What::Run => {
+            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            for i in 0..runs {
+                let report = run(&RunOptions {
+                    box_name: box_name.into(),
+                    destroy: Destroy::Always,
+                    ..Default::default()
+                })?;
+                if !report.passed {
+                    bail!(
+                        "run {} of {runs} failed; logs in {}",
+                        i + 1,
+                        report.log_dir.display()
+                    );
+                }
+                for (phase, secs) in &report.phases {
+                    samples.add(phase, *secs);
+                }
+            }
+        }
+    }
+    Ok(format!(
+        "pglab bench {what:?} ({runs} runs, box {box_name})\n{}",
+        samples.table()
+    )
+    .to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_has_min_median_max() {
+        let mut s = super::Samples::default();
+        for v in [3.0, 1.0, 2.0] {
+            s.add("up", v);
+        }
+        s.add("down", 0.5);
+        let t = s.table();
+        assert!(
+            t.contains("up                               1.0s     2.0s     3.0s     3"),
+            "{t}"
+        );
+        assert!(t.find("up").unwrap() < t.find("down").unwrap());
+    }
+}
