@@ -24,3 +24,48 @@ archive_wal_now() {
   wait "$nudger" 2>/dev/null
   return $rc
 }
+
+# Writes that go on while a fault happens: ROWS single-row transactions into TABLE (in the
+# postgres database on this host), PAUSE seconds apart, in a transient systemd unit.
+start_writes() {
+  local table=$1 rows=$2 pause=${3:-0.02}
+  runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE IF NOT EXISTS $table (id bigint PRIMARY KEY, note text NOT NULL);
+CREATE OR REPLACE PROCEDURE pglab_write(tbl text, n int, pause float8) LANGUAGE plpgsql AS \$\$
+DECLARE first bigint;
+BEGIN
+  EXECUTE format('SELECT coalesce(max(id), 0) FROM %I', tbl) INTO first;
+  FOR i IN 1..n LOOP
+    EXECUTE format('INSERT INTO %I VALUES (%s, %L)', tbl, first + i, 'row ' || (first + i));
+    COMMIT;
+    PERFORM pg_sleep(pause);
+  END LOOP;
+END \$\$;
+SQL
+  systemctl reset-failed "pglab-writes-$table" 2>/dev/null || true
+  systemd-run --quiet --unit="pglab-writes-$table" --uid=postgres --gid=postgres \
+    --working-directory=/tmp psql -XAtq -c "CALL pglab_write('$table', $rows, $pause)"
+}
+
+# Succeeds once the writes into TABLE have ended (whether they finished or were cut off).
+writes_ended() {
+  ! systemctl is-active --quiet "pglab-writes-$1"
+}
+
+# Row count and checksum of a writes table, comparable between hosts.
+table_digest() {
+  runuser -u postgres -- psql -XAtq -d "${2:-postgres}" -c \
+    "SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(id || ',' || note, ';' ORDER BY id), '')) FROM $1"
+}
+
+# Re-clones this standby from the primary through its own slot (dropped first if it exists):
+# what node2 needs after the primary's point-in-time recovery or after losing its slot.
+reclone_standby() {
+  local slot=${1:-$PGLAB_HOST}
+  systemctl stop "$PG_SERVICE"
+  rm -rf "$PG_DATA"
+  install -d -o postgres -g postgres -m 700 "$PG_DATA"
+  runuser -u postgres -- pg_receivewal -h "$PGLAB_PRIMARY_ADDR" -U replicator --slot="$slot" --drop-slot >/dev/null 2>&1 || true
+  runuser -u postgres -- pg_basebackup -h "$PGLAB_PRIMARY_ADDR" -U replicator -D "$PG_DATA" -R -C -S "$slot" -X stream --checkpoint=fast &&
+    systemctl start "$PG_SERVICE"
+}

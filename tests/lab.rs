@@ -275,7 +275,19 @@ fn homework_scenarios_pass_idempotently_without_leaking_secrets() {
         .filter(|c| c.status != Status::Passed)
         .collect();
     assert!(report.passed && failed.is_empty(), "{failed:#?}");
-    for name in ["replicate", "backup", "drop", "recover"] {
+    for name in [
+        "access",
+        "replicate",
+        "network-cut",
+        "primary-restart",
+        "slot-retention",
+        "standby-restart",
+        "backup",
+        "recover-guard",
+        "drop",
+        "recover",
+        "pitr-unreachable",
+    ] {
         assert!(
             report.checks.iter().any(|c| c.scenario == name),
             "scenario {name} did not run"
@@ -380,4 +392,133 @@ fn a_wrong_pgpass_password_fails_the_clone_step() {
     );
     assert!(!report.passed);
     assert_nothing_left(&report.lab);
+}
+
+#[test]
+#[ignore = "needs root and mmdebstrap"]
+fn sigint_during_a_box_build_leaves_no_half_built_box() {
+    let _g = serial();
+    let cache = tempfile::tempdir_in("/var/tmp").unwrap();
+    let mut child = pglab_bin()
+        .args(["box", "build", "bookworm"])
+        .env("PGLAB_CACHE_DIR", cache.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let boxes = cache.path().join("boxes");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Interrupt once mmdebstrap has mounted its chroot's /proc (the hardest moment to clean).
+    while !std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&boxes.to_string_lossy().to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mmdebstrap never mounted anything"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        pglab::cleanup::mounts_under(cache.path()).is_empty(),
+        "mounts left under {}",
+        cache.path().display()
+    );
+    let left: Vec<_> = std::fs::read_dir(&boxes)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left in the box cache: {left:?}");
+    assert!(
+        pglab::cleanup::pids_matching(&boxes.to_string_lossy()).is_empty(),
+        "mmdebstrap still runs"
+    );
+}
+
+fn pglab_output(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = pglab_bin();
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs root"]
+fn bad_environment_gets_one_clear_error_and_leaves_nothing() {
+    let _g = serial();
+    let before = lab_ids();
+    // Not root.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_pglab"),
+            "up",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("must run as root") && text.contains("sudo"),
+        "{text}"
+    );
+    // A box cache that cannot be created.
+    let (code, text) = pglab_output(
+        &["box", "build", "trixie"],
+        &[("PGLAB_CACHE_DIR", "/proc/pglab-cache")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("cannot create the box cache /proc/pglab-cache/boxes")
+            && text.contains("PGLAB_CACHE_DIR"),
+        "{text}"
+    );
+    // A missing box recipe.
+    let (code, text) = pglab_output(&["run", "--box", "nosuchbox"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("no box recipe \"nosuchbox\"")
+            && text.contains("known boxes: bookworm, trixie"),
+        "{text}"
+    );
+    // Missing tools, and no apt to install them: the exact command to run.
+    let (code, text) = pglab_output(&["up"], &[("PATH", "/nonexistent")]);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("[MISSING] systemd-nspawn")
+            && text.contains("apt-get install -y systemd-container"),
+        "{text}"
+    );
+    // An unknown scenario is refused before any lab exists.
+    let (code, text) = pglab_output(&["run", "nosuchscenario"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("no scenario \"nosuchscenario\"; known:"),
+        "{text}"
+    );
+    assert_eq!(lab_ids(), before, "a lab was created");
 }

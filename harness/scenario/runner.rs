@@ -255,6 +255,46 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// barman does not check whether PostgreSQL runs at the destination of `recover`
+    /// (checks.md, fact 6): pglab does, before barman touches anything.
+    fn guard_recover(&self, sc: &Scenario, st: &Step, args: &str) -> Result<()> {
+        let Some((host, dest)) = recover_destination(args) else {
+            return Ok(());
+        };
+        let topo = self.lab.topology();
+        let Some(h) = topo
+            .hosts
+            .iter()
+            .find(|h| h.name == host || h.address.to_string() == host)
+        else {
+            bail!(
+                "{}: step {:?}: barman recover targets {host:?}, which is not a host of this lab",
+                sc.at(st.line),
+                st.name
+            );
+        };
+        // postmaster.pid in the data directory, or (Debian) a running cluster using it.
+        let probe = format!(
+            "d={}; pid=$(head -1 \"$d/postmaster.pid\" 2>/dev/null) && kill -0 \"$pid\" 2>/dev/null && exit 0\n\
+             for p in $(pgrep -x postgres || pgrep -f 'bin/postgres'); do tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- \"$d\" && exit 0; done\n\
+             psql_dir=$(runuser -u postgres -- psql -XAtqc 'SHOW data_directory' 2>/dev/null) && [ \"$psql_dir\" = \"$d\" ] && exit 0\nexit 1",
+            crate::backend::shell_quote(&dest)
+        );
+        let out = self
+            .lab
+            .exec(&h.name, "root", &probe, Duration::from_secs(30))?;
+        if out.ok() {
+            return Err(failure(
+                &format!("step {:?} refused: PostgreSQL is running on {} in {dest}; barman recover would overwrite a live data directory", st.name, h.name),
+                &format!("scenario {} at {}, host {}", sc.name, sc.at(st.line), st.host),
+                &format!("barman {args}"),
+                "",
+                &format!("stop PostgreSQL on {} first (systemctl stop postgresql)", h.name),
+            ));
+        }
+        Ok(())
+    }
+
     fn step(&mut self, sc: &Scenario, index: usize, st: &Step) -> Result<()> {
         if let StepKind::Action(a) = &st.kind {
             return self.action(st, a).map_err(|e| {
@@ -265,6 +305,34 @@ impl<'a> Runner<'a> {
                     st.host
                 )
             });
+        }
+        if let StepKind::Barman { args } = &st.kind {
+            let args = substitute(args, &self.vars)?;
+            if let Err(e) = self.guard_recover(sc, st, &args) {
+                let refused = CmdOutput {
+                    code: 1,
+                    stderr: format!("{e:#}"),
+                    ..Default::default()
+                };
+                self.log.step(
+                    &sc.name,
+                    index,
+                    &st.name,
+                    &st.host,
+                    &format!("barman {args}"),
+                    &refused,
+                );
+                // A step that expects the refusal passes on it.
+                if st
+                    .check
+                    .fails_with
+                    .as_deref()
+                    .is_some_and(|f| refused.stderr.contains(f))
+                {
+                    return Ok(());
+                }
+                return Err(e);
+            }
         }
         let (user, script, shown) = self
             .script(st)
@@ -356,9 +424,42 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// For `recover ... --remote-ssh-command 'ssh USER@HOST' ... DEST`: (HOST, DEST).
+pub fn recover_destination(args: &str) -> Option<(String, String)> {
+    if args.split_whitespace().next() != Some("recover") {
+        return None;
+    }
+    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"--remote-ssh-command[ =](?:'([^']*)'|"([^"]*)"|(\S+))"#).expect("valid")
+    });
+    let c = re.captures(args)?;
+    let ssh = c.get(1).or(c.get(2)).or(c.get(3))?.as_str();
+    let target = ssh.split_whitespace().last()?;
+    let host = target.rsplit('@').next()?.to_string();
+    let dest = args.split_whitespace().last()?.to_string();
+    Some((host, dest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_where_barman_recovers_to() {
+        let a = "recover --remote-ssh-command 'ssh postgres@node1' --target-name x node1 latest /var/lib/postgresql/15/main";
+        assert_eq!(
+            recover_destination(a),
+            Some(("node1".into(), "/var/lib/postgresql/15/main".into()))
+        );
+        let b = "recover --remote-ssh-command=\"ssh -q postgres@192.168.56.11\" node1 latest /d";
+        assert_eq!(
+            recover_destination(b),
+            Some(("192.168.56.11".into(), "/d".into()))
+        );
+        assert_eq!(recover_destination("backup --wait node1"), None);
+        assert_eq!(recover_destination("recover node1 latest /local/dir"), None);
+    }
 
     fn out(code: i32, stdout: &str, stderr: &str) -> CmdOutput {
         CmdOutput {
