@@ -114,7 +114,15 @@ enum BoxCmd {
 fn main() {
     cleanup::install_signal_handlers();
     let cli = Cli::parse();
-    let code = match run(cli) {
+    let result = run(cli);
+    if cleanup::aborting() {
+        // A signal arrived: its handler is removing what this run made and will exit with
+        // 128+signal; whatever failed here because of it is not the error to report.
+        loop {
+            std::thread::park();
+        }
+    }
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pglab: error: {e:#}");
