@@ -7,6 +7,7 @@ pub mod boxes;
 pub mod cleanup;
 pub mod doctor;
 pub mod exec;
+pub mod junit;
 pub mod lab;
 pub mod paths;
 pub mod progress;

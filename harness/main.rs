@@ -19,8 +19,9 @@ enum Cmd {
     Run {
         /// Scenarios to run (default: all); the ones they depend on run first.
         scenarios: Vec<String>,
-        #[arg(long = "box", default_value = "bookworm")]
-        box_name: String,
+        /// Box recipes, comma-separated: one lab and one full run each (a version matrix).
+        #[arg(long = "box", default_value = "bookworm", value_delimiter = ',')]
+        boxes: Vec<String>,
         #[arg(long)]
         topology: Option<PathBuf>,
         /// Provision with this submission instead of the reference solution.
@@ -32,9 +33,12 @@ enum Cmd {
         /// When to remove the lab.
         #[arg(long, value_enum, default_value = "always")]
         destroy: pglab::run::Destroy,
-        /// Write the report as JSON.
+        /// Write the report as JSON (one object per box).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write the report as JUnit XML.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Brings a lab up and leaves it running; prints how to get in.
     Up {
@@ -137,12 +141,13 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Run {
             scenarios,
-            box_name,
+            boxes,
             topology,
             homework,
             keep,
             destroy,
             json,
+            junit,
         } => {
             let topology = match topology {
                 Some(p) => pglab::topology::Topology::load(&p)?,
@@ -153,17 +158,43 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 destroy
             };
-            let opts = pglab::run::RunOptions {
-                box_name,
-                topology,
-                scenarios,
-                homework,
-                destroy,
-                json,
-            };
-            let report = pglab::run::run(&opts)?;
-            print!("{}", pglab::run::summary(&report));
-            Ok(if report.passed { 0 } else { 1 })
+            let mut reports = Vec::new();
+            for box_name in boxes {
+                let opts = pglab::run::RunOptions {
+                    box_name,
+                    topology: topology.clone(),
+                    scenarios: scenarios.clone(),
+                    homework: homework.clone(),
+                    destroy,
+                    json: None,
+                };
+                let report = pglab::run::run(&opts)?;
+                print!("{}", pglab::run::summary(&report));
+                reports.push(report);
+            }
+            if reports.len() > 1 {
+                println!("\nbox matrix:");
+                for r in &reports {
+                    let total = r.phases.last().map(|p| p.1).unwrap_or(0.0);
+                    println!(
+                        "  {:<10} {}  ({total:.0}s, lab {})",
+                        r.box_name,
+                        if r.passed { "passed" } else { "FAILED" },
+                        r.lab
+                    );
+                }
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&reports)?)?;
+            }
+            if let Some(p) = junit {
+                std::fs::write(&p, pglab::junit::render(&reports))?;
+            }
+            Ok(if reports.iter().all(|r| r.passed) {
+                0
+            } else {
+                1
+            })
         }
         Cmd::Up { box_name, topology } => {
             let topology = match topology {

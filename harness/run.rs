@@ -162,6 +162,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         state
             .vars
             .insert("major".into(), major.stdout.trim().to_string());
+        // barman's output changed between versions (3.13 shows the backup type): snapshots of
+        // it carry barman's major.minor.
+        let backup = lab.topology().with_role(Role::Backup).name.clone();
+        let barman = lab.exec(
+            &backup,
+            "root",
+            "barman --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d. -f1,2",
+            Duration::from_secs(30),
+        )?;
+        state
+            .vars
+            .insert("barman".into(), barman.stdout.trim().to_string());
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
         for sc in &planned {
             if !ok {

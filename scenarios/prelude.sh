@@ -6,23 +6,35 @@ PG_DATA=/var/lib/postgresql/$PG_MAJOR/main
 PG_SERVICE=postgresql@$PG_MAJOR-main
 cd /tmp
 
-# `barman switch-wal --force --archive SERVER`, without its wait of up to 15 s: pg_receivewal
-# closes a WAL segment only when WAL of the next one arrives, which on an idle server is the
-# next running-xacts record (every 15 s). A tiny non-transactional WAL record written after
-# the switch makes it arrive at once. Run as the barman user (it uses barman's conninfo).
-archive_wal_now() {
+# Runs a barman command (as the barman user) that waits for WAL to be archived, while a tiny
+# non-transactional WAL record is written on SERVER every 0.2 s. pg_receivewal closes a WAL
+# segment only when WAL of the next one arrives; on an idle server that is the next
+# running-xacts record, up to 15 s later, or never: barman 3.13's `backup --wait` waited for
+# ever on an idle PostgreSQL 17.
+with_wal_nudges() {
   local server=$1 conninfo nudger rc
+  shift
   conninfo=$(barman show-server "$server" | sed -n 's/^[[:space:]]*conninfo: //p')
-  ( for _ in $(seq 1 100); do
+  ( for _ in $(seq 1 3000); do
       sleep 0.2
       psql "$conninfo" -XAtqc "SELECT pg_logical_emit_message(false, 'pglab', 'wal nudge')" >/dev/null 2>&1 || true
     done ) </dev/null >/dev/null 2>&1 &
   nudger=$!
-  barman switch-wal --force --archive --archive-timeout 60 "$server"
+  "$@"
   rc=$?
   kill "$nudger" 2>/dev/null
   wait "$nudger" 2>/dev/null
   return $rc
+}
+
+# `barman switch-wal --force --archive SERVER`: blocks until a WAL file is archived.
+archive_wal_now() {
+  with_wal_nudges "$1" barman switch-wal --force --archive --archive-timeout 60 "$1"
+}
+
+# `barman backup --wait SERVER`: returns when the backup and its WAL are complete.
+backup_now() {
+  with_wal_nudges "$1" barman backup --wait --wait-timeout 300 "$1"
 }
 
 # Writes that go on while a fault happens: ROWS single-row transactions into TABLE (in the

@@ -22,9 +22,14 @@ pub fn check(name: &str, value: &str, description: &str) -> Result<()> {
     settings.set_description(description);
     let value = value.to_string();
     let name = name.to_string();
+    // insta reports a mismatch by panicking after printing its diff: the diff is what the
+    // user needs, the panic message and backtrace are not.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| insta::assert_snapshot!(name.as_str(), value.as_str()));
     }));
+    std::panic::set_hook(hook);
     result.map_err(|p| {
         let msg = p
             .downcast_ref::<String>()

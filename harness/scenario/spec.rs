@@ -282,7 +282,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
             let n = s.get_ref();
             let ok = !n.is_empty()
                 && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_{}".contains(c));
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.{}".contains(c));
             if !ok {
                 bail!(
                     "{}: snapshot name {n:?}: use letters, digits, '-', '_' (and {{{{major}}}})",
