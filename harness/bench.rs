@@ -95,23 +95,36 @@ pub fn bench(what: What, runs: usize, box_name: &str) -> Result<String> {
         }
         What::Run => {
             crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            // Every run is counted, failed or not: this is also the reliability measure.
+            let mut failed = Vec::new();
             for i in 0..runs {
                 let report = run(&RunOptions {
                     box_name: box_name.into(),
                     destroy: Destroy::Always,
                     ..Default::default()
                 })?;
+                eprintln!(
+                    "pglab bench: run {} of {runs}: {}",
+                    i + 1,
+                    if report.passed { "passed" } else { "FAILED" }
+                );
                 if !report.passed {
-                    bail!(
-                        "run {} of {runs} failed; logs in {}",
-                        i + 1,
-                        report.log_dir.display()
-                    );
+                    failed.push(report.log_dir.display().to_string());
+                    continue;
                 }
                 for (phase, secs) in &report.phases {
                     samples.add(phase, *secs);
                 }
             }
+            let mut s = format!(
+                "pglab bench run ({runs} runs, box {box_name})\n{}",
+                samples.table()
+            );
+            s.push_str(&format!("runs passed: {} of {runs}\n", runs - failed.len()));
+            for f in &failed {
+                s.push_str(&format!("failed run, logs in {f}\n"));
+            }
+            return Ok(s);
         }
     }
     Ok(format!(
