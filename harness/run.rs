@@ -177,15 +177,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
         for sc in &planned {
             if !ok {
-                checks.extend(sc.steps.iter().map(|st| StepOutcome {
-                    scenario: sc.name.clone(),
-                    step: st.name.clone(),
-                    host: st.host.clone(),
-                    location: sc.at(st.line),
-                    status: Status::Skipped,
-                    duration_secs: 0.0,
-                    message: "skipped: an earlier scenario failed".into(),
-                }));
+                checks.extend(
+                    sc.steps.iter().map(|st| {
+                        StepOutcome::skipped(sc, st, "skipped: an earlier scenario failed")
+                    }),
+                );
                 continue;
             }
             crate::progress::say(

@@ -332,35 +332,43 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-#[ignore = "needs root and systemd-nspawn"]
-fn a_standby_without_its_slot_fails_the_slot_check_only() {
-    let _g = serial();
+/// Runs `replicate` on a broken submission; returns the report and its failed checks.
+fn run_broken(
+    name: &str,
+) -> (
+    pglab::run::RunReport,
+    Vec<pglab::scenario::runner::StepOutcome>,
+) {
     let opts = RunOptions {
-        homework: Some(fixture("no-slot")),
+        homework: Some(fixture(name)),
         scenarios: vec!["replicate".into()],
         ..Default::default()
     };
     let report = run(&opts).unwrap();
-    let failed: Vec<_> = report
+    assert!(!report.passed, "a broken submission passed");
+    let failed = report
         .checks
         .iter()
         .filter(|c| c.status == Status::Failed)
+        .cloned()
         .collect();
+    (report, failed)
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_standby_without_its_slot_fails_the_slot_check_only() {
+    let _g = serial();
+    let (report, failed) = run_broken("no-slot");
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert_eq!(
         failed[0].step,
         "node2 streams from node1 through slot node2"
     );
+    let m = &failed[0].message;
     assert!(
-        failed[0].message.contains("pg_basebackup -R -C -S node2"),
-        "{}",
-        failed[0].message
-    );
-    assert!(
-        failed[0].message.contains("scenarios/replicate.toml:"),
-        "{}",
-        failed[0].message
+        m.contains("pg_basebackup -R -C -S node2") && m.contains("scenarios/replicate.toml:"),
+        "{m}"
     );
     assert_nothing_left(&report.lab);
 }
@@ -369,17 +377,7 @@ fn a_standby_without_its_slot_fails_the_slot_check_only() {
 #[ignore = "needs root and systemd-nspawn"]
 fn a_wrong_pgpass_password_fails_the_clone_step() {
     let _g = serial();
-    let opts = RunOptions {
-        homework: Some(fixture("wrong-pgpass")),
-        scenarios: vec!["replicate".into()],
-        ..Default::default()
-    };
-    let report = run(&opts).unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .collect();
+    let (report, failed) = run_broken("wrong-pgpass");
     assert_eq!(failed.len(), 1, "{failed:#?}");
     let m = &failed[0].message;
     assert!(
@@ -390,7 +388,6 @@ fn a_wrong_pgpass_password_fails_the_clone_step() {
         m.contains("password authentication failed for user \"replicator\""),
         "{m}"
     );
-    assert!(!report.passed);
     assert_nothing_left(&report.lab);
 }
 

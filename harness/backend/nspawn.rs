@@ -36,6 +36,26 @@ fn machine_name(id: &str, host: &str) -> String {
     format!("pglab-{id}-{host}")
 }
 
+/// `nsenter` into every namespace of the container whose init is `init`, then `cmd`.
+fn nsenter(init: u32, cmd: &[&str]) -> Vec<String> {
+    let pid = init.to_string();
+    let mut argv: Vec<String> = ["nsenter", "-t", &pid, "-m", "-u", "-i", "-n", "-p", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(cmd.iter().map(|s| s.to_string()));
+    argv
+}
+
+/// Asks systemd inside the container to power off (it may already be going).
+fn poweroff(init: u32) {
+    let _ = run(
+        &nsenter(init, &["systemctl", "poweroff"]),
+        None,
+        Duration::from_secs(60),
+    );
+}
+
 impl Nspawn {
     pub fn new(id: &str, dir: &Path, box_root: &Path, topo: &Topology) -> Nspawn {
         Nspawn {
@@ -268,22 +288,7 @@ impl Nspawn {
                 ));
             }
             if let Some(pid) = self.init_pid(host) {
-                let argv: Vec<String> = [
-                    "nsenter",
-                    "-t",
-                    &pid.to_string(),
-                    "-m",
-                    "-u",
-                    "-i",
-                    "-n",
-                    "-p",
-                    "--",
-                    "systemctl",
-                    "is-system-running",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                let argv = nsenter(pid, &["systemctl", "is-system-running"]);
                 if let Ok(o) = run(&argv, None, Duration::from_secs(10)) {
                     last = o.stdout.trim().to_string();
                     if last == "running" || last == "degraded" {
@@ -338,27 +343,18 @@ impl Backend for Nspawn {
         let Some(pid) = self.init_pid(host) else {
             bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
         };
-        let argv: Vec<String> = [
-            "nsenter",
-            "-t",
-            &pid.to_string(),
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "-p",
-            "--",
-            "runuser",
-            "-l",
-            user,
-            "-s",
-            "/bin/bash",
-            "-c",
-            "exec bash -s",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let argv = nsenter(
+            pid,
+            &[
+                "runuser",
+                "-l",
+                user,
+                "-s",
+                "/bin/bash",
+                "-c",
+                "exec bash -s",
+            ],
+        );
         run(&argv, Some(script.as_bytes()), timeout)
     }
 
@@ -368,19 +364,7 @@ impl Backend for Nspawn {
             return Ok(());
         };
         if let Some(init) = self.init_pid(host) {
-            quiet(&[
-                "nsenter",
-                "-t",
-                &init.to_string(),
-                "-m",
-                "-u",
-                "-i",
-                "-n",
-                "-p",
-                "--",
-                "systemctl",
-                "poweroff",
-            ]);
+            poweroff(init);
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
@@ -428,16 +412,8 @@ impl Backend for Nspawn {
         self.check_host(a)?;
         self.check_host(b)?;
         let table = format!("pglab_cut_{}", b.replace('-', "_"));
-        // Deleting a table that does not exist is not an error for healing.
-        let _ = self
-            .nft(a, &format!("destroy table inet {table}\n"))
-            .and_then(|o| {
-                if o.ok() {
-                    Ok(o)
-                } else {
-                    self.nft(a, &format!("delete table inet {table}\n"))
-                }
-            });
+        // A link that is not cut has no table: healing it is not an error.
+        self.nft(a, &format!("delete table inet {table}\n"))?;
         Ok(())
     }
 
@@ -473,19 +449,7 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     let mut pids = Vec::new();
     for h in hosts {
         if let Some(init) = lab.init_pid(h) {
-            quiet(&[
-                "nsenter",
-                "-t",
-                &init.to_string(),
-                "-m",
-                "-u",
-                "-i",
-                "-n",
-                "-p",
-                "--",
-                "systemctl",
-                "poweroff",
-            ]);
+            poweroff(init);
         }
         if let Some(p) = lab.nspawn_pid(h) {
             pids.push(p);

@@ -33,6 +33,21 @@ pub struct StepOutcome {
     pub message: String,
 }
 
+impl StepOutcome {
+    /// A step that did not run (yet): `message` says why.
+    pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
+        StepOutcome {
+            scenario: sc.name.clone(),
+            step: st.name.clone(),
+            host: st.host.clone(),
+            location: sc.at(st.line),
+            status: Status::Skipped,
+            duration_secs: 0.0,
+            message: message.into(),
+        }
+    }
+}
+
 pub struct Runner<'a> {
     lab: &'a Lab,
     log: &'a RunLog,
@@ -153,17 +168,8 @@ impl<'a> Runner<'a> {
         let mut outcomes = Vec::new();
         let mut failed = false;
         for (i, st) in sc.steps.iter().enumerate() {
-            let mut o = StepOutcome {
-                scenario: sc.name.clone(),
-                step: st.name.clone(),
-                host: st.host.clone(),
-                location: sc.at(st.line),
-                status: Status::Skipped,
-                duration_secs: 0.0,
-                message: String::new(),
-            };
+            let mut o = StepOutcome::skipped(sc, st, "skipped: an earlier step failed");
             if failed || crate::cleanup::aborting() {
-                o.message = "skipped: an earlier step failed".into();
                 outcomes.push(o);
                 continue;
             }
@@ -181,6 +187,7 @@ impl<'a> Runner<'a> {
             match result {
                 Ok(()) => {
                     o.status = Status::Passed;
+                    o.message.clear();
                     crate::progress::say(
                         self.started,
                         "run",
