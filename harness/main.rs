@@ -39,6 +39,10 @@ enum Cmd {
         /// Write the report as JUnit XML.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Start each scenario from a saved copy of the state it requires (states are
+        /// saved when first reached) instead of from where the previous one left the lab.
+        #[arg(long)]
+        isolate: bool,
     },
     /// Brings a lab up and leaves it running; prints how to get in.
     Up {
@@ -148,6 +152,7 @@ fn run(cli: Cli) -> Result<i32> {
             destroy,
             json,
             junit,
+            isolate,
         } => {
             let topology = match topology {
                 Some(p) => pglab::topology::Topology::load(&p)?,
@@ -167,6 +172,7 @@ fn run(cli: Cli) -> Result<i32> {
                     homework: homework.clone(),
                     destroy,
                     json: None,
+                    isolate,
                 };
                 let report = pglab::run::run(&opts)?;
                 print!("{}", pglab::run::summary(&report));

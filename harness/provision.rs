@@ -24,6 +24,10 @@ struct Manifest {
     base: Option<PathBuf>,
     #[serde(default)]
     step: Vec<ProvisionStep>,
+    /// Steps run after the lab's hosts were restarted from a saved state (`run --isolate`):
+    /// what must be started again that nothing starts at boot.
+    #[serde(default)]
+    resume: Vec<ProvisionStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +46,7 @@ pub struct Submission {
     pub dir: PathBuf,
     pub description: String,
     pub steps: Vec<ProvisionStep>,
+    pub resume: Vec<ProvisionStep>,
     search: Vec<PathBuf>,
 }
 
@@ -53,6 +58,7 @@ impl Submission {
     pub fn load(dir: &Path) -> Result<Submission> {
         let mut search = Vec::new();
         let mut steps = None;
+        let mut resume = Vec::new();
         let mut description = String::new();
         let mut cur = dir.to_path_buf();
         for _ in 0..8 {
@@ -73,6 +79,9 @@ impl Submission {
             if steps.is_none() && !m.step.is_empty() {
                 steps = Some(m.step);
             }
+            if resume.is_empty() {
+                resume = m.resume;
+            }
             match m.base {
                 Some(b) => cur = cur.join(b),
                 None => break,
@@ -84,9 +93,10 @@ impl Submission {
             dir: dir.into(),
             description,
             steps,
+            resume,
             search,
         };
-        for s in &sub.steps {
+        for s in sub.steps.iter().chain(&sub.resume) {
             sub.find(&s.script)?;
         }
         Ok(sub)
@@ -159,12 +169,33 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
+    run_steps(lab, sub, &sub.steps, "provision", log, started)
+}
+
+/// Runs the submission's `resume` steps (after hosts were restarted from a saved state).
+pub fn resume(
+    lab: &Lab,
+    sub: &Submission,
+    log: &RunLog,
+    started: Instant,
+) -> Result<ProvisionReport> {
+    run_steps(lab, sub, &sub.resume, "resume", log, started)
+}
+
+fn run_steps(
+    lab: &Lab,
+    sub: &Submission,
+    steps: &[ProvisionStep],
+    group: &str,
+    log: &RunLog,
+    started: Instant,
+) -> Result<ProvisionReport> {
     let t0 = Instant::now();
     let topo = lab.topology();
     let mut exports: BTreeMap<String, String> = BTreeMap::new();
     let mut report = ProvisionReport::default();
     let lib = sub.lib();
-    for (i, step) in sub.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         let body = sub.read(&step.script)?;
         for host in topo
             .hosts
@@ -184,7 +215,7 @@ pub fn provision(
             );
             crate::progress::say(
                 started,
-                "provision",
+                group,
                 &format!("{} [{}] on {}", step.name, step.script, host.name),
             );
             let out = lab.exec(
@@ -197,7 +228,7 @@ pub fn provision(
                 "bash -s < {} (as root, with lib.sh and the lab's environment)",
                 step.script
             );
-            let path = log.step("provision", i + 1, &step.name, &host.name, &shown, &out);
+            let path = log.step(group, i + 1, &step.name, &host.name, &shown, &out);
             if !out.ok() {
                 return Err(failure(
                     &format!("provisioning step {:?} ({}) failed with exit code {}", step.name, step.script, out.code),

@@ -1,13 +1,14 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 use crate::lab::{Lab, LabState, UpOptions};
-use crate::provision::{provision, Submission};
+use crate::provision::{provision, resume, Submission};
 use crate::runlog::RunLog;
 use crate::scenario::runner::{Runner, Status, StepOutcome};
 use crate::scenario::spec::{self, Scenario, PROVISIONED};
 use crate::topology::{Role, Topology};
 use anyhow::{bail, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,10 @@ pub struct RunOptions {
     pub homework: Option<PathBuf>,
     pub destroy: Destroy,
     pub json: Option<PathBuf>,
+    /// Each requested scenario starts from a saved copy of the state it requires
+    /// (every state is saved once, when first reached) instead of from the state the
+    /// previous scenario left.
+    pub isolate: bool,
 }
 
 impl Default for RunOptions {
@@ -42,6 +47,7 @@ impl Default for RunOptions {
             homework: None,
             destroy: Destroy::Always,
             json: None,
+            isolate: false,
         }
     }
 }
@@ -60,7 +66,17 @@ pub struct RunReport {
 }
 
 /// Loads and checks the scenarios to run, and the submission, before anything starts.
-pub fn prepare(opts: &RunOptions) -> Result<(Vec<Scenario>, Submission)> {
+/// What a run will do, checked before any lab exists.
+pub struct Prepared {
+    pub all: Vec<Scenario>,
+    /// The scenarios asked for, in order.
+    pub requested: Vec<Scenario>,
+    /// `requested` with the scenarios leading to each one's state, run in one line.
+    pub planned: Vec<Scenario>,
+    pub submission: Submission,
+}
+
+pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let all = spec::load_dir(&spec::scenarios_dir(), &opts.topology)?;
     for name in &opts.scenarios {
         if !all.iter().any(|s| &s.name == name) {
@@ -81,22 +97,38 @@ pub fn prepare(opts: &RunOptions) -> Result<(Vec<Scenario>, Submission)> {
             .map(|n| all.iter().find(|s| &s.name == n).expect("checked"))
             .collect()
     };
-    let planned: Vec<Scenario> = spec::plan(&requested, &all, PROVISIONED)?
-        .into_iter()
-        .cloned()
-        .collect();
+    // Isolated, every scenario starts from its own state: each must be reachable alone.
+    let planned: Vec<Scenario> = if opts.isolate {
+        let mut p = Vec::new();
+        for sc in &requested {
+            p.extend(spec::plan(&[*sc], &all, PROVISIONED)?.into_iter().cloned());
+        }
+        p
+    } else {
+        spec::plan(&requested, &all, PROVISIONED)?
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    let requested: Vec<Scenario> = requested.into_iter().cloned().collect();
     let sub = Submission::load(
         &opts
             .homework
             .clone()
             .unwrap_or_else(crate::provision::reference_dir),
     )?;
-    Ok((planned, sub))
+    Ok(Prepared {
+        all,
+        requested,
+        planned,
+        submission: sub,
+    })
 }
 
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
-    let (planned, sub) = prepare(opts)?;
+    let prepared = prepare(opts)?;
+    let (planned, sub) = (&prepared.planned, &prepared.submission);
     crate::progress::say(
         started,
         "plan",
@@ -175,29 +207,78 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             .vars
             .insert("barman".into(), barman.stdout.trim().to_string());
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
-        for sc in &planned {
-            if !ok {
-                checks.extend(
-                    sc.steps.iter().map(|st| {
-                        StepOutcome::skipped(sc, st, "skipped: an earlier scenario failed")
-                    }),
-                );
-                continue;
-            }
-            crate::progress::say(
-                started,
-                "run",
-                &format!("scenario {}: {}", sc.name, sc.description),
-            );
+        let mut saved: BTreeMap<String, LabState> = BTreeMap::new();
+        let mut phase = |name: String, t: Instant| phases.push((name, t.elapsed().as_secs_f64()));
+        if opts.isolate {
             let t = Instant::now();
-            let outcomes = runner.run(sc);
-            phases.push((format!("scenario {}", sc.name), t.elapsed().as_secs_f64()));
-            ok = outcomes.iter().all(|o| o.status == Status::Passed);
-            checks.extend(outcomes);
-            if ok {
-                state.state = Some(sc.provides.clone());
-                state.vars = runner.vars.clone();
-                lab.save_state(&state)?;
+            lab.backend().save(PROVISIONED)?;
+            resume(&lab, sub, &log, started)?;
+            saved.insert(PROVISIONED.into(), state.clone());
+            phase(format!("save {PROVISIONED}"), t);
+        }
+        // One line of scenarios, or (isolated) one line per requested scenario.
+        let lines: Vec<Vec<&Scenario>> = if opts.isolate {
+            prepared.requested.iter().map(|sc| vec![sc]).collect()
+        } else {
+            vec![planned.iter().collect()]
+        };
+        for line in lines {
+            if ok && opts.isolate {
+                let wanted = &line[0].requires;
+                if state.state.as_ref() != Some(wanted) {
+                    if let Some(st) = saved.get(wanted) {
+                        let t = Instant::now();
+                        crate::progress::say(
+                            started,
+                            "run",
+                            &format!("restoring the lab to state {wanted:?}"),
+                        );
+                        lab.backend().restore(wanted)?;
+                        resume(&lab, sub, &log, started)?;
+                        state = st.clone();
+                        runner.vars = st.vars.clone();
+                        phase(format!("restore {wanted}"), t);
+                    }
+                }
+            }
+            let current = state.state.clone().unwrap_or_default();
+            let chain: Vec<&Scenario> = if opts.isolate {
+                spec::plan(&line, &prepared.all, &current)?
+            } else {
+                line
+            };
+            for sc in chain {
+                if !ok {
+                    checks.extend(sc.steps.iter().map(|st| {
+                        StepOutcome::skipped(sc, st, "skipped: an earlier scenario failed")
+                    }));
+                    continue;
+                }
+                crate::progress::say(
+                    started,
+                    "run",
+                    &format!("scenario {}: {}", sc.name, sc.description),
+                );
+                let t = Instant::now();
+                let outcomes = runner.run(sc);
+                phase(format!("scenario {}", sc.name), t);
+                ok = outcomes.iter().all(|o| o.status == Status::Passed);
+                checks.extend(outcomes);
+                if ok {
+                    state.state = Some(sc.provides.clone());
+                    state.vars = runner.vars.clone();
+                    lab.save_state(&state)?;
+                    if opts.isolate
+                        && sc.provides != sc.requires
+                        && !saved.contains_key(&sc.provides)
+                    {
+                        let t = Instant::now();
+                        lab.backend().save(&sc.provides)?;
+                        resume(&lab, sub, &log, started)?;
+                        saved.insert(sc.provides.clone(), state.clone());
+                        phase(format!("save {}", sc.provides), t);
+                    }
+                }
             }
         }
     }

@@ -43,6 +43,13 @@ pub trait Backend: Send + Sync {
     /// Removes every resource of the lab. Idempotent; works after a crash.
     fn down(&mut self) -> Result<()>;
 
+    /// Saves the disks of all hosts under `name` (hosts are stopped cleanly for it and
+    /// started again), so that `restore` can bring the lab back to this point.
+    fn save(&self, name: &str) -> Result<()>;
+
+    /// Brings every host back to what `save(name)` kept, booted.
+    fn restore(&self, name: &str) -> Result<()>;
+
     /// Copies `data` into `path` on `host`, owned by `owner`, with `mode` (octal string).
     fn copy_in(&self, host: &str, data: &[u8], path: &str, owner: &str, mode: &str) -> Result<()> {
         use std::fmt::Write;

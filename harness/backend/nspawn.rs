@@ -113,6 +113,51 @@ impl Nspawn {
         children.split_whitespace().find_map(|c| c.parse().ok())
     }
 
+    fn saved_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("saved").join(name)
+    }
+
+    fn saved_names(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.join("saved"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    }
+
+    /// Mounts and launches every host, then waits for all of them (they boot in parallel).
+    fn boot_all(&self) -> Result<()> {
+        for h in &self.topo.hosts {
+            self.mount_root(&h.name)?;
+            self.launch(&h.name)?;
+        }
+        for h in &self.topo.hosts {
+            self.wait_booted(&h.name)?;
+        }
+        Ok(())
+    }
+
+    /// Powers every host off cleanly, in parallel, and waits for all.
+    fn stop_all(&self) -> Result<()> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .topo
+                .hosts
+                .iter()
+                .map(|h| s.spawn(move || self.stop_host(&h.name)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("stopping a host panicked"))
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        Ok(())
+    }
+
     fn setup_network(&self) -> Result<()> {
         let lab_ns = lab_netns(&self.id);
         let (_, prefix) = self.topo.network()?;
@@ -328,14 +373,44 @@ impl Backend for Nspawn {
 
     fn up(&mut self) -> Result<()> {
         self.setup_network()?;
-        for h in &self.topo.hosts {
-            self.mount_root(&h.name)?;
-            self.launch(&h.name)?;
+        self.boot_all()
+    }
+
+    fn save(&self, name: &str) -> Result<()> {
+        self.stop_all()?;
+        let dir = self.saved_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
         }
+        std::fs::create_dir_all(&dir)?;
         for h in &self.topo.hosts {
-            self.wait_booted(&h.name)?;
+            let upper = self.host_dir(&h.name).join("upper");
+            copy_tree(&upper, &dir.join(&h.name), &self.place(&h.name))?;
         }
-        Ok(())
+        self.boot_all()
+    }
+
+    fn restore(&self, name: &str) -> Result<()> {
+        let dir = self.saved_dir(name);
+        if !dir.is_dir() {
+            bail!(
+                "lab {} has no saved state {name:?} (saved: {})",
+                self.id,
+                self.saved_names().join(", ")
+            );
+        }
+        self.stop_all()?;
+        for h in &self.topo.hosts {
+            let hd = self.host_dir(&h.name);
+            cleanup::unmount_under(&self.root(&h.name))?;
+            for sub in ["upper", "work"] {
+                if hd.join(sub).exists() {
+                    std::fs::remove_dir_all(hd.join(sub))?;
+                }
+            }
+            copy_tree(&dir.join(&h.name), &hd.join("upper"), &self.place(&h.name))?;
+        }
+        self.boot_all()
     }
 
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
@@ -434,6 +509,23 @@ impl Backend for Nspawn {
     fn down(&mut self) -> Result<()> {
         teardown(&self.id, &self.dir, &self.topo.names())
     }
+}
+
+/// `cp -a` (reflinks where the file system has them): keeps owners, modes, xattrs and the
+/// overlay's whiteout devices.
+fn copy_tree(from: &Path, to: &Path, place: &str) -> Result<()> {
+    must(
+        &[
+            "cp",
+            "-a",
+            "--reflink=auto",
+            &from.to_string_lossy(),
+            &to.to_string_lossy(),
+        ],
+        place,
+        "is there space left in the lab's state directory (PGLAB_STATE_DIR)?",
+    )?;
+    Ok(())
 }
 
 /// Removes every resource of lab `id`, discovered by name: it needs no in-memory state, so
