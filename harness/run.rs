@@ -157,7 +157,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut changes = Vec::new();
 
     let t = Instant::now();
-    let provisioned = provision(&lab, &sub, &log, started);
+    let provisioned = provision(&lab, sub, &log, started);
     phases.push(("provision".into(), t.elapsed().as_secs_f64()));
     let mut ok = match provisioned {
         Ok(r) => {
