@@ -15,6 +15,8 @@ pub enum What {
     Up,
     /// Warm full `pglab run`: up, provision, every scenario, down; per phase.
     Run,
+    /// One lab running `replicate backup` against `--labs N` labs doing it at once.
+    Parallel,
 }
 
 /// Samples per phase, in the order phases were first seen.
@@ -57,7 +59,21 @@ impl Samples {
     }
 }
 
-pub fn bench(what: What, runs: usize, box_name: &str) -> Result<String> {
+fn short_run(box_name: &str) -> Result<f64> {
+    let t = Instant::now();
+    let opts = RunOptions {
+        box_name: box_name.into(),
+        scenarios: vec!["replicate".into(), "backup".into()],
+        ..Default::default()
+    };
+    let report = run(&opts)?;
+    if !report.passed {
+        bail!("a run failed; logs in {}", report.log_dir.display());
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<String> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -92,6 +108,39 @@ pub fn bench(what: What, runs: usize, box_name: &str) -> Result<String> {
                 lab.down()?;
                 samples.add("down", t.elapsed().as_secs_f64());
             }
+        }
+        What::Parallel => {
+            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            for _ in 0..runs {
+                samples.add("1 lab", short_run(box_name)?);
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..labs)
+                        .map(|i| {
+                            s.spawn(move || {
+                                crate::progress::set_label(&format!("lab {}", i + 1));
+                                short_run(box_name)
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().try_for_each(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| bail!("a lab's thread panicked"))
+                            .map(|_| ())
+                    })
+                })?;
+                samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
+            }
+            let median = |p: &str| {
+                let mut v = samples.values[p].clone();
+                v.sort_by(|a, b| a.total_cmp(b));
+                v[v.len() / 2]
+            };
+            let ratio = median(&format!("{labs} labs at once")) / median("1 lab");
+            return Ok(format!(
+                "pglab bench parallel ({runs} runs, box {box_name}, replicate + backup)\n{}{labs} labs at once take {ratio:.2}x the time of one\n",
+                samples.table()
+            ));
         }
         What::Run => {
             crate::boxes::BoxSpec::load(box_name)?.ensure()?;

@@ -39,6 +39,9 @@ enum Cmd {
         /// Write the report as JUnit XML.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// How many boxes of the matrix run at once (each in its own lab).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
         /// Start each scenario from a saved copy of the state it requires (states are
         /// saved when first reached) instead of from where the previous one left the lab.
         #[arg(long)]
@@ -97,6 +100,9 @@ enum Cmd {
         what: pglab::bench::What,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Labs at once, for `parallel`.
+        #[arg(long, default_value_t = 3)]
+        labs: usize,
         #[arg(long = "box", default_value = "bookworm")]
         box_name: String,
     },
@@ -153,6 +159,7 @@ fn run(cli: Cli) -> Result<i32> {
             json,
             junit,
             isolate,
+            jobs,
         } => {
             let topology = match topology {
                 Some(p) => pglab::topology::Topology::load(&p)?,
@@ -163,20 +170,43 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 destroy
             };
+            let opts_for = |box_name: &str| pglab::run::RunOptions {
+                box_name: box_name.to_string(),
+                topology: topology.clone(),
+                scenarios: scenarios.clone(),
+                homework: homework.clone(),
+                destroy,
+                json: None,
+                isolate,
+            };
             let mut reports = Vec::new();
-            for box_name in boxes {
-                let opts = pglab::run::RunOptions {
-                    box_name,
-                    topology: topology.clone(),
-                    scenarios: scenarios.clone(),
-                    homework: homework.clone(),
-                    destroy,
-                    json: None,
-                    isolate,
-                };
-                let report = pglab::run::run(&opts)?;
-                print!("{}", pglab::run::summary(&report));
-                reports.push(report);
+            for group in boxes.chunks(jobs.max(1)) {
+                let results: Vec<Result<pglab::run::RunReport>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = group
+                        .iter()
+                        .map(|b| {
+                            let opts = opts_for(b);
+                            s.spawn(move || {
+                                if group.len() > 1 {
+                                    pglab::progress::set_label(&opts.box_name);
+                                }
+                                pglab::run::run(&opts)
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(anyhow::anyhow!("a lab's thread panicked")))
+                        })
+                        .collect()
+                });
+                for r in results {
+                    let report = r?;
+                    print!("{}", pglab::run::summary(&report));
+                    reports.push(report);
+                }
             }
             if reports.len() > 1 {
                 println!("\nbox matrix:");
@@ -317,9 +347,10 @@ fn run(cli: Cli) -> Result<i32> {
             what,
             runs,
             box_name,
+            labs,
         } => {
             doctor::require_root("run benchmarks")?;
-            print!("{}", pglab::bench::bench(what, runs, &box_name)?);
+            print!("{}", pglab::bench::bench(what, runs, &box_name, labs)?);
             Ok(0)
         }
         Cmd::Box(BoxCmd::Build { name, force }) => {

@@ -17,7 +17,22 @@ pub fn spinner(msg: &str) -> ProgressBar {
     bar
 }
 
+thread_local! {
+    /// Set by each lab's thread when several run at once, so their lines can be told apart.
+    static PREFIX: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Prefixes this thread's progress lines with `[label] `.
+pub fn set_label(label: &str) {
+    PREFIX.with(|p| *p.borrow_mut() = format!("[{label}] "));
+}
+
 /// A line of progress that is also readable in a CI log: `[  12.3s] phase: message`.
+/// One `eprintln!` per line: lines of labs running at once never mix.
 pub fn say(started: std::time::Instant, phase: &str, msg: &str) {
-    eprintln!("[{:>6.1}s] {phase}: {msg}", started.elapsed().as_secs_f64());
+    let prefix = PREFIX.with(|p| p.borrow().clone());
+    eprintln!(
+        "{prefix}[{:>6.1}s] {phase}: {msg}",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -325,7 +325,7 @@ fn chrono_like_stamp() -> String {
 
 /// The summary table printed at the end of a run.
 pub fn summary(r: &RunReport) -> String {
-    let mut s = String::new();
+    let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
     s.push_str(&format!(
         "\n{:<22} {:>7} {:>9}  {}\n",
         "scenario", "steps", "time", "result"

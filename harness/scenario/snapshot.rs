@@ -24,6 +24,9 @@ pub fn check(name: &str, value: &str, description: &str) -> Result<()> {
     let name = name.to_string();
     // insta reports a mismatch by panicking after printing its diff: the diff is what the
     // user needs, the panic message and backtrace are not.
+    // The panic hook is global: labs running at once take turns.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
