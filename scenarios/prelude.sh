@@ -81,3 +81,30 @@ reclone_standby() {
   runuser -u postgres -- pg_basebackup -h "$PGLAB_PRIMARY_ADDR" -U replicator -D "$PG_DATA" -R -C -S "$slot" -X stream --checkpoint=fast &&
     systemctl start "$PG_SERVICE"
 }
+
+# Restores the latest backup of SERVER into a throwaway directory on this (barman) host,
+# starts a private PostgreSQL on it (no network: a socket in that directory only; `trust`
+# is safe there), waits for the recovery to end and prints table_digest of TABLE. Proves
+# that the backup and its WAL hold what the primary committed. Run as the barman user.
+restored_digest() {
+  local server=$1 table=$2 dir port=5499 i
+  dir=$(mktemp -d /var/tmp/pglab-restored-XXXXXX)
+  if ! barman recover "$server" latest "$dir" >"$dir.log" 2>&1; then
+    cat "$dir.log" >&2; rm -rf "$dir" "$dir.log"; return 1
+  fi
+  printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\n" "$port" "$dir" > "$dir/postgresql.conf"
+  echo "local all all trust" > "$dir/pg_hba.conf"
+  : > "$dir/pg_ident.conf"
+  chmod 700 "$dir"
+  if ! "$PG_BIN/pg_ctl" -D "$dir" -w -t 120 -l "$dir.log" start >/dev/null; then
+    cat "$dir.log" >&2; rm -rf "$dir" "$dir.log"; return 1
+  fi
+  for i in $(seq 1 600); do
+    [ "$(psql -h "$dir" -p "$port" -d postgres -XAtqc 'SELECT pg_is_in_recovery()')" = f ] && break
+    sleep 0.1
+  done
+  psql -h "$dir" -p "$port" -d postgres -XAtqc \
+    "SELECT count(*) || ' rows, md5 ' || md5(coalesce(string_agg(id || ',' || note, ';' ORDER BY id), '')) FROM $table"
+  "$PG_BIN/pg_ctl" -D "$dir" -m immediate stop >/dev/null
+  rm -rf "$dir" "$dir.log"
+}
