@@ -17,6 +17,55 @@ pub enum What {
     Run,
     /// One lab running `replicate backup` against `--labs N` labs doing it at once.
     Parallel,
+    /// The homework scenarios through pglab against the same PostgreSQL work done directly
+    /// (`ci/floor.sh`): the harness's overhead as a ratio.
+    Floor,
+}
+
+/// The floor's phases: (host, user, function in ci/floor.sh).
+const FLOOR: &[(&str, &str, &str)] = &[
+    ("node1", "root", "floor_fill"),
+    ("barman", "barman", "floor_backup"),
+    ("node1", "root", "floor_drop"),
+    ("barman", "barman", "floor_archive"),
+    ("node1", "root", "floor_stop"),
+    ("barman", "barman", "floor_recover"),
+    ("node1", "root", "floor_start"),
+    ("node2", "root", "floor_reclone"),
+    ("barman", "barman", "floor_rebackup"),
+];
+
+/// Seconds of the floor's work on a freshly provisioned lab.
+fn floor_once(box_name: &str) -> Result<f64> {
+    let lab = Lab::up(UpOptions {
+        box_name: box_name.into(),
+        ..Default::default()
+    })?;
+    let sub = crate::provision::Submission::load(&crate::provision::reference_dir())?;
+    let log = crate::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
+    crate::provision::provision(&lab, &sub, &log, Instant::now())?;
+    let repo = crate::paths::repo_root();
+    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
+    prelude.push_str(&std::fs::read_to_string(repo.join("scenarios/prelude.sh"))?);
+    prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
+    let t = Instant::now();
+    for (host, user, function) in FLOOR {
+        let out = lab.exec(
+            host,
+            user,
+            &format!("{prelude}\n{function}\n"),
+            std::time::Duration::from_secs(600),
+        )?;
+        if !out.ok() {
+            bail!(
+                "floor step {function} on {host} failed: {}",
+                crate::exec::tail(&out.combined(), 10)
+            );
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    lab.down()?;
+    Ok(secs)
 }
 
 /// Samples per phase, in the order phases were first seen.
@@ -34,6 +83,19 @@ impl Samples {
         self.values.entry(phase.to_string()).or_default().push(secs);
     }
 
+    pub fn median(&self, phase: &str) -> f64 {
+        let mut v = self.values.get(phase).cloned().unwrap_or_default();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut s = format!(
             "{:<28} {:>8} {:>8} {:>8} {:>5}\n",
@@ -42,11 +104,7 @@ impl Samples {
         for p in &self.order {
             let mut v = self.values[p].clone();
             v.sort_by(|a, b| a.total_cmp(b));
-            let median = if v.len() % 2 == 1 {
-                v[v.len() / 2]
-            } else {
-                (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-            };
+            let median = self.median(p);
             s.push_str(&format!(
                 "{p:<28} {:>7.1}s {:>7.1}s {:>7.1}s {:>5}\n",
                 v[0],
@@ -109,6 +167,36 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                 samples.add("down", t.elapsed().as_secs_f64());
             }
         }
+        What::Floor => {
+            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
+                .map(String::from)
+                .to_vec();
+            for _ in 0..runs {
+                samples.add("floor: the same work directly", floor_once(box_name)?);
+                let report = run(&RunOptions {
+                    box_name: box_name.into(),
+                    scenarios: homework.clone(),
+                    ..Default::default()
+                })?;
+                if !report.passed {
+                    bail!("a run failed; logs in {}", report.log_dir.display());
+                }
+                let scenarios: f64 = report
+                    .phases
+                    .iter()
+                    .filter(|(p, _)| p.starts_with("scenario "))
+                    .map(|(_, s)| s)
+                    .sum();
+                samples.add("pglab: the four scenarios", scenarios);
+            }
+            let ratio = samples.median("pglab: the four scenarios")
+                / samples.median("floor: the same work directly");
+            return Ok(format!(
+                "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n",
+                samples.table()
+            ));
+        }
         What::Parallel => {
             crate::boxes::BoxSpec::load(box_name)?.ensure()?;
             for _ in 0..runs {
@@ -131,12 +219,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                 })?;
                 samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
             }
-            let median = |p: &str| {
-                let mut v = samples.values[p].clone();
-                v.sort_by(|a, b| a.total_cmp(b));
-                v[v.len() / 2]
-            };
-            let ratio = median(&format!("{labs} labs at once")) / median("1 lab");
+            let ratio = samples.median(&format!("{labs} labs at once")) / samples.median("1 lab");
             return Ok(format!(
                 "pglab bench parallel ({runs} runs, box {box_name}, replicate + backup)\n{}{labs} labs at once take {ratio:.2}x the time of one\n",
                 samples.table()
