@@ -17,3 +17,4 @@ pub mod runlog;
 pub mod scenario;
 pub mod secrets;
 pub mod topology;
+pub mod vagrantfile;

@@ -106,6 +106,16 @@ enum Cmd {
         #[arg(long = "box", default_value = "bookworm")]
         box_name: String,
     },
+    /// Renders the lab's Vagrantfile from Vagrantfile.tera (the Vagrant backend is not built yet).
+    Vagrantfile {
+        #[arg(long, value_enum, default_value = "virtualbox")]
+        provider: pglab::vagrantfile::Provider,
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Write it here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Box recipes: build or list.
     #[command(subcommand)]
     Box(BoxCmd),
@@ -363,6 +373,23 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("box {name} is cached: {}", spec.dir().display());
             } else {
                 spec.build()?;
+            }
+            Ok(0)
+        }
+        Cmd::Vagrantfile {
+            provider,
+            topology,
+            out,
+        } => {
+            let topology = match topology {
+                Some(p) => pglab::topology::Topology::load(&p)?,
+                None => pglab::topology::Topology::default_lab(),
+            };
+            let opts = pglab::vagrantfile::VagrantOptions::for_provider(provider);
+            let text = pglab::vagrantfile::render(&topology, "manual", &opts)?;
+            match out {
+                Some(p) => std::fs::write(&p, text)?,
+                None => print!("{text}"),
             }
             Ok(0)
         }

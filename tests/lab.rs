@@ -584,3 +584,38 @@ fn two_labs_at_once_do_not_collide() {
         assert_nothing_left(&r.lab);
     }
 }
+
+#[test]
+#[ignore = "needs Debian's vagrant package"]
+fn vagrant_validates_the_rendered_vagrantfiles() {
+    use pglab::vagrantfile::{render, Provider, VagrantOptions};
+    let topo = pglab::topology::Topology::default_lab();
+    for provider in [Provider::Virtualbox, Provider::Libvirt] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = render(&topo, "valid0", &VagrantOptions::for_provider(provider)).unwrap();
+        std::fs::write(dir.path().join("Vagrantfile"), &text).unwrap();
+        let out = Command::new("vagrant")
+            .args(["validate", "--ignore-provider"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{provider:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The same check fails on a Vagrantfile with an unknown core setting.
+        std::fs::write(
+            dir.path().join("Vagrantfile"),
+            text.replace("config.vm.boot_timeout", "config.vm.boot_timeoutt"),
+        )
+        .unwrap();
+        let out = Command::new("vagrant")
+            .args(["validate", "--ignore-provider"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "vagrant validate accepted a typo");
+    }
+}
