@@ -50,6 +50,14 @@ pub trait Backend: Send + Sync {
     /// Brings every host back to what `save(name)` kept, booted.
     fn restore(&self, name: &str) -> Result<()>;
 
+    /// A TCP connection from the machine running pglab (the lab's gateway address) to
+    /// `addr` on the lab's network: what a client outside the lab's hosts would open.
+    fn connect_tcp(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream>;
+
     /// Copies `data` into `path` on `host`, owned by `owner`, with `mode` (octal string).
     fn copy_in(&self, host: &str, data: &[u8], path: &str, owner: &str, mode: &str) -> Result<()> {
         use std::fmt::Write;

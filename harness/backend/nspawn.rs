@@ -390,6 +390,25 @@ impl Backend for Nspawn {
         self.boot_all()
     }
 
+    fn connect_tcp(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<std::net::TcpStream> {
+        // The lab's network exists only in its namespace: connect from a thread that entered
+        // it. A socket stays in the namespace it was created in, whichever thread uses it.
+        let ns = format!("/run/netns/{}", lab_netns(&self.id));
+        std::thread::spawn(move || -> Result<std::net::TcpStream> {
+            let file = std::fs::File::open(&ns).with_context(|| format!("cannot open {ns}"))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("cannot enter {ns}"))?;
+            std::net::TcpStream::connect_timeout(&addr, timeout)
+                .with_context(|| format!("cannot connect to {addr} from the lab's gateway"))
+        })
+        .join()
+        .unwrap_or_else(|_| bail!("the connecting thread panicked"))
+    }
+
     fn restore(&self, name: &str) -> Result<()> {
         let dir = self.saved_dir(name);
         if !dir.is_dir() {

@@ -248,8 +248,66 @@ impl<'a> Runner<'a> {
                     format!("barman {args}"),
                 )
             }
+            StepKind::Connect { conninfo } => {
+                let conninfo = s(conninfo)?;
+                let shown = format!(
+                    "tokio-postgres from the lab's gateway to {}:5432: {conninfo}",
+                    st.host
+                );
+                (String::new(), conninfo, shown)
+            }
             StepKind::Action(_) => unreachable!("actions have no script"),
         })
+    }
+
+    /// Connects to PostgreSQL on `host` (port 5432) from pglab's side of the lab with
+    /// tokio-postgres and runs `SELECT 1`. Exit code 0 and "connected", or 1 and the
+    /// server's error: checked like any command's output.
+    fn connect(&self, host: &str, conninfo: &str) -> CmdOutput {
+        let started = Instant::now();
+        let result = (|| -> Result<()> {
+            let h = self
+                .lab
+                .topology()
+                .host(host)
+                .ok_or_else(|| anyhow!("no host {host}"))?;
+            let addr = std::net::SocketAddr::from((h.address, 5432));
+            let stream = self
+                .lab
+                .backend()
+                .connect_tcp(addr, Duration::from_secs(5))?;
+            stream.set_nonblocking(true)?;
+            let config: tokio_postgres::Config = conninfo.parse()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let stream = tokio::net::TcpStream::from_std(stream)?;
+                let (client, connection) = config
+                    .connect_raw(stream, tokio_postgres::NoTls)
+                    .await
+                    .map_err(describe)?;
+                let task = tokio::spawn(connection);
+                client.simple_query("SELECT 1").await.map_err(describe)?;
+                drop(client);
+                let _ = task.await;
+                Ok(())
+            })
+        })();
+        match result {
+            Ok(()) => CmdOutput {
+                code: 0,
+                stdout: "connected\n".into(),
+                duration: started.elapsed(),
+                ..Default::default()
+            },
+            Err(e) => CmdOutput {
+                code: 1,
+                stderr: format!("{e:#}\n"),
+                duration: started.elapsed(),
+                ..Default::default()
+            },
+        }
     }
 
     fn action(&self, st: &Step, a: &Action) -> Result<()> {
@@ -369,9 +427,12 @@ impl<'a> Runner<'a> {
         let mut attempts = 0;
         let (out, problem) = loop {
             attempts += 1;
-            let out = self
-                .lab
-                .exec(&st.host, &user, &script, scaled(st.timeout))?;
+            let out = match &st.kind {
+                StepKind::Connect { .. } => self.connect(&st.host, &script),
+                _ => self
+                    .lab
+                    .exec(&st.host, &user, &script, scaled(st.timeout))?,
+            };
             let problem = unmet(&check, &out);
             match (problem, deadline) {
                 (None, _) => break (out, None),
@@ -428,6 +489,14 @@ impl<'a> Runner<'a> {
             .map_err(|e| anyhow!("step {:?} ({place}): {e:#}", st.name))?;
         }
         Ok(())
+    }
+}
+
+/// tokio-postgres says "db error" for what the server said: keep the server's words.
+fn describe(e: tokio_postgres::Error) -> anyhow::Error {
+    match e.as_db_error() {
+        Some(db) => anyhow!("{}: {}", db.severity(), db.message()),
+        None => anyhow!("{e}"),
     }
 }
 

@@ -32,6 +32,7 @@ struct RawStep {
     shell: Option<String>,
     barman: Option<String>,
     action: Option<String>,
+    connect: Option<String>,
     // Options of the kinds.
     db: Option<String>,
     user: Option<String>,
@@ -79,6 +80,11 @@ pub enum StepKind {
         args: String,
     },
     Action(Action),
+    /// A client connection from pglab's side of the lab (the gateway address) to `host`,
+    /// with tokio-postgres: `connect` holds the user and database (`user=x dbname=y`).
+    Connect {
+        conninfo: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -179,6 +185,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
             ("shell", r.shell.is_some()),
             ("barman", r.barman.is_some()),
             ("action", r.action.is_some()),
+            ("connect", r.connect.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -186,7 +193,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
         .collect();
         if kinds.len() != 1 {
             bail!(
-                "{}: a step has exactly one kind (sql, psql, shell, barman or action); found {}",
+                "{}: a step has exactly one kind (sql, psql, shell, barman, action or connect); found {}",
                 at(line),
                 if kinds.is_empty() {
                     "none".to_string()
@@ -213,6 +220,10 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
             }
         } else if let Some(args) = &r.barman {
             StepKind::Barman { args: args.clone() }
+        } else if let Some(conninfo) = &r.connect {
+            StepKind::Connect {
+                conninfo: conninfo.clone(),
+            }
         } else {
             let action = r.action.as_deref().unwrap_or_default();
             let peer = || -> Result<String> {
