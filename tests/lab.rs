@@ -21,6 +21,18 @@ fn sh(lab: &Lab, host: &str, script: &str) -> pglab::exec::CmdOutput {
         .unwrap()
 }
 
+/// Removes a kept lab when the test ends, also when it fails: a kept lab is never stale, so
+/// `pglab gc` would not remove it.
+struct DownOnDrop(String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = pglab::lab::destroy(&self.0) {
+            eprintln!("removing lab {}: {e:#}", self.0);
+        }
+    }
+}
+
 fn assert_nothing_left(id: &str) {
     let left = leftovers(id);
     assert!(left.is_empty(), "lab {id} left behind: {left:#?}");
