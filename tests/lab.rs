@@ -280,6 +280,7 @@ fn homework_scenarios_pass_without_leaking_secrets() {
         ..Default::default()
     })
     .unwrap();
+    let _down = DownOnDrop(report.lab.clone());
     let lab = Lab::attach(Some(&report.lab)).unwrap();
     let failed: Vec<_> = report
         .checks
@@ -339,6 +340,7 @@ fn provisioning_again_after_the_recovery_changes_nothing() {
         ..Default::default()
     };
     let report = run(&opts).unwrap();
+    let _down = DownOnDrop(report.lab.clone());
     assert!(
         report.passed,
         "{:#?}",
