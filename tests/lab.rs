@@ -33,6 +33,26 @@ impl Drop for DownOnDrop {
     }
 }
 
+/// Neither of the lab's passwords appears in any of `files`.
+fn assert_no_secrets(lab: &Lab, files: &[PathBuf]) {
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).to_string();
+        for secret in lab.secrets.values() {
+            assert!(
+                !text.contains(&secret),
+                "a password appears in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+fn down_and_check(lab: Lab) {
+    let id = lab.id().to_string();
+    lab.down().unwrap();
+    assert_nothing_left(&id);
+}
+
 fn assert_nothing_left(id: &str) {
     let left = leftovers(id);
     assert!(left.is_empty(), "lab {id} left behind: {left:#?}");
@@ -314,19 +334,8 @@ fn homework_scenarios_pass_without_leaking_secrets() {
         "expected many logs, found {}",
         files.len()
     );
-    for f in &files {
-        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).to_string();
-        for secret in lab.secrets.values() {
-            assert!(
-                !text.contains(&secret),
-                "a password appears in {}",
-                f.display()
-            );
-        }
-    }
-    let id = lab.id().to_string();
-    lab.down().unwrap();
-    assert_nothing_left(&id);
+    assert_no_secrets(&lab, &files);
+    down_and_check(lab);
 }
 
 #[test]
@@ -359,19 +368,8 @@ fn provisioning_again_after_the_recovery_changes_nothing() {
         "second provisioning changed: {:#?}",
         again.changes
     );
-    for f in files_under(&log.dir) {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for secret in lab.secrets.values() {
-            assert!(
-                !text.contains(&secret),
-                "a password appears in {}",
-                f.display()
-            );
-        }
-    }
-    let id = lab.id().to_string();
-    lab.down().unwrap();
-    assert_nothing_left(&id);
+    assert_no_secrets(&lab, &files_under(&log.dir));
+    down_and_check(lab);
 }
 
 fn fixture(name: &str) -> PathBuf {
