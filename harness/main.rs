@@ -171,10 +171,7 @@ fn run(cli: Cli) -> Result<i32> {
             isolate,
             jobs,
         } => {
-            let topology = match topology {
-                Some(p) => pglab::topology::Topology::load(&p)?,
-                None => pglab::topology::Topology::default_lab(),
-            };
+            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
             let destroy = if keep {
                 pglab::run::Destroy::Never
             } else {
@@ -186,7 +183,6 @@ fn run(cli: Cli) -> Result<i32> {
                 scenarios: scenarios.clone(),
                 homework: homework.clone(),
                 destroy,
-                json: None,
                 isolate,
             };
             let mut reports = Vec::new();
@@ -243,10 +239,7 @@ fn run(cli: Cli) -> Result<i32> {
             })
         }
         Cmd::Up { box_name, topology } => {
-            let topology = match topology {
-                Some(p) => pglab::topology::Topology::load(&p)?,
-                None => pglab::topology::Topology::default_lab(),
-            };
+            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
             let mut lab = Lab::up(UpOptions { box_name, topology })?;
             lab.keep()?;
             println!("{}", lab.how_to_enter());
@@ -381,10 +374,7 @@ fn run(cli: Cli) -> Result<i32> {
             topology,
             out,
         } => {
-            let topology = match topology {
-                Some(p) => pglab::topology::Topology::load(&p)?,
-                None => pglab::topology::Topology::default_lab(),
-            };
+            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
             let opts = pglab::vagrantfile::VagrantOptions::for_provider(provider);
             let text = pglab::vagrantfile::render(&topology, "manual", &opts)?;
             match out {

@@ -31,7 +31,6 @@ pub struct RunOptions {
     /// A submission directory; None: the reference solution.
     pub homework: Option<PathBuf>,
     pub destroy: Destroy,
-    pub json: Option<PathBuf>,
     /// Each requested scenario starts from a saved copy of the state it requires
     /// (every state is saved once, when first reached) instead of from the state the
     /// previous scenario left.
@@ -46,7 +45,6 @@ impl Default for RunOptions {
             scenarios: vec![],
             homework: None,
             destroy: Destroy::Always,
-            json: None,
             isolate: false,
         }
     }
@@ -184,28 +182,25 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             state: Some(PROVISIONED.into()),
             ..Default::default()
         };
-        let primary = lab.topology().with_role(Role::Primary).name.clone();
-        let major = lab.exec(
-            &primary,
-            "root",
-            "ls /usr/lib/postgresql | sort -n | tail -1",
-            Duration::from_secs(30),
-        )?;
-        state
-            .vars
-            .insert("major".into(), major.stdout.trim().to_string());
-        // barman's output changed between versions (3.13 shows the backup type): snapshots of
-        // it carry barman's major.minor.
-        let backup = lab.topology().with_role(Role::Backup).name.clone();
-        let barman = lab.exec(
-            &backup,
-            "root",
-            "barman --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d. -f1,2",
-            Duration::from_secs(30),
-        )?;
-        state
-            .vars
-            .insert("barman".into(), barman.stdout.trim().to_string());
+        // Facts found on the hosts, for `{{major}}` and `{{barman}}` in specs. barman's output
+        // changed between versions (3.13 shows the backup type): its snapshots carry its version.
+        let facts = [
+            (
+                "major",
+                Role::Primary,
+                "ls /usr/lib/postgresql | sort -n | tail -1",
+            ),
+            (
+                "barman",
+                Role::Backup,
+                "barman --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d. -f1,2",
+            ),
+        ];
+        for (var, role, probe) in facts {
+            let host = lab.topology().with_role(role).name.clone();
+            let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
+            state.vars.insert(var.into(), out.stdout.trim().to_string());
+        }
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
         let mut saved: BTreeMap<String, LabState> = BTreeMap::new();
         let mut phase = |name: String, t: Instant| phases.push((name, t.elapsed().as_secs_f64()));
@@ -309,9 +304,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         kept: keep,
     };
     log.write("report.json", &serde_json::to_string_pretty(&report)?);
-    if let Some(p) = &opts.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
-    }
     Ok(report)
 }
 

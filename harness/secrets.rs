@@ -86,14 +86,17 @@ impl Secrets {
 
     /// Replaces every secret in `text` with `[password]`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in self.values() {
-            if !v.is_empty() {
-                out = out.replace(&v, "[password]");
-            }
-        }
-        out
+        redact_values(text, &self.values())
     }
+}
+
+/// Replaces each of `values` in `text` with `[password]`.
+pub fn redact_values(text: &str, values: &[String]) -> String {
+    let mut out = text.to_string();
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        out = out.replace(v.as_str(), "[password]");
+    }
+    out
 }
 
 #[cfg(test)]

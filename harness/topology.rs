@@ -49,6 +49,12 @@ impl Topology {
         Topology::parse(&text, &path.display().to_string())
     }
 
+    /// `--topology FILE` when given, else the built-in lab.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Topology> {
+        path.map(Topology::load)
+            .unwrap_or_else(|| Ok(Topology::default_lab()))
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<Topology> {
         let topo: Topology =
             toml::from_str(text).with_context(|| format!("{origin}: not a valid topology"))?;

@@ -172,37 +172,45 @@ fn lab_ids() -> Vec<String> {
         .collect()
 }
 
-/// Starts `pglab ARGS`, waits until `ready(lab id)` holds, sends `signal`; returns the lab id
-/// and the exit status.
-fn interrupt(args: &[&str], ready: impl Fn(&str) -> bool, signal: i32) -> (String, Option<i32>) {
-    let before = lab_ids();
-    let mut child = pglab_bin()
-        .args(args)
+/// Runs `cmd`, polls `ready` until it returns a value, sends `signal`; returns that value and
+/// the exit code. Fails if the command ends first or nothing is ready within the deadline.
+fn signal_when<T>(
+    mut cmd: Command,
+    ready: impl Fn() -> Option<T>,
+    signal: i32,
+) -> (T, Option<i32>) {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    let id = loop {
-        if let Some(id) = new_lab_id(&before) {
-            if ready(&id) {
-                break id;
-            }
+    let value = loop {
+        if let Some(v) = ready() {
+            break v;
         }
         assert!(
             Instant::now() < deadline,
-            "pglab {args:?} never reached the point to interrupt"
+            "{cmd:?} never reached the point to interrupt"
         );
         assert!(
             child.try_wait().unwrap().is_none(),
-            "pglab {args:?} ended before it could be interrupted"
+            "{cmd:?} ended before it could be interrupted"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
     let sig = nix::sys::signal::Signal::try_from(signal).unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-    let status = child.wait().unwrap();
-    (id, status.code())
+    (value, child.wait().unwrap().code())
+}
+
+/// Starts `pglab ARGS`, waits until `ready(lab id)` holds for its new lab, sends `signal`;
+/// returns the lab id and the exit code.
+fn interrupt(args: &[&str], ready: impl Fn(&str) -> bool, signal: i32) -> (String, Option<i32>) {
+    let before = lab_ids();
+    let mut cmd = pglab_bin();
+    cmd.args(args);
+    signal_when(cmd, || new_lab_id(&before).filter(|id| ready(id)), signal)
 }
 
 const SIGINT: i32 = 2;
@@ -442,36 +450,18 @@ fn a_wrong_pgpass_password_fails_the_clone_step() {
 fn sigint_during_a_box_build_leaves_no_half_built_box() {
     let _g = serial();
     let cache = tempfile::tempdir_in("/var/tmp").unwrap();
-    let mut child = pglab_bin()
-        .args(["box", "build", "bookworm"])
-        .env("PGLAB_CACHE_DIR", cache.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cmd = pglab_bin();
+    cmd.args(["box", "build", "bookworm"])
+        .env("PGLAB_CACHE_DIR", cache.path());
     let boxes = cache.path().join("boxes");
-    let deadline = Instant::now() + Duration::from_secs(120);
     // Interrupt once mmdebstrap has mounted its chroot's /proc (the hardest moment to clean).
-    while !std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .contains(&boxes.to_string_lossy().to_string())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "mmdebstrap never mounted anything"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the build ended before it could be interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let mounted = || {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.contains(&boxes.to_string_lossy().to_string())
+            .then_some(())
+    };
+    let ((), code) = signal_when(cmd, mounted, SIGINT);
+    assert_eq!(code, Some(130));
     assert!(
         pglab::cleanup::mounts_under(cache.path()).is_empty(),
         "mounts left under {}",

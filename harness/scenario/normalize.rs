@@ -35,10 +35,7 @@ fn rules() -> &'static [(Regex, &'static str)] {
 
 /// Normalises `text`: secrets first (exact values), then the rules; trailing spaces dropped.
 pub fn normalize(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), "[password]");
-    }
+    let mut out = crate::secrets::redact_values(text, secrets);
     for (re, with) in rules() {
         out = re.replace_all(&out, *with).into_owned();
     }
