@@ -92,11 +92,18 @@ impl BoxSpec {
     }
 
     /// The mmdebstrap command line for this recipe, writing into `target`.
-    pub fn mmdebstrap_argv(&self, target: &Path) -> Vec<String> {
+    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Vec<String> {
+        let packages: Vec<&str> = self
+            .recipe
+            .packages
+            .iter()
+            .chain(extra_packages)
+            .map(String::as_str)
+            .collect();
         let mut argv = vec![
             "mmdebstrap".to_string(),
             format!("--variant={}", self.recipe.variant),
-            format!("--include={}", self.recipe.packages.join(",")),
+            format!("--include={}", packages.join(",")),
         ];
         for c in &self.recipe.customize {
             argv.push(format!(
@@ -118,59 +125,29 @@ impl BoxSpec {
     }
 
     pub fn build(&self) -> Result<()> {
-        let parent = paths::cache_root().join("boxes");
-        std::fs::create_dir_all(&parent).with_context(|| {
-            format!(
-                "cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)",
-                parent.display()
-            )
-        })?;
-        check_free_space(&parent, 2 << 30)?;
-        let tmp = parent.join(format!(
-            ".tmp-{}-{}-{}",
-            self.name,
-            self.hash,
-            std::process::id()
-        ));
-        cleanup::own_temp_dir(&tmp);
-        let result = self.build_into(&tmp);
-        if result.is_err() {
-            let _ = cleanup::remove_tree(&tmp);
-            cleanup::disown_temp_dir(&tmp);
-            return result;
-        }
-        let final_dir = self.dir();
-        if final_dir.exists() {
-            // Another run finished the same box first: theirs is as good as ours.
-            let _ = cleanup::remove_tree(&tmp);
-        } else {
-            std::fs::rename(&tmp, &final_dir).with_context(|| {
-                format!("cannot move the finished box to {}", final_dir.display())
-            })?;
-        }
-        cleanup::disown_temp_dir(&tmp);
-        Ok(())
+        build_cached(&self.name, &self.hash, &self.dir(), |tmp| {
+            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[]);
+            self.run_build_step(tmp, &argv, "mmdebstrap")?;
+            std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
+            Ok(())
+        })
     }
 
-    fn build_into(&self, tmp: &Path) -> Result<()> {
-        std::fs::create_dir_all(tmp)?;
-        let rootfs = tmp.join("rootfs");
-        let argv = self.mmdebstrap_argv(&rootfs);
+    /// Runs one build command with its output in `tmp/build.log` and its last line on a
+    /// spinner; a failure names the recipe, the command and the tail of the log.
+    pub(crate) fn run_build_step(&self, tmp: &Path, argv: &[String], what: &str) -> Result<()> {
         let log_path = tmp.join("build.log");
-        let started = Instant::now();
-        let bar = crate::progress::spinner(&format!(
-            "box {}: mmdebstrap {}",
-            self.name, self.recipe.suite
-        ));
+        let bar = crate::progress::spinner(&format!("box {}: {what}", self.name));
         let reader = duct::cmd(&argv[0], &argv[1..])
             .stderr_to_stdout()
             .unchecked()
             .reader()
-            .with_context(|| "cannot start mmdebstrap; run `pglab doctor`")?;
+            .with_context(|| format!("cannot start {}; run `pglab doctor`", argv[0]))?;
         for pid in reader.pids() {
             cleanup::own_process(pid);
         }
-        let mut log = String::new();
+        let mut log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let mut this_step = String::new();
         for line in std::io::BufReader::new(&reader).lines() {
             let line = line.unwrap_or_default();
             bar.set_message(format!(
@@ -178,41 +155,74 @@ impl BoxSpec {
                 self.name,
                 line.chars().take(90).collect::<String>()
             ));
-            log.push_str(&line);
-            log.push('\n');
+            this_step.push_str(&line);
+            this_step.push('\n');
         }
         let status = reader.try_wait()?.map(|o| o.status);
         for pid in reader.pids() {
             cleanup::disown_process(pid);
         }
+        log.push_str(&this_step);
         std::fs::write(&log_path, &log)?;
         bar.finish_and_clear();
         match status {
-            Some(s) if s.success() => {}
-            _ => {
-                return Err(exec::failure(
-                    &format!("building box {} failed", self.name),
-                    &format!("recipe {}", self.file.display()),
-                    &argv.join(" "),
-                    &log,
-                    "check the package names in the recipe and that apt works on this machine (`apt-get update`)",
-                ))
-            }
+            Some(s) if s.success() => Ok(()),
+            _ => Err(exec::failure(
+                &format!("building box {} failed ({what})", self.name),
+                &format!("recipe {}, log {}", self.file.display(), log_path.display()),
+                &argv.join(" "),
+                &this_step,
+                "check the package names in the recipe and that apt works on this machine (`apt-get update`)",
+            )),
         }
-        let secs = started.elapsed().as_secs_f64();
-        std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
-        std::fs::write(
-            tmp.join("built.json"),
-            serde_json::json!({ "name": self.name, "hash": self.hash, "seconds": secs })
-                .to_string(),
-        )?;
-        eprintln!(
-            "pglab: box {} built in {secs:.0}s ({})",
-            self.name,
-            self.dir().display()
-        );
-        Ok(())
     }
+}
+
+/// Builds `final_dir` through `.tmp-NAME-HASH-PID` (removed on failure and by gc when its
+/// process is gone) and a rename, so a half-built box is never used.
+pub(crate) fn build_cached(
+    name: &str,
+    hash: &str,
+    final_dir: &Path,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let parent = paths::cache_root().join("boxes");
+    std::fs::create_dir_all(&parent).with_context(|| {
+        format!(
+            "cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)",
+            parent.display()
+        )
+    })?;
+    check_free_space(&parent, 2 << 30)?;
+    let tmp = parent.join(format!(".tmp-{name}-{hash}-{}", std::process::id()));
+    cleanup::own_temp_dir(&tmp);
+    let started = Instant::now();
+    let result = std::fs::create_dir_all(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| build(&tmp));
+    if result.is_err() {
+        let _ = cleanup::remove_tree(&tmp);
+        cleanup::disown_temp_dir(&tmp);
+        return result;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::write(
+        tmp.join("built.json"),
+        serde_json::json!({ "name": name, "hash": hash, "seconds": secs }).to_string(),
+    )?;
+    if final_dir.exists() {
+        // Another run finished the same box first: theirs is as good as ours.
+        let _ = cleanup::remove_tree(&tmp);
+    } else {
+        std::fs::rename(&tmp, final_dir)
+            .with_context(|| format!("cannot move the finished box to {}", final_dir.display()))?;
+    }
+    cleanup::disown_temp_dir(&tmp);
+    eprintln!(
+        "pglab: box {name} built in {secs:.0}s ({})",
+        final_dir.display()
+    );
+    Ok(())
 }
 
 fn check_free_space(dir: &Path, need: u64) -> Result<()> {
@@ -320,7 +330,7 @@ mod tests {
     #[test]
     fn mmdebstrap_command_line() {
         let b = BoxSpec::load("bookworm").unwrap();
-        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"));
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
         assert_eq!(argv[0], "mmdebstrap");
         assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
         assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);

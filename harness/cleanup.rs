@@ -14,6 +14,7 @@ enum Owned {
     Lab(String),
     TempDir(PathBuf),
     Process(u32),
+    Group(u32),
 }
 
 static OWNED: Mutex<Vec<Owned>> = Mutex::new(Vec::new());
@@ -43,6 +44,31 @@ pub fn own_process(pid: u32) {
 }
 pub fn disown_process(pid: u32) {
     owned().retain(|o| o != &Owned::Process(pid));
+}
+
+pub fn own_group(pgid: u32) {
+    owned().push(Owned::Group(pgid));
+}
+pub fn disown_group(pgid: u32) {
+    owned().retain(|o| o != &Owned::Group(pgid));
+}
+
+/// Ends a process group: SIGTERM (Vagrant cleans up its own helpers on it), then SIGKILL
+/// to whatever is left after a grace period.
+pub fn kill_group(pgid: u32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let g = Pid::from_raw(pgid as i32);
+    if killpg(g, Signal::SIGTERM).is_err() {
+        return;
+    }
+    for _ in 0..100 {
+        if killpg(g, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = killpg(g, Signal::SIGKILL);
 }
 
 pub fn aborting() -> bool {
@@ -83,6 +109,7 @@ pub fn remove_owned() {
     for item in items.iter().rev() {
         match item {
             Owned::Process(pid) => kill_tree(*pid),
+            Owned::Group(pgid) => kill_group(*pgid),
             Owned::Lab(id) => {
                 if let Err(e) = crate::lab::destroy(id) {
                     eprintln!("pglab: removing lab {id}: {e:#}");
@@ -277,6 +304,9 @@ pub fn leftovers(id: &str) -> Vec<String> {
                 found.push(format!("cgroup {}", e.path().display()));
             }
         }
+    }
+    for d in crate::libvirt::domains_matching(&tag) {
+        found.push(format!("libvirt domain {d}"));
     }
     let dir = crate::paths::labs_dir().join(id);
     if dir.exists() {

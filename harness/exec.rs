@@ -61,8 +61,35 @@ pub fn failure(what: &str, place: &str, command: &str, output: &str, hint: &str)
 /// Runs `argv` to completion with `stdin` fed in, killing it after `timeout`.
 /// A non-zero exit is not an error here; failing to start or timing out is.
 pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<CmdOutput> {
+    run_with(argv, stdin, timeout, &Setup::default())
+}
+
+/// Where and how a command runs, beyond its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub cwd: Option<std::path::PathBuf>,
+    pub env: Vec<(String, String)>,
+    /// Run in a process group of its own, so that a timeout or pglab's exit can end the
+    /// command and everything it started (Vagrant starts ssh, ruby helpers, qemu-img...).
+    pub own_group: bool,
+}
+
+pub fn run_with(
+    argv: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    setup: &Setup,
+) -> Result<CmdOutput> {
     let start = Instant::now();
     let mut cmd = Command::new(&argv[0]);
+    if let Some(d) = &setup.cwd {
+        cmd.current_dir(d);
+    }
+    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
+    if setup.own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     cmd.args(&argv[1..])
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -80,6 +107,10 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
             "run `pglab doctor` to see what is missing",
         )
     })?;
+    let group = setup.own_group.then(|| child.id());
+    if let Some(pgid) = group {
+        crate::cleanup::own_group(pgid);
+    }
     if let Some(data) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
         let data = data.to_vec();
@@ -97,6 +128,9 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
             break st;
         }
         if start.elapsed() > timeout {
+            if let Some(pgid) = group {
+                crate::cleanup::kill_group(pgid);
+            }
             let _ = child.kill();
             let _ = child.wait();
             let (out, err) = (drain(&out_buf), drain(&err_buf));
@@ -113,6 +147,9 @@ pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<C
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    if let Some(pgid) = group {
+        crate::cleanup::disown_group(pgid);
+    }
     let grace = Instant::now() + Duration::from_secs(2);
     while !(out_buf.1.load(std::sync::atomic::Ordering::SeqCst)
         && err_buf.1.load(std::sync::atomic::Ordering::SeqCst))

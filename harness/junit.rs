@@ -2,7 +2,7 @@
 //! (and box), one testcase per step; failures carry pglab's message.
 
 use crate::run::RunReport;
-use crate::scenario::runner::Status;
+use crate::scenario::runner::{Status, StepOutcome};
 
 fn esc(s: &str) -> String {
     s.chars()
@@ -15,15 +15,14 @@ fn esc(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// The report as Apache Ant's JUnit XML (the schema CI systems follow; validated against it
+/// in tests/junit_schema.rs). Ant's format has no "skipped": steps that did not run are not
+/// testcases; they are listed in the suite's `<system-out>` and counted in a property.
 pub fn render(reports: &[RunReport]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let all = reports.iter().flat_map(|r| &r.checks);
-    let (tests, failures) = all.fold((0, 0), |(t, f), c| {
-        (t + 1, f + usize::from(c.status == Status::Failed))
-    });
-    out.push_str(&format!(
-        "<testsuites name=\"pglab\" tests=\"{tests}\" failures=\"{failures}\">\n"
-    ));
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp = stamp.trim_end_matches('Z');
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    let mut id = 0;
     for r in reports {
         let mut names: Vec<&str> = Vec::new();
         for c in &r.checks {
@@ -33,40 +32,53 @@ pub fn render(reports: &[RunReport]) -> String {
         }
         for name in names {
             let cs: Vec<_> = r.checks.iter().filter(|c| c.scenario == name).collect();
-            let failed = cs.iter().filter(|c| c.status == Status::Failed).count();
-            let skipped = cs.iter().filter(|c| c.status == Status::Skipped).count();
-            let time: f64 = cs.iter().map(|c| c.duration_secs).sum();
+            let (ran, not_run): (Vec<&StepOutcome>, Vec<&StepOutcome>) =
+                cs.iter().partition(|c| c.status != Status::Skipped);
+            let failed = ran.iter().filter(|c| c.status == Status::Failed).count();
+            let time: f64 = ran.iter().map(|c| c.duration_secs).sum();
             out.push_str(&format!(
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
+                "  <testsuite package=\"{}\" id=\"{id}\" name=\"{}\" timestamp=\"{stamp}\" hostname=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{time:.3}\">\n",
+                esc(&r.box_name),
                 esc(&format!("{}.{name}", r.box_name)),
-                cs.len()
+                esc(&format!("pglab-{}", r.lab)),
+                ran.len()
             ));
-            for c in cs {
+            id += 1;
+            out.push_str(&format!(
+                "    <properties>\n      <property name=\"box\" value=\"{}\"/>\n      <property name=\"lab\" value=\"{}\"/>\n      <property name=\"logs\" value=\"{}\"/>\n      <property name=\"not_run\" value=\"{}\"/>\n    </properties>\n",
+                esc(&r.box_name),
+                esc(&r.lab),
+                esc(&r.log_dir.display().to_string()),
+                not_run.len()
+            ));
+            for c in &ran {
                 out.push_str(&format!(
-                    "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\" file=\"{}\"",
+                    "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
                     esc(&format!("{}.{}", r.box_name, c.scenario)),
                     esc(&format!("{} (on {})", c.step, c.host)),
                     c.duration_secs,
-                    esc(&c.location)
                 ));
-                match c.status {
-                    Status::Passed => out.push_str("/>\n"),
-                    Status::Skipped => out.push_str(&format!(
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-                        esc(&c.message)
-                    )),
-                    Status::Failed => {
-                        let first = c.message.lines().next().unwrap_or_default();
-                        out.push_str(&format!(
-                            ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
-                            esc(first),
-                            esc(&c.scenario),
-                            esc(&c.message)
-                        ));
-                    }
+                if c.status == Status::Failed {
+                    let first = c.message.lines().next().unwrap_or_default();
+                    out.push_str(&format!(
+                        ">\n      <failure message=\"{}\" type=\"{}\">{}\n  at {}</failure>\n    </testcase>\n",
+                        esc(first),
+                        esc(&c.scenario),
+                        esc(&c.message),
+                        esc(&c.location)
+                    ));
+                } else {
+                    out.push_str("/>\n");
                 }
             }
-            out.push_str("  </testsuite>\n");
+            let not_run_text: String = not_run
+                .iter()
+                .map(|c| format!("not run: {} (on {}): {}\n", c.step, c.host, c.message))
+                .collect();
+            out.push_str(&format!(
+                "    <system-out>{}</system-out>\n    <system-err></system-err>\n  </testsuite>\n",
+                esc(&not_run_text)
+            ));
         }
     }
     out.push_str("</testsuites>\n");
@@ -112,10 +124,21 @@ mod tests {
         };
         let xml = render(&[report]);
         assert!(
-            xml.contains("<testsuites name=\"pglab\" tests=\"3\" failures=\"1\">"),
+            xml.contains("<testsuite package=\"bookworm\" id=\"0\" name=\"bookworm.replicate\""),
             "{xml}"
         );
-        assert!(xml.contains("<testsuite name=\"bookworm.replicate\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
+        assert!(
+            xml.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<property name=\"not_run\" value=\"1\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>not run: later (on node1)"),
+            "{xml}"
+        );
         assert!(
             xml.contains("name=\"bad &lt;step&gt; (on node1)\""),
             "{xml}"

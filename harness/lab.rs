@@ -1,10 +1,12 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+use crate::backend::vagrant::{self, Vagrant};
 use crate::backend::{nspawn::Nspawn, Backend, HostState};
 use crate::exec::CmdOutput;
 use crate::secrets::Secrets;
 use crate::topology::Topology;
+use crate::vagrantfile::Provider;
 use crate::{boxes, cleanup, paths};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,9 @@ pub struct LabRecord {
     pub owner_start: u64,
     pub kept: bool,
     pub created_unix: u64,
+    /// Vagrant labs: the box's name for Vagrant.
+    #[serde(default)]
+    pub vagrant_box: Option<String>,
 }
 
 /// Where a lab stands between scenarios (`<lab>/state.json`).
@@ -36,9 +41,40 @@ pub struct LabState {
     pub vars: std::collections::BTreeMap<String, String>,
 }
 
+/// Which backend brings the hosts up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    Nspawn,
+    Vagrant(Provider),
+}
+
+impl BackendChoice {
+    /// PGLAB_BACKEND=nspawn|vagrant (default nspawn) and, for Vagrant,
+    /// PGLAB_PROVIDER=libvirt|virtualbox (default libvirt).
+    pub fn from_env() -> Result<BackendChoice> {
+        let backend = std::env::var("PGLAB_BACKEND").unwrap_or_else(|_| "nspawn".into());
+        let provider = std::env::var("PGLAB_PROVIDER").unwrap_or_else(|_| "libvirt".into());
+        Ok(match (backend.as_str(), provider.as_str()) {
+            ("nspawn", _) => BackendChoice::Nspawn,
+            ("vagrant", "libvirt") => BackendChoice::Vagrant(Provider::Libvirt),
+            ("vagrant", "virtualbox") => BackendChoice::Vagrant(Provider::Virtualbox),
+            ("vagrant", p) => bail!("PGLAB_PROVIDER={p:?}: pglab knows libvirt and virtualbox"),
+            (b, _) => bail!("PGLAB_BACKEND={b:?}: pglab knows nspawn and vagrant"),
+        })
+    }
+
+    pub fn record_name(&self) -> String {
+        match self {
+            BackendChoice::Nspawn => "nspawn".into(),
+            BackendChoice::Vagrant(p) => format!("vagrant-{}", vagrant::provider_name(*p)),
+        }
+    }
+}
+
 pub struct UpOptions {
     pub box_name: String,
     pub topology: Topology,
+    pub backend: BackendChoice,
 }
 
 impl Default for UpOptions {
@@ -46,6 +82,7 @@ impl Default for UpOptions {
         UpOptions {
             box_name: "bookworm".into(),
             topology: Topology::default_lab(),
+            backend: BackendChoice::Nspawn,
         }
     }
 }
@@ -72,6 +109,18 @@ fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backen
             &rec.box_root,
             &rec.topology,
         ))),
+        "vagrant-libvirt" | "vagrant-virtualbox" => Ok(Box::new(Vagrant::new(
+            &rec.id,
+            dir,
+            &rec.topology,
+            if rec.backend == "vagrant-libvirt" {
+                Provider::Libvirt
+            } else {
+                Provider::Virtualbox
+            },
+            rec.vagrant_box.as_deref().unwrap_or(&rec.box_name),
+            (rec.backend == "vagrant-libvirt").then_some(rec.box_root.as_path()),
+        ))),
         other => bail!(
             "lab {} uses backend {other:?}, which this pglab does not know",
             rec.id
@@ -87,24 +136,39 @@ impl Lab {
         for (id, _) in gc(false)? {
             eprintln!("pglab: removed stale lab {id}");
         }
-        let spec = boxes::BoxSpec::load(&opts.box_name)?;
-        if !spec.is_built() {
-            crate::progress::say(
-                started,
-                "box",
-                &format!(
-                    "building {} (once; cached under {})",
-                    spec.name,
-                    spec.dir().display()
-                ),
-            );
-        }
-        let box_root = spec.ensure()?;
+        let (box_root, vagrant_box) = match opts.backend {
+            BackendChoice::Nspawn => (ensure_box(started, &opts.box_name)?, None),
+            BackendChoice::Vagrant(provider) => {
+                vagrant::preflight(provider)?;
+                one_vagrant_lab_at_a_time()?;
+                if provider == Provider::Libvirt {
+                    let b = crate::libvirt_box::LibvirtBox::load(&opts.box_name)?;
+                    if !b.is_built() {
+                        crate::progress::say(
+                            started,
+                            "box",
+                            &format!("building the libvirt box {} (once)", b.vagrant_name()),
+                        );
+                    }
+                    b.ensure()?;
+                    (b.dir(), Some(b.vagrant_name()))
+                } else {
+                    // The course's own box, from Vagrant Cloud, on the user's machine.
+                    let name = if opts.box_name.contains('/') {
+                        opts.box_name.clone()
+                    } else {
+                        "ubuntu/jammy64".into()
+                    };
+                    (PathBuf::new(), Some(name))
+                }
+            }
+        };
         let id = new_id();
         let dir = paths::labs_dir().join(&id);
         let record = LabRecord {
             id: id.clone(),
-            backend: "nspawn".into(),
+            backend: opts.backend.record_name(),
+            vagrant_box,
             box_name: opts.box_name.clone(),
             box_root,
             topology: opts.topology.clone(),
@@ -303,6 +367,13 @@ pub fn list() -> Result<Vec<LabRecord>> {
 /// Removes lab `id` (record or not) by discovery.
 pub fn destroy(id: &str) -> Result<()> {
     let dir = paths::labs_dir().join(id);
+    let is_vagrant = read_record(id)
+        .map(|r| r.backend.starts_with("vagrant"))
+        .unwrap_or_else(|_| dir.join("vagrant").exists())
+        || !crate::libvirt::domains_matching(&format!("pglab-{id}-")).is_empty();
+    if is_vagrant {
+        return vagrant::teardown(id, &dir);
+    }
     let hosts: Vec<String> = match read_record(id) {
         Ok(r) => r.topology.hosts.iter().map(|h| h.name.clone()).collect(),
         Err(_) => std::fs::read_dir(dir.join("hosts"))
@@ -314,6 +385,39 @@ pub fn destroy(id: &str) -> Result<()> {
     };
     let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     crate::backend::nspawn::teardown(id, &dir, &hosts)
+}
+
+/// Builds the nspawn box if it is not cached, saying so first (it takes a minute).
+fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
+    let spec = boxes::BoxSpec::load(name)?;
+    if !spec.is_built() {
+        crate::progress::say(
+            started,
+            "box",
+            &format!(
+                "building {} (once; cached under {})",
+                spec.name,
+                spec.dir().display()
+            ),
+        );
+    }
+    spec.ensure()
+}
+
+/// A Vagrant lab's private network holds the topology's addresses on this machine itself
+/// (a libvirt bridge or a VirtualBox host-only adapter), so two would collide.
+fn one_vagrant_lab_at_a_time() -> Result<()> {
+    if let Some(other) = list()?
+        .into_iter()
+        .find(|r| r.backend.starts_with("vagrant") && !is_stale(r))
+    {
+        bail!(
+            "Vagrant lab {} is up (its private network uses the lab's addresses on this machine, so a second one would collide): remove it with `pglab down --lab {}` or wait for its run to end",
+            other.id,
+            other.id
+        );
+    }
+    Ok(())
 }
 
 fn is_stale(r: &LabRecord) -> bool {
@@ -363,9 +467,19 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
             }
         }
     }
+    for d in crate::libvirt::domains_matching("pglab-") {
+        if let Some(id) = d.strip_prefix("pglab-").and_then(|r| r.split('-').next()) {
+            if !known.contains(id) && !paths::labs_dir().join(id).exists() {
+                orphan_ids.insert(id.to_string());
+            }
+        }
+    }
     for id in orphan_ids {
         destroy(&id)?;
         removed.push((id, "no lab record".into()));
+    }
+    if crate::libvirt::domains_matching("pglab-").is_empty() {
+        crate::libvirt::stop_daemons_if_idle()?;
     }
     for p in boxes::remove_stale_builds() {
         removed.push((p.display().to_string(), "half-built box".into()));

@@ -9,6 +9,8 @@ pub mod doctor;
 pub mod exec;
 pub mod junit;
 pub mod lab;
+pub mod libvirt;
+pub mod libvirt_box;
 pub mod paths;
 pub mod progress;
 pub mod provision;

@@ -130,6 +130,9 @@ enum BoxCmd {
         /// Rebuild even if cached.
         #[arg(long)]
         force: bool,
+        /// Build the Vagrant box for libvirt from the recipe (kernel, image, `vagrant box add`).
+        #[arg(long)]
+        libvirt: bool,
     },
     /// Lists the recipes and whether each is built.
     List,
@@ -177,6 +180,7 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 destroy
             };
+            let backend = pglab::lab::BackendChoice::from_env()?;
             let opts_for = |box_name: &str| pglab::run::RunOptions {
                 box_name: box_name.to_string(),
                 topology: topology.clone(),
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<i32> {
                 homework: homework.clone(),
                 destroy,
                 isolate,
+                backend,
             };
             let mut reports = Vec::new();
             for group in boxes.chunks(jobs.max(1)) {
@@ -240,7 +245,11 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Up { box_name, topology } => {
             let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
-            let mut lab = Lab::up(UpOptions { box_name, topology })?;
+            let mut lab = Lab::up(UpOptions {
+                box_name,
+                topology,
+                backend: pglab::lab::BackendChoice::from_env()?,
+            })?;
             lab.keep()?;
             println!("{}", lab.how_to_enter());
             Ok(0)
@@ -356,7 +365,24 @@ fn run(cli: Cli) -> Result<i32> {
             print!("{}", pglab::bench::bench(what, runs, &box_name, labs)?);
             Ok(0)
         }
-        Cmd::Box(BoxCmd::Build { name, force }) => {
+        Cmd::Box(BoxCmd::Build {
+            name,
+            force,
+            libvirt: true,
+        }) => {
+            doctor::require_root("build a box")?;
+            let b = pglab::libvirt_box::LibvirtBox::load(&name)?;
+            if force && b.dir().exists() {
+                cleanup::remove_tree(&b.dir())?;
+            }
+            if b.is_built() {
+                println!("box {} is cached: {}", b.vagrant_name(), b.dir().display());
+            } else {
+                b.ensure()?;
+            }
+            Ok(0)
+        }
+        Cmd::Box(BoxCmd::Build { name, force, .. }) => {
             doctor::require_root("build a box")?;
             let spec = boxes::BoxSpec::load(&name)?;
             if force && spec.is_built() {

@@ -28,6 +28,9 @@ struct Manifest {
     /// what must be started again that nothing starts at boot.
     #[serde(default)]
     resume: Vec<ProvisionStep>,
+    /// Commands the scenarios take from the submission (`{{homework_NAME}}`), e.g. `recover`.
+    #[serde(default)]
+    commands: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +50,8 @@ pub struct Submission {
     pub description: String,
     pub steps: Vec<ProvisionStep>,
     pub resume: Vec<ProvisionStep>,
+    /// From `[commands]`, the submission's own first, then its base's.
+    pub commands: BTreeMap<String, String>,
     search: Vec<PathBuf>,
 }
 
@@ -60,6 +65,7 @@ impl Submission {
         let mut steps = None;
         let mut resume = Vec::new();
         let mut description = String::new();
+        let mut commands = BTreeMap::new();
         let mut cur = dir.to_path_buf();
         for _ in 0..8 {
             let file = cur.join("provision.toml");
@@ -82,6 +88,9 @@ impl Submission {
             if resume.is_empty() {
                 resume = m.resume;
             }
+            for (k, v) in m.commands {
+                commands.entry(k).or_insert(v);
+            }
             match m.base {
                 Some(b) => cur = cur.join(b),
                 None => break,
@@ -94,6 +103,7 @@ impl Submission {
             description,
             steps,
             resume,
+            commands,
             search,
         };
         for s in sub.steps.iter().chain(&sub.resume) {

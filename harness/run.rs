@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// (every state is saved once, when first reached) instead of from the state the
     /// previous scenario left.
     pub isolate: bool,
+    /// The CLI takes it from PGLAB_BACKEND / PGLAB_PROVIDER; the library's default is nspawn.
+    pub backend: crate::lab::BackendChoice,
 }
 
 impl Default for RunOptions {
@@ -46,6 +48,7 @@ impl Default for RunOptions {
             homework: None,
             destroy: Destroy::Always,
             isolate: false,
+            backend: crate::lab::BackendChoice::Nspawn,
         }
     }
 }
@@ -144,6 +147,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut lab = Lab::up(UpOptions {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
+        backend: opts.backend,
     })?;
     phases.push(("up".to_string(), t.elapsed().as_secs_f64()));
     let log = RunLog::create(
@@ -200,6 +204,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             let host = lab.topology().with_role(role).name.clone();
             let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
             state.vars.insert(var.into(), out.stdout.trim().to_string());
+        }
+        for (k, v) in &sub.commands {
+            state.vars.insert(format!("homework_{k}"), v.clone());
         }
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
         let mut saved: BTreeMap<String, LabState> = BTreeMap::new();

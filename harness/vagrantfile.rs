@@ -30,6 +30,8 @@ pub struct VagrantOptions {
     pub libvirt_driver: String,
     /// Direct kernel boot for libvirt boxes built by pglab: (kernel, initrd, command line).
     pub kernel: Option<(String, String, String)>,
+    /// Where each VM's serial console is written (libvirt).
+    pub console_dir: std::path::PathBuf,
 }
 
 impl VagrantOptions {
@@ -46,6 +48,7 @@ impl VagrantOptions {
                 boot_timeout_secs: 600,
                 libvirt_driver: "kvm".into(),
                 kernel: None,
+                console_dir: "/var/log/pglab".into(),
             },
             Provider::Libvirt => VagrantOptions {
                 provider,
@@ -56,6 +59,7 @@ impl VagrantOptions {
                 boot_timeout_secs: 900,
                 libvirt_driver: "qemu".into(),
                 kernel: None,
+                console_dir: "/var/log/pglab".into(),
             },
         }
     }
@@ -116,6 +120,7 @@ struct HostCtx {
     name: String,
     address: String,
     vm_name: String,
+    console_log: String,
 }
 
 pub fn render(topo: &Topology, lab_id: &str, opts: &VagrantOptions) -> Result<String> {
@@ -134,9 +139,15 @@ pub fn render(topo: &Topology, lab_id: &str, opts: &VagrantOptions) -> Result<St
             name: h.name.clone(),
             address: h.address.to_string(),
             vm_name: format!("pglab-{lab_id}-{}", h.name),
+            console_log: opts
+                .console_dir
+                .join(format!("{}.console.log", h.name))
+                .to_string_lossy()
+                .into(),
         })
         .collect();
     ctx.insert("hosts", &hosts);
+    ctx.insert("vm_prefix", &format!("pglab-{lab_id}-"));
     ctx.insert("box", &opts.box_name);
     ctx.insert("box_version", &opts.box_version);
     ctx.insert("memory_mb", &opts.memory_mb);

@@ -393,9 +393,20 @@ fn run_broken(
     pglab::run::RunReport,
     Vec<pglab::scenario::runner::StepOutcome>,
 ) {
+    run_broken_with(name, "replicate")
+}
+
+/// Runs `scenario` (and what leads to it) on a broken submission.
+fn run_broken_with(
+    name: &str,
+    scenario: &str,
+) -> (
+    pglab::run::RunReport,
+    Vec<pglab::scenario::runner::StepOutcome>,
+) {
     let opts = RunOptions {
         homework: Some(fixture(name)),
-        scenarios: vec!["replicate".into()],
+        scenarios: vec![scenario.into()],
         ..Default::default()
     };
     let report = run(&opts).unwrap();
@@ -441,6 +452,79 @@ fn a_wrong_pgpass_password_fails_the_clone_step() {
     assert!(
         m.contains("password authentication failed for user \"replicator\""),
         "{m}"
+    );
+    assert_nothing_left(&report.lab);
+}
+
+/// The one failed check of a broken submission: its step (name or start of it), and that its
+/// message holds `needles`.
+fn fails_only(failed: &[pglab::scenario::runner::StepOutcome], step: &str, needles: &[&str]) {
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(failed[0].step.starts_with(step), "{failed:#?}");
+    for n in needles {
+        assert!(
+            failed[0].message.contains(n),
+            "{n:?} not in: {}",
+            failed[0].message
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_red_hat_path_prefix_fails_the_path_prefix_check_only() {
+    let _g = serial();
+    let (report, failed) = run_broken_with("wrong-path-prefix", "backup");
+    fails_only(
+        &failed,
+        "barman's path_prefix holds PostgreSQL",
+        &[
+            "/usr/pgsql-14/bin",
+            "/usr/lib/postgresql/<major>/bin",
+            "scenarios/backup.toml:",
+        ],
+    );
+    assert_nothing_left(&report.lab);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn no_pg_hba_line_for_barman_fails_the_barman_step() {
+    let _g = serial();
+    let (report, failed) = run_broken("no-barman-hba");
+    fails_only(
+        &failed,
+        "barman streaming backups configured and checked",
+        &["host barman", "no pg_hba.conf entry", "user \"barman\""],
+    );
+    assert_nothing_left(&report.lab);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_replicator_without_password_fails_the_clone_step() {
+    let _g = serial();
+    let (report, failed) = run_broken("replicator-without-password");
+    fails_only(
+        &failed,
+        "standby cloned through its own slot",
+        &[
+            "host node2",
+            "password authentication failed for user \"replicator\"",
+        ],
+    );
+    assert_nothing_left(&report.lab);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn recovery_without_a_target_fails_the_restore_point_check() {
+    let _g = serial();
+    let (report, failed) = run_broken_with("recovery-without-target", "recover");
+    fails_only(
+        &failed,
+        "recovery stopped at the restore point",
+        &["without a recovery target", "scenarios/recover.toml:"],
     );
     assert_nothing_left(&report.lab);
 }
@@ -654,4 +738,36 @@ fn vagrant_validates_the_rendered_vagrantfiles() {
             .unwrap();
         assert!(!out.status.success(), "vagrant validate accepted a typo");
     }
+}
+
+/// Three real VMs under Vagrant + libvirt (QEMU software emulation here: ~3.5 min to boot,
+/// ~2 min to provision). Provisioning and `replicate` with the same steps and scenario files
+/// as on nspawn; the full scenario set on Vagrant is tests/lab_vagrant_full.rs.
+#[test]
+#[ignore = "needs root, vagrant, vagrant-libvirt, libvirt and qemu"]
+fn vagrant_libvirt_lab_provisions_and_replicates() {
+    let _g = serial();
+    let opts = RunOptions {
+        scenarios: vec!["replicate".into()],
+        backend: pglab::lab::BackendChoice::Vagrant(pglab::vagrantfile::Provider::Libvirt),
+        ..Default::default()
+    };
+    let report = run(&opts).unwrap();
+    let failed: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Passed)
+        .collect();
+    assert!(report.passed && failed.is_empty(), "{failed:#?}");
+    assert!(
+        report.checks.iter().any(|c| c.scenario == "replicate"),
+        "replicate did not run: {:#?}",
+        report.checks
+    );
+    assert_nothing_left(&report.lab);
+    // pglab started libvirtd for the lab: it stopped it again, with its networks.
+    assert!(!Path::new("/run/pglab/libvirt").exists());
+    let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("virbr"), "{links}");
 }

@@ -1,6 +1,6 @@
 # barman trusts postgres@node1's key; node1's host key is known, so no prompt ever appears.
 { grep -vF "$POSTGRES_PUBKEY" /var/lib/barman/.ssh/authorized_keys 2>/dev/null || true; echo "$POSTGRES_PUBKEY"; } |
   sort -u | put_file /var/lib/barman/.ssh/authorized_keys barman:barman 600
-wait_until 30 "sshd on $PGLAB_PRIMARY" ssh-keyscan -T 2 "$PGLAB_PRIMARY"
-ssh-keyscan -T 5 "$PGLAB_PRIMARY" "$PGLAB_PRIMARY_ADDR" 2>/dev/null | sort | put_file /var/lib/barman/.ssh/known_hosts barman:barman 644
+keys=$(host_keys "$PGLAB_PRIMARY" "$PGLAB_PRIMARY_ADDR")
+printf '%s\n' "$keys" | put_file /var/lib/barman/.ssh/known_hosts barman:barman 644
 runuser -u barman -- ssh -o BatchMode=yes "postgres@$PGLAB_PRIMARY" true

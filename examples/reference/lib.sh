@@ -38,3 +38,20 @@ wait_until() {
     sleep 0.2
   done
 }
+# known_hosts lines for every name/address given, sorted (stable across runs). Retries until
+# each one answered: under software emulation one key exchange can take seconds, and an
+# empty known_hosts would make ssh fail later with "Host key verification failed".
+host_keys() {
+  local keys deadline=$(( $(date +%s) + 120 )) h missing
+  while :; do
+    keys=$(ssh-keyscan -T 20 "$@" 2>/dev/null | sort)
+    missing=
+    for h in "$@"; do grep -q "^$h " <<<"$keys" || missing="$missing $h"; done
+    [ -z "$missing" ] && { printf '%s\n' "$keys"; return 0; }
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "gave up waiting for the ssh host keys of:$missing" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}

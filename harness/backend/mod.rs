@@ -2,6 +2,7 @@
 //! runner and the provisioner only ever talk to this trait; nspawn and Vagrant live behind it.
 
 pub mod nspawn;
+pub mod vagrant;
 
 use crate::exec::CmdOutput;
 use anyhow::Result;
@@ -100,6 +101,19 @@ pub trait Backend: Send + Sync {
         }
         Ok(out.stdout)
     }
+}
+
+/// The nftables table that cuts a host's link to `peer` (one per peer, so heal is a delete).
+pub fn cut_table(peer: &str) -> String {
+    format!("pglab_cut_{}", peer.replace('-', "_"))
+}
+
+/// nftables rules dropping everything to and from `peer_addr`, in both directions.
+pub fn cut_rules(peer: &str, peer_addr: std::net::Ipv4Addr) -> String {
+    format!(
+        "table inet {} {{\n chain input {{ type filter hook input priority -10; ip saddr {peer_addr} drop; }}\n chain output {{ type filter hook output priority -10; ip daddr {peer_addr} drop; }}\n}}\n",
+        cut_table(peer)
+    )
 }
 
 /// Quotes a string for bash, always.

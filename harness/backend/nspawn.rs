@@ -485,10 +485,7 @@ impl Backend for Nspawn {
         self.check_host(a)?;
         self.check_host(b)?;
         let addr_b = self.topo.host(b).expect("checked").address;
-        let table = format!("pglab_cut_{}", b.replace('-', "_"));
-        let script = format!(
-            "table inet {table} {{\n chain input {{ type filter hook input priority -10; ip saddr {addr_b} drop; }}\n chain output {{ type filter hook output priority -10; ip daddr {addr_b} drop; }}\n}}\n"
-        );
+        let script = super::cut_rules(b, addr_b);
         let out = self.nft(a, &script)?;
         if !out.ok() {
             return Err(failure(
@@ -505,7 +502,7 @@ impl Backend for Nspawn {
     fn heal_link(&self, a: &str, b: &str) -> Result<()> {
         self.check_host(a)?;
         self.check_host(b)?;
-        let table = format!("pglab_cut_{}", b.replace('-', "_"));
+        let table = super::cut_table(b);
         // A link that is not cut has no table: healing it is not an error.
         self.nft(a, &format!("delete table inet {table}\n"))?;
         Ok(())

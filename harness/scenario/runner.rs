@@ -62,8 +62,17 @@ fn var_re() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}").expect("valid"))
 }
 
-/// Replaces `{{name}}` with saved values; an unknown name is an error.
+/// Replaces `{{name}}` with saved values; an unknown name is an error. A submission's
+/// command (`{{homework_recover}}`) may itself name values: those are filled in too.
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+    let once = substitute_once(text, vars)?;
+    if once != text && var_re().is_match(&once) && text.contains("{{homework_") {
+        return substitute_once(&once, vars);
+    }
+    Ok(once)
+}
+
+fn substitute_once(text: &str, vars: &BTreeMap<String, String>) -> Result<String> {
     let mut missing = None;
     let out = var_re().replace_all(text, |c: &regex::Captures| match vars.get(&c[1]) {
         Some(v) => v.clone(),

@@ -1,0 +1,120 @@
+//! The JUnit file validates against Apache Ant's JUnit XML schema (Windy Road's JUnit.xsd,
+//! Apache License 2.0). The schema is not kept in this repository: it is taken from the npm
+//! package `junit-xml` 1.2.0, whose test suite carries it, through npm (a package registry),
+//! and checked with xmllint (libxml2-utils, installed by .ci/run).
+
+use pglab::run::RunReport;
+use pglab::scenario::runner::{Status, StepOutcome};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PACKAGE: &str = "junit-xml@1.2.0";
+
+fn ant_junit_xsd() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("junit-schema");
+    let xsd = dir.join("ant-junit.xsd");
+    if xsd.exists() {
+        return xsd;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("npm")
+        .args(["pack", PACKAGE, "--silent"])
+        .current_dir(&dir)
+        .output()
+        .expect("npm is needed to fetch the JUnit schema (apt-get install npm)");
+    assert!(
+        out.status.success(),
+        "npm pack {PACKAGE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tgz = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let st = Command::new("tar")
+        .args(["-xzf", &tgz, "package/src/index.test.ts"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ts = std::fs::read_to_string(dir.join("package/src/index.test.ts")).unwrap();
+    let start = ts
+        .find("const antJunitSchema = '")
+        .expect("schema in the package")
+        + 24;
+    let end = start + ts[start..].find("';\n").unwrap();
+    let schema = ts[start..end].replace("\\'", "'");
+    assert!(schema.contains("<xs:element name=\"testsuites\">"));
+    std::fs::write(&xsd, schema).unwrap();
+    xsd
+}
+
+fn outcome(scenario: &str, step: &str, status: Status, message: &str) -> StepOutcome {
+    StepOutcome {
+        scenario: scenario.into(),
+        step: step.into(),
+        host: "node2".into(),
+        location: format!("scenarios/{scenario}.toml:7"),
+        status,
+        duration_secs: 1.5,
+        message: message.into(),
+    }
+}
+
+fn validate(xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("junit.xml");
+    std::fs::write(&file, xml).unwrap();
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(ant_junit_xsd())
+        .arg(&file)
+        .output()
+        .expect("xmllint is needed (apt-get install libxml2-utils)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn junit_report_validates_against_the_ant_junit_schema() {
+    let report = |box_name: &str, passed: bool| RunReport {
+        lab: "abc123".into(),
+        box_name: box_name.into(),
+        passed,
+        phases: vec![("up".into(), 3.0)],
+        checks: vec![
+            outcome("replicate", "otus is on node2", Status::Passed, ""),
+            outcome(
+                "replicate",
+                "node2 streams through slot <node2> & \"more\"",
+                if passed {
+                    Status::Passed
+                } else {
+                    Status::Failed
+                },
+                "step failed\n  command: psql\n  output: \u{1b}[31mERROR\u{1b}[0m",
+            ),
+            outcome(
+                "backup",
+                "backup is DONE",
+                Status::Skipped,
+                "an earlier step failed",
+            ),
+        ],
+        provision_changes: vec![],
+        log_dir: "/var/lib/pglab/runs/x".into(),
+        kept: false,
+    };
+    let xml = pglab::junit::render(&[report("bookworm", false), report("trixie", true)]);
+    validate(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    // A testcase without its required `time` is refused: the check above means something.
+    let xml = pglab::junit::render(&[]).replace(
+        "</testsuites>",
+        "<testsuite name=\"x\"><testcase name=\"y\" classname=\"z\"/></testsuite></testsuites>",
+    );
+    assert!(validate(&xml).is_err());
+}
