@@ -1,6 +1,7 @@
 //! pglab: a test harness for PostgreSQL replication and backup labs.
 //! See ARCHITECTURE.md for the map of the code.
 
+pub mod ansible;
 pub mod backend;
 pub mod bench;
 pub mod boxes;

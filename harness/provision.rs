@@ -31,6 +31,8 @@ struct Manifest {
     /// Commands the scenarios take from the submission (`{{homework_NAME}}`), e.g. `recover`.
     #[serde(default)]
     commands: BTreeMap<String, String>,
+    /// An Ansible playbook provisions the lab instead of shell steps.
+    playbook: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +54,8 @@ pub struct Submission {
     pub resume: Vec<ProvisionStep>,
     /// From `[commands]`, the submission's own first, then its base's.
     pub commands: BTreeMap<String, String>,
+    /// The submission's playbook (relative to `dir`): Ansible instead of `steps`.
+    pub playbook: Option<String>,
     search: Vec<PathBuf>,
 }
 
@@ -66,6 +70,7 @@ impl Submission {
         let mut resume = Vec::new();
         let mut description = String::new();
         let mut commands = BTreeMap::new();
+        let mut playbook = None;
         let mut cur = dir.to_path_buf();
         for _ in 0..8 {
             let file = cur.join("provision.toml");
@@ -82,7 +87,10 @@ impl Submission {
             if description.is_empty() {
                 description = m.description.clone();
             }
-            if steps.is_none() && !m.step.is_empty() {
+            if cur == dir {
+                playbook = m.playbook.clone();
+            }
+            if steps.is_none() && !m.step.is_empty() && playbook.is_none() {
                 steps = Some(m.step);
             }
             if resume.is_empty() {
@@ -96,16 +104,28 @@ impl Submission {
                 None => break,
             }
         }
-        let steps =
-            steps.with_context(|| format!("{}: provision.toml has no [[step]]", dir.display()))?;
+        let steps = match (&playbook, steps) {
+            (Some(_), _) => Vec::new(),
+            (None, Some(s)) => s,
+            (None, None) => bail!(
+                "{}: provision.toml has neither [[step]]s nor a playbook",
+                dir.display()
+            ),
+        };
         let sub = Submission {
             dir: dir.into(),
             description,
             steps,
             resume,
             commands,
+            playbook,
             search,
         };
+        if let Some(p) = &sub.playbook {
+            if !dir.join(p).exists() {
+                bail!("submission {}: playbook {p} not found", dir.display());
+            }
+        }
         for s in sub.steps.iter().chain(&sub.resume) {
             sub.find(&s.script)?;
         }
@@ -179,7 +199,10 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
-    run_steps(lab, sub, &sub.steps, "provision", log, started)
+    match crate::ansible::playbook_of(sub) {
+        Some(playbook) => crate::ansible::provision(lab, sub, &playbook, log, started),
+        None => run_steps(lab, sub, &sub.steps, "provision", log, started),
+    }
 }
 
 /// Runs the submission's `resume` steps (after hosts were restarted from a saved state).

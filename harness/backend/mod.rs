@@ -17,6 +17,18 @@ pub enum HostState {
     Missing,
 }
 
+/// How a program on this machine reaches a host by ssh (Ansible's inventory).
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// What ssh connects to: an address, or a name in `ssh_args`' config file.
+    pub address: String,
+    pub user: String,
+    /// The user is not root: tasks need `become`.
+    pub become_root: bool,
+    pub key: Option<std::path::PathBuf>,
+    pub ssh_args: Vec<String>,
+}
+
 pub trait Backend: Send + Sync {
     /// "nspawn" or "vagrant".
     fn kind(&self) -> &'static str;
@@ -58,6 +70,16 @@ pub trait Backend: Send + Sync {
         addr: std::net::SocketAddr,
         timeout: Duration,
     ) -> Result<std::net::TcpStream>;
+
+    /// How ssh from this machine reaches `host` with administrator rights. `lab_key` is the
+    /// lab's own key pair (private key path; `.pub` beside it), which the backend may have to
+    /// authorise on the host first.
+    fn ssh_target(&self, host: &str, lab_key: &std::path::Path) -> Result<SshTarget>;
+
+    /// A command prefix that runs a program of this machine inside the lab's network.
+    fn in_lab_network(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Copies `data` into `path` on `host`, owned by `owner`, with `mode` (octal string).
     fn copy_in(&self, host: &str, data: &[u8], path: &str, owner: &str, mode: &str) -> Result<()> {

@@ -525,6 +525,45 @@ impl Backend for Nspawn {
     fn down(&mut self) -> Result<()> {
         teardown(&self.id, &self.dir, &self.topo.names())
     }
+
+    fn ssh_target(&self, host: &str, lab_key: &Path) -> Result<super::SshTarget> {
+        self.check_host(host)?;
+        let pubkey = std::fs::read_to_string(lab_key.with_extension("pub"))?;
+        let script = format!(
+            "set -e\ninstall -d -m 700 /root/.ssh\ntouch /root/.ssh/authorized_keys\ngrep -qxF {k} /root/.ssh/authorized_keys || echo {k} >> /root/.ssh/authorized_keys\nchmod 600 /root/.ssh/authorized_keys\nsystemctl start ssh\n",
+            k = super::shell_quote(pubkey.trim())
+        );
+        let out = self.exec(host, "root", &script, Duration::from_secs(60))?;
+        if !out.ok() {
+            return Err(failure(
+                "authorising the lab's ssh key for root failed",
+                &self.place(host),
+                "authorized_keys + systemctl start ssh",
+                &out.combined(),
+                "is openssh-server in the box recipe?",
+            ));
+        }
+        Ok(super::SshTarget {
+            address: self.topo.host(host).expect("checked").address.to_string(),
+            user: "root".into(),
+            become_root: false,
+            key: Some(lab_key.to_path_buf()),
+            // Every lab is new and its hosts get new host keys: nothing to verify against.
+            ssh_args: vec![
+                "-o".into(),
+                "StrictHostKeyChecking=no".into(),
+                "-o".into(),
+                "UserKnownHostsFile=/dev/null".into(),
+            ],
+        })
+    }
+
+    fn in_lab_network(&self) -> Vec<String> {
+        ["ip", "netns", "exec", &lab_netns(&self.id)]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
 }
 
 /// `cp -a` (reflinks where the file system has them): keeps owners, modes, xattrs and the

@@ -610,6 +610,18 @@ impl Backend for Vagrant {
         teardown(&self.id, &self.dir)
     }
 
+    fn ssh_target(&self, host: &str, _lab_key: &Path) -> Result<super::SshTarget> {
+        self.check_host(host)?;
+        // Vagrant's own user and key, through the ssh-config Vagrant wrote.
+        Ok(super::SshTarget {
+            address: host.into(),
+            user: "vagrant".into(),
+            become_root: true,
+            key: None,
+            ssh_args: vec!["-F".into(), self.ssh_config().to_string_lossy().into()],
+        })
+    }
+
     fn save(&self, name: &str) -> Result<()> {
         // Quiesce: a checkpoint and the file systems synced, so the snapshot is clean.
         for h in self.topo.names() {

@@ -1,0 +1,107 @@
+//! The nightly workflow definitions in ci/ are valid GitHub Actions workflows: checked with
+//! check-jsonschema's vendored GitHub workflow schema (check-jsonschema is taken from PyPI
+//! into a private virtual environment, pinned), and they do what the project needs of them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn checker() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
+    let bin = venv.join("bin/check-jsonschema");
+    if !bin.exists() {
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed (apt-get install python3-venv)");
+        assert!(
+            st.success(),
+            "python3 -m venv failed (apt-get install python3-venv)"
+        );
+        let out = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", CHECK_JSONSCHEMA])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip install {CHECK_JSONSCHEMA}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
+
+fn check(files: &[PathBuf]) -> Result<(), String> {
+    let out = Command::new(checker())
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn workflows() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("ci"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn workflows_match_the_github_actions_schema() {
+    let files = workflows();
+    assert_eq!(files.len(), 2, "{files:?}");
+    check(&files).unwrap();
+}
+
+#[test]
+fn a_broken_workflow_is_refused() {
+    let text = std::fs::read_to_string(repo().join("ci/nightly-libvirt.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, text.replace("runs-on:", "runs_on:")).unwrap();
+    let e = check(&[bad]).unwrap_err();
+    assert!(e.contains("'runs-on' is a required property"), "{e}");
+}
+
+#[test]
+fn workflows_run_the_lab_and_keep_what_a_failure_needs() {
+    for f in workflows() {
+        let t = std::fs::read_to_string(&f).unwrap();
+        let name = f.display();
+        for needed in [
+            "INSTA_UPDATE: new",
+            "PGLAB_BACKEND: vagrant",
+            "**/*.snap.new",
+            "junit-",
+            "/var/lib/pglab/runs/",
+            "pglab gc --all",
+            "if: always()",
+        ] {
+            assert!(t.contains(needed), "{name} lacks {needed:?}");
+        }
+        assert!(
+            t.contains("cargo test --locked --test lab -- --ignored")
+                || t.contains("pglab run --box"),
+            "{name} runs no lab"
+        );
+    }
+}
