@@ -20,6 +20,8 @@ pub enum What {
     /// The homework scenarios through pglab against the same PostgreSQL work done directly
     /// (`ci/floor.sh`): the harness's overhead as a ratio.
     Floor,
+    /// `run replicate` on nspawn and on Vagrant + libvirt, phase by phase side by side.
+    Backends,
 }
 
 /// The floor's phases: (host, user, function in ci/floor.sh).
@@ -225,6 +227,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                 samples.table()
             ));
         }
+        What::Backends => return backends(runs, box_name),
         What::Run => {
             crate::boxes::BoxSpec::load(box_name)?.ensure()?;
             // Every run is counted, failed or not: this is also the reliability measure.
@@ -264,6 +267,67 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
         samples.table()
     )
     .to_lowercase())
+}
+
+/// The same run (`replicate`, box `box_name`) on each backend; medians side by side.
+fn backends(runs: usize, box_name: &str) -> Result<String> {
+    use crate::lab::BackendChoice;
+    let choices = [
+        BackendChoice::Nspawn,
+        BackendChoice::Vagrant(crate::vagrantfile::Provider::Libvirt),
+    ];
+    let mut columns = Vec::new();
+    for backend in choices {
+        let mut samples = Samples::default();
+        for i in 0..runs {
+            let report = run(&RunOptions {
+                box_name: box_name.into(),
+                scenarios: vec!["replicate".into()],
+                backend,
+                ..Default::default()
+            })?;
+            eprintln!(
+                "pglab bench: {} run {} of {runs}: {}",
+                backend.record_name(),
+                i + 1,
+                if report.passed { "passed" } else { "FAILED" }
+            );
+            if !report.passed {
+                bail!("a run failed; logs in {}", report.log_dir.display());
+            }
+            for (phase, secs) in &report.phases {
+                samples.add(phase, *secs);
+            }
+        }
+        columns.push((backend.record_name(), samples));
+    }
+    let mut out = format!(
+        "pglab bench backends ({runs} runs each, box {box_name}, scenario replicate; medians)\n{:<24}",
+        "phase"
+    );
+    for (name, _) in &columns {
+        out.push_str(&format!(" {name:>18}"));
+    }
+    out.push_str("      ratio\n");
+    for phase in &columns[0].1.order {
+        out.push_str(&format!("{phase:<24}"));
+        let mut medians = Vec::new();
+        for (_, s) in &columns {
+            let m = s.values.get(phase).map(|_| s.median(phase));
+            medians.push(m);
+            match m {
+                Some(m) => out.push_str(&format!(" {:>17.1}s", m)),
+                None => out.push_str(&format!(" {:>18}", "-")),
+            }
+        }
+        if let (Some(Some(a)), Some(Some(b))) = (medians.first(), medians.get(1)) {
+            if *a > 0.0 {
+                out.push_str(&format!(" {:>9.1}x", b / a));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

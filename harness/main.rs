@@ -39,7 +39,8 @@ enum Cmd {
         /// Write the report as JUnit XML.
         #[arg(long)]
         junit: Option<PathBuf>,
-        /// How many boxes of the matrix run at once (each in its own lab).
+        /// How many labs run at once: the boxes of the matrix, and with more jobs than boxes
+        /// each box's scenarios spread over several labs.
         #[arg(long, default_value_t = 1)]
         jobs: usize,
         /// Start each scenario from a saved copy of the state it requires (states are
@@ -190,18 +191,44 @@ fn run(cli: Cli) -> Result<i32> {
                 isolate,
                 backend,
             };
+            // Work items: one lab per box; with more jobs than boxes, each box's scenarios
+            // are spread over several labs.
+            let jobs = jobs.max(1);
+            let parts = (jobs / boxes.len().max(1)).max(1);
+            let mut items: Vec<(String, pglab::run::RunOptions)> = Vec::new();
+            for b in &boxes {
+                let groups = if parts > 1 {
+                    pglab::run::spread(&opts_for(b), parts)?
+                } else {
+                    vec![scenarios.clone()]
+                };
+                let n = groups.len();
+                for (i, g) in groups.into_iter().enumerate() {
+                    let label = if n > 1 {
+                        format!("{b}#{}", i + 1)
+                    } else {
+                        b.clone()
+                    };
+                    items.push((
+                        label,
+                        pglab::run::RunOptions {
+                            scenarios: g,
+                            ..opts_for(b)
+                        },
+                    ));
+                }
+            }
             let mut reports = Vec::new();
-            for group in boxes.chunks(jobs.max(1)) {
+            for group in items.chunks(jobs) {
                 let results: Vec<Result<pglab::run::RunReport>> = std::thread::scope(|s| {
                     let handles: Vec<_> = group
                         .iter()
-                        .map(|b| {
-                            let opts = opts_for(b);
+                        .map(|(label, opts)| {
                             s.spawn(move || {
                                 if group.len() > 1 {
-                                    pglab::progress::set_label(&opts.box_name);
+                                    pglab::progress::set_label(label);
                                 }
-                                pglab::run::run(&opts)
+                                pglab::run::run(opts)
                             })
                         })
                         .collect();
@@ -220,7 +247,7 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             }
             if reports.len() > 1 {
-                println!("\nbox matrix:");
+                println!("\nlabs:");
                 for r in &reports {
                     let total = r.phases.last().map(|p| p.1).unwrap_or(0.0);
                     println!(

@@ -77,6 +77,20 @@ pub struct Prepared {
     pub submission: Submission,
 }
 
+/// The requested scenarios (all, by default) split into `parts` groups of neighbours in
+/// their default order, for labs running side by side (`run --jobs`). Each lab runs what its
+/// group needs first (a group starting at `recover` also runs replicate, backup and drop).
+pub fn spread(opts: &RunOptions, parts: usize) -> Result<Vec<Vec<String>>> {
+    let names: Vec<String> = prepare(opts)?
+        .requested
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let parts = parts.clamp(1, names.len().max(1));
+    let size = names.len().div_ceil(parts);
+    Ok(names.chunks(size.max(1)).map(|c| c.to_vec()).collect())
+}
+
 pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let all = spec::load_dir(&spec::scenarios_dir(), &opts.topology)?;
     for name in &opts.scenarios {

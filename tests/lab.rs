@@ -1,6 +1,8 @@
 //! Lab tests: real systemd-nspawn hosts, real PostgreSQL, real barman. They need root and
 //! are ignored by default: `cargo test --test lab -- --ignored`. They run one at a time.
 
+mod common;
+
 use pglab::cleanup::leftovers;
 use pglab::lab::{Lab, UpOptions};
 use pglab::run::{run, Destroy, RunOptions};
@@ -310,12 +312,7 @@ fn homework_scenarios_pass_without_leaking_secrets() {
     .unwrap();
     let _down = DownOnDrop(report.lab.clone());
     let lab = Lab::attach(Some(&report.lab)).unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.status != Status::Passed)
-        .collect();
-    assert!(report.passed && failed.is_empty(), "{failed:#?}");
+    common::assert_all_passed(&report);
     for name in [
         "access",
         "replicate",
@@ -343,6 +340,49 @@ fn homework_scenarios_pass_without_leaking_secrets() {
         files.len()
     );
     assert_no_secrets(&lab, &files);
+    down_and_check(lab);
+}
+
+/// The reference playbook: provisioned by Ansible (twice: the second run changes nothing,
+/// or provisioning fails), then every scenario passes, and no password reaches a log.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible-core)"]
+fn ansible_reference_is_idempotent_and_passes_every_scenario() {
+    let _g = serial();
+    let report = run(&RunOptions {
+        homework: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference-ansible")),
+        destroy: Destroy::Never,
+        ..Default::default()
+    })
+    .unwrap();
+    let _down = DownOnDrop(report.lab.clone());
+    let lab = Lab::attach(Some(&report.lab)).unwrap();
+    common::assert_all_passed(&report);
+    let scenarios = common::scenarios_run(&report);
+    assert!(scenarios.len() >= 11, "{scenarios:?}");
+    // The first run changed things (a fresh lab), the second nothing (else provisioning fails).
+    assert!(
+        report
+            .provision_changes
+            .iter()
+            .any(|c| c.contains("Clone node2")),
+        "{:#?}",
+        report.provision_changes
+    );
+    let logs = files_under(&report.log_dir.join("provision"));
+    assert!(
+        logs.iter()
+            .any(|p| p.to_string_lossy().contains("ansible-idempotence.node2")),
+        "{logs:#?}"
+    );
+    assert_no_secrets(&lab, &files_under(&report.log_dir));
+    assert_no_secrets(
+        &lab,
+        &files_under(&lab.dir.join("ansible"))
+            .into_iter()
+            .filter(|p| !p.ends_with("secrets.yml"))
+            .collect::<Vec<_>>(),
+    );
     down_and_check(lab);
 }
 
@@ -494,8 +534,13 @@ fn no_pg_hba_line_for_barman_fails_the_barman_step() {
     let (report, failed) = run_broken("no-barman-hba");
     fails_only(
         &failed,
-        "barman streaming backups configured and checked",
-        &["host barman", "no pg_hba.conf entry", "user \"barman\""],
+        "provisioning",
+        &[
+            "\"barman streaming backups configured and checked\"",
+            "host barman",
+            "no pg_hba.conf entry",
+            "user \"barman\"",
+        ],
     );
     assert_nothing_left(&report.lab);
 }
@@ -507,8 +552,9 @@ fn a_replicator_without_password_fails_the_clone_step() {
     let (report, failed) = run_broken("replicator-without-password");
     fails_only(
         &failed,
-        "standby cloned through its own slot",
+        "provisioning",
         &[
+            "\"standby cloned through its own slot\"",
             "host node2",
             "password authentication failed for user \"replicator\"",
         ],
@@ -655,12 +701,7 @@ fn isolated_scenarios_start_from_restored_states() {
         ..Default::default()
     })
     .unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.status != Status::Passed)
-        .collect();
-    assert!(report.passed && failed.is_empty(), "{failed:#?}");
+    common::assert_all_passed(&report);
     let phases: Vec<&str> = report.phases.iter().map(|(p, _)| p.as_str()).collect();
     assert!(
         phases.contains(&"restore replicated"),
@@ -695,12 +736,7 @@ fn two_labs_at_once_do_not_collide() {
     });
     assert_ne!(reports[0].lab, reports[1].lab);
     for r in &reports {
-        let failed: Vec<_> = r
-            .checks
-            .iter()
-            .filter(|c| c.status != Status::Passed)
-            .collect();
-        assert!(r.passed && failed.is_empty(), "lab {}: {failed:#?}", r.lab);
+        common::assert_all_passed(r);
         assert_nothing_left(&r.lab);
     }
 }
@@ -753,12 +789,7 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
         ..Default::default()
     };
     let report = run(&opts).unwrap();
-    let failed: Vec<_> = report
-        .checks
-        .iter()
-        .filter(|c| c.status != Status::Passed)
-        .collect();
-    assert!(report.passed && failed.is_empty(), "{failed:#?}");
+    common::assert_all_passed(&report);
     assert!(
         report.checks.iter().any(|c| c.scenario == "replicate"),
         "replicate did not run: {:#?}",
