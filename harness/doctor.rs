@@ -63,6 +63,40 @@ pub fn needs() -> Vec<Need> {
     ]
 }
 
+/// What the Vagrant backend with libvirt needs besides (PGLAB_BACKEND=vagrant).
+pub fn vagrant_needs() -> Vec<Need> {
+    let tool = |what, package, bin| Need {
+        what,
+        package: Some(package),
+        present: has(bin),
+    };
+    vec![
+        tool("vagrant", "vagrant", "vagrant"),
+        Need {
+            what: "vagrant-libvirt plugin",
+            package: Some("vagrant-libvirt"),
+            present: std::path::Path::new("/usr/share/rubygems-integration/all/gems")
+                .read_dir()
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("vagrant-libvirt")
+                    })
+                })
+                .unwrap_or(false),
+        },
+        tool("libvirtd", "libvirt-daemon-system", "libvirtd"),
+        tool(
+            "qemu-system-x86_64",
+            "qemu-system-x86",
+            "qemu-system-x86_64",
+        ),
+        tool("qemu-img", "qemu-utils", "qemu-img"),
+        tool("dnsmasq (libvirt's networks)", "dnsmasq-base", "dnsmasq"),
+    ]
+}
+
 pub fn report(needs: &[Need]) -> String {
     let mut s = String::new();
     for n in needs {

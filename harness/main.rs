@@ -375,7 +375,11 @@ fn run(cli: Cli) -> Result<i32> {
                 doctor::ensure(true)?;
             }
             let needs = doctor::needs();
+            println!("nspawn backend (the default):");
             print!("{}", doctor::report(&needs));
+            println!("Vagrant backend with libvirt (PGLAB_BACKEND=vagrant; apt-get install --no-install-recommends PACKAGES):");
+            print!("{}", doctor::report(&doctor::vagrant_needs()));
+            println!("Vagrant with VirtualBox: VirtualBox and Vagrant from their vendors (your own machine).");
             Ok(if needs.iter().all(|n| n.present) {
                 0
             } else {

@@ -777,23 +777,33 @@ fn vagrant_validates_the_rendered_vagrantfiles() {
 }
 
 /// Three real VMs under Vagrant + libvirt (QEMU software emulation here: ~3.5 min to boot,
-/// ~2 min to provision). Provisioning and `replicate` with the same steps and scenario files
-/// as on nspawn; the full scenario set on Vagrant is tests/lab_vagrant_full.rs.
+/// ~3.5 min to provision). Provisioning, a snapshot of the provisioned lab restored, and
+/// `replicate`, with the same steps and scenario files as on nspawn; the full scenario set
+/// on Vagrant is tests/lab_vagrant_full.rs.
 #[test]
 #[ignore = "needs root, vagrant, vagrant-libvirt, libvirt and qemu"]
 fn vagrant_libvirt_lab_provisions_and_replicates() {
     let _g = serial();
+    // --isolate: the provisioned state is saved (`vagrant snapshot save`); `access` then
+    // starts from it again (`vagrant snapshot restore`, clocks synced, resume steps).
     let opts = RunOptions {
-        scenarios: vec!["replicate".into()],
+        scenarios: vec!["replicate".into(), "access".into()],
         backend: pglab::lab::BackendChoice::Vagrant(pglab::vagrantfile::Provider::Libvirt),
+        isolate: true,
         ..Default::default()
     };
     let report = run(&opts).unwrap();
     common::assert_all_passed(&report);
     assert!(
-        report.checks.iter().any(|c| c.scenario == "replicate"),
-        "replicate did not run: {:#?}",
+        report.checks.iter().any(|c| c.scenario == "replicate")
+            && report.checks.iter().any(|c| c.scenario == "access"),
+        "replicate or access did not run: {:#?}",
         report.checks
+    );
+    let phases: Vec<&str> = report.phases.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        phases.contains(&"save provisioned") && phases.contains(&"restore provisioned"),
+        "no snapshot save/restore in {phases:?}"
     );
     assert_nothing_left(&report.lab);
     // pglab started libvirtd for the lab: it stopped it again, with its networks.

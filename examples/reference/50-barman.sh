@@ -21,6 +21,13 @@ path_prefix = $PG_BIN
 ssh_command = ssh postgres@$PGLAB_PRIMARY
 retention_policy = REDUNDANCY 3
 CONF
+# barman must reach node1 as user barman, plainly and for replication (pg_hba, .pgpass):
+# say so in PostgreSQL's words now rather than time out waiting for receive-wal below.
+barman_psql() { runuser -u barman -- env PGPASSFILE=/var/lib/barman/.pgpass psql -X "host=$PGLAB_PRIMARY_ADDR user=barman $1" -Atqc "$2" 2>&1 >/dev/null; }
+if ! out=$(barman_psql dbname=postgres 'SELECT 1') || ! out=$(barman_psql replication=true 'IDENTIFY_SYSTEM'); then
+  echo "barman cannot connect to $PGLAB_PRIMARY as user barman: $out" >&2
+  exit 1
+fi
 # `barman cron` starts receive-wal (and creates the slot); cron repeats it every minute.
 runuser -u barman -- barman -q cron </dev/null >/dev/null 2>&1
 wait_until 60 "barman receive-wal to run" sh -c "runuser -u barman -- barman status $PGLAB_PRIMARY | grep -q 'Active WAL streaming.*True\|streaming.*OK' || runuser -u barman -- barman check $PGLAB_PRIMARY | grep -q 'receive-wal running: OK'"
