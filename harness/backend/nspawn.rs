@@ -138,6 +138,28 @@ impl Nspawn {
         Ok(())
     }
 
+    /// Kills every host's container at once and waits until they are gone.
+    fn kill_all(&self) -> Result<()> {
+        for h in &self.topo.hosts {
+            if let Some(pid) = self.nspawn_pid(&h.name) {
+                cleanup::kill_tree(pid);
+            }
+        }
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
+        while self
+            .topo
+            .hosts
+            .iter()
+            .any(|h| self.nspawn_pid(&h.name).is_some())
+        {
+            if Instant::now() > deadline {
+                bail!("lab {}: killed hosts did not go away", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Powers every host off cleanly, in parallel, and waits for all.
     fn stop_all(&self) -> Result<()> {
         std::thread::scope(|s| {
@@ -418,17 +440,35 @@ impl Backend for Nspawn {
                 self.saved_names().join(", ")
             );
         }
-        self.stop_all()?;
-        for h in &self.topo.hosts {
-            let hd = self.host_dir(&h.name);
-            cleanup::unmount_under(&self.root(&h.name))?;
-            for sub in ["upper", "work"] {
-                if hd.join(sub).exists() {
-                    std::fs::remove_dir_all(hd.join(sub))?;
-                }
-            }
-            copy_tree(&dir.join(&h.name), &hd.join("upper"), &self.place(&h.name))?;
-        }
+        // What runs now is thrown away: no clean shutdown needed, the hosts are killed.
+        self.kill_all()?;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .topo
+                .hosts
+                .iter()
+                .map(|h| {
+                    let saved = dir.join(&h.name);
+                    s.spawn(move || -> Result<()> {
+                        let hd = self.host_dir(&h.name);
+                        cleanup::unmount_under(&self.root(&h.name))?;
+                        for sub in ["upper", "work"] {
+                            if hd.join(sub).exists() {
+                                std::fs::remove_dir_all(hd.join(sub))?;
+                            }
+                        }
+                        copy_tree(&saved, &hd.join("upper"), &self.place(&h.name))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("restoring a host panicked"))
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
         self.boot_all()
     }
 
