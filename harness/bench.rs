@@ -22,6 +22,8 @@ pub enum What {
     Floor,
     /// `run replicate` on nspawn and on Vagrant + libvirt, phase by phase side by side.
     Backends,
+    /// Reset to the provisioned state: one save, then `--runs` restores (+ resume steps).
+    Reset,
 }
 
 /// The floor's phases: (host, user, function in ci/floor.sh).
@@ -228,6 +230,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
             ));
         }
         What::Backends => return backends(runs, box_name),
+        What::Reset => reset(runs, box_name, &mut samples)?,
         What::Run => {
             crate::boxes::BoxSpec::load(box_name)?.ensure()?;
             // Every run is counted, failed or not: this is also the reliability measure.
@@ -267,6 +270,33 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
         samples.table()
     )
     .to_lowercase())
+}
+
+/// A provisioned lab saved once, then restored `runs` times: what `run --isolate` pays per
+/// scenario that starts from the provisioned state.
+fn reset(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    use crate::provision::{provision, reference_dir, resume, Submission};
+    let lab = Lab::up(UpOptions {
+        box_name: box_name.into(),
+        ..Default::default()
+    })?;
+    let sub = Submission::load(&reference_dir())?;
+    let log = crate::runlog::RunLog::create(&format!("bench-reset-{}", lab.id()), &lab.secrets)?;
+    provision(&lab, &sub, &log, Instant::now())?;
+    let t = Instant::now();
+    lab.backend().save("provisioned")?;
+    resume(&lab, &sub, &log, Instant::now())?;
+    samples.add("save (stop, copy, boot, resume)", t.elapsed().as_secs_f64());
+    for _ in 0..runs {
+        let t = Instant::now();
+        lab.backend().restore("provisioned")?;
+        samples.add("restore (hosts booted)", t.elapsed().as_secs_f64());
+        let r = Instant::now();
+        resume(&lab, &sub, &log, Instant::now())?;
+        samples.add("resume steps (barman)", r.elapsed().as_secs_f64());
+        samples.add("reset total", t.elapsed().as_secs_f64());
+    }
+    lab.down()
 }
 
 /// The same run (`replicate`, box `box_name`) on each backend; medians side by side.

@@ -230,33 +230,50 @@ fn run_steps(
     let lib = sub.lib();
     for (i, step) in steps.iter().enumerate() {
         let body = sub.read(&step.script)?;
-        for host in topo
+        let hosts: Vec<&crate::topology::Host> = topo
             .hosts
             .iter()
             .filter(|h| h.roles.iter().any(|r| step.on.contains(r)))
-        {
-            if crate::cleanup::aborting() {
-                bail!("interrupted");
-            }
-            let mut env = lab_env(topo, &host.name);
-            env.extend(lab.secrets.env());
-            env.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let script = format!(
-                "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
-                env_prelude(&env),
-                step.script
-            );
-            crate::progress::say(
-                started,
-                group,
-                &format!("{} [{}] on {}", step.name, step.script, host.name),
-            );
-            let out = lab.exec(
-                &host.name,
-                "root",
-                &script,
-                scaled(Duration::from_secs(600)),
-            )?;
+            .collect();
+        if crate::cleanup::aborting() {
+            bail!("interrupted");
+        }
+        crate::progress::say(
+            started,
+            group,
+            &format!(
+                "{} [{}] on {}",
+                step.name,
+                step.script,
+                hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        // A step runs on all its hosts at once (they are different machines); results are
+        // then read in the topology's order, so logs and exports do not depend on timing.
+        let outputs: Vec<Result<crate::exec::CmdOutput>> = std::thread::scope(|s| {
+            let handles: Vec<_> = hosts
+                .iter()
+                .map(|host| {
+                    let mut env = lab_env(topo, &host.name);
+                    env.extend(lab.secrets.env());
+                    env.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let script = format!(
+                        "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
+                        env_prelude(&env),
+                        step.script
+                    );
+                    s.spawn(move || {
+                        lab.exec(&host.name, "root", &script, scaled(Duration::from_secs(600)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| bail!("a provisioning thread panicked")))
+                .collect()
+        });
+        for (host, out) in hosts.iter().zip(outputs) {
+            let out = out?;
             let shown = format!(
                 "bash -s < {} (as root, with lib.sh and the lab's environment)",
                 step.script

@@ -790,9 +790,11 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
         scenarios: vec!["replicate".into(), "access".into()],
         backend: pglab::lab::BackendChoice::Vagrant(pglab::vagrantfile::Provider::Libvirt),
         isolate: true,
+        destroy: Destroy::Never,
         ..Default::default()
     };
     let report = run(&opts).unwrap();
+    let _down = DownOnDrop(report.lab.clone());
     common::assert_all_passed(&report);
     assert!(
         report.checks.iter().any(|c| c.scenario == "replicate")
@@ -804,6 +806,23 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     assert!(
         phases.contains(&"save provisioned") && phases.contains(&"restore provisioned"),
         "no snapshot save/restore in {phases:?}"
+    );
+    // The VMs are still up: make the lab look like one whose pglab was killed (owner gone,
+    // not kept); `gc` must find it and remove the VMs, their disks and networks.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    let _ = dead.wait_with_output();
+    let record = pglab::paths::labs_dir().join(&report.lab).join("lab.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    rec["kept"] = false.into();
+    rec["owner_pid"] = dead_pid.into();
+    std::fs::write(&record, rec.to_string()).unwrap();
+    assert!(!pglab::libvirt::domains_matching(&format!("pglab-{}-", report.lab)).is_empty());
+    let removed = pglab::lab::gc(false).unwrap();
+    assert!(
+        removed.iter().any(|(id, _)| id == &report.lab),
+        "{removed:?}"
     );
     assert_nothing_left(&report.lab);
     // pglab started libvirtd for the lab: it stopped it again, with its networks.
