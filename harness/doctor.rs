@@ -120,7 +120,16 @@ fn apt_based() -> bool {
 
 /// Installs what is missing (Debian/Ubuntu as root), or fails with the exact command to run.
 pub fn ensure(install: bool) -> Result<()> {
-    let needs = needs();
+    install_missing(&needs(), install, &[])
+}
+
+/// The Vagrant + libvirt backend's packages, installed without their recommends (which pull
+/// a kernel and a desktop's worth of packages) when missing.
+pub fn ensure_vagrant_libvirt() -> Result<()> {
+    install_missing(&vagrant_needs(), true, &["--no-install-recommends"])
+}
+
+fn install_missing(needs: &[Need], install: bool, apt_flags: &[&str]) -> Result<()> {
     let missing: Vec<&'static str> = needs
         .iter()
         .filter(|n| !n.present)
@@ -130,22 +139,27 @@ pub fn ensure(install: bool) -> Result<()> {
         bail!(
             "pglab needs {}, which is missing:\n{}",
             n.what,
-            report(&needs)
+            report(needs)
         );
     }
     if missing.is_empty() {
         return Ok(());
     }
-    let cmd = format!("apt-get install -y {}", missing.join(" "));
+    let cmd = format!(
+        "apt-get install -y {} {}",
+        apt_flags.join(" "),
+        missing.join(" ")
+    );
     if !(install && apt_based() && is_root()) {
         bail!(
             "missing on this machine:\n{}install them with:\n  {cmd}",
-            report(&needs)
+            report(needs)
         );
     }
     eprintln!("pglab: installing what is missing: {cmd}");
     let status = std::process::Command::new("apt-get")
         .args(["install", "-y", "-q"])
+        .args(apt_flags)
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()?;

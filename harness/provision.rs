@@ -245,7 +245,11 @@ fn run_steps(
                 "{} [{}] on {}",
                 step.name,
                 step.script,
-                hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+                hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
         // A step runs on all its hosts at once (they are different machines); results are
@@ -263,13 +267,21 @@ fn run_steps(
                         step.script
                     );
                     s.spawn(move || {
-                        lab.exec(&host.name, "root", &script, scaled(Duration::from_secs(600)))
+                        lab.exec(
+                            &host.name,
+                            "root",
+                            &script,
+                            scaled(Duration::from_secs(600)),
+                        )
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| bail!("a provisioning thread panicked")))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| bail!("a provisioning thread panicked"))
+                })
                 .collect()
         });
         for (host, out) in hosts.iter().zip(outputs) {

@@ -447,6 +447,9 @@ fn kvm_runs_a_guest(box_dir: Option<&Path>) -> bool {
 
 /// Pre-flight: what `vagrant up` needs, checked before anything is created.
 pub fn preflight(provider: Provider) -> Result<()> {
+    if provider == Provider::Libvirt {
+        crate::doctor::ensure_vagrant_libvirt()?;
+    }
     let v = run(&["vagrant".into(), "--version".into()], None, Duration::from_secs(60))
         .context("vagrant is not installed: `apt-get install --no-install-recommends vagrant` (Debian/Ubuntu) or see https://developer.hashicorp.com/vagrant/install")?;
     let version = v.stdout.trim().trim_start_matches("Vagrant ").to_string();
