@@ -163,6 +163,40 @@ fn actions_and_peers() {
     assert!(e.contains("must be another host"), "{e}");
 }
 
+#[test]
+fn jobs_spread_every_scenario_once_over_the_labs_in_order() {
+    let opts = pglab::run::RunOptions::default();
+    let all: Vec<String> = pglab::run::prepare(&opts)
+        .unwrap()
+        .requested
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    for parts in [1, 2, 3, 50] {
+        let groups = pglab::run::spread(&opts, parts).unwrap();
+        assert_eq!(groups.len(), parts.min(all.len()), "{groups:?}");
+        assert!(groups.iter().all(|g| !g.is_empty()), "{groups:?}");
+        assert_eq!(groups.concat(), all, "{parts} parts");
+    }
+    // A group is planned with what it needs first: the group holding `recover` also runs
+    // replicate, backup and drop in its lab.
+    let groups = pglab::run::spread(&opts, 2).unwrap();
+    let with_recover = groups
+        .iter()
+        .find(|g| g.contains(&"recover".into()))
+        .unwrap();
+    let planned = pglab::run::prepare(&pglab::run::RunOptions {
+        scenarios: with_recover.clone(),
+        ..Default::default()
+    })
+    .unwrap()
+    .planned;
+    let names: Vec<&str> = planned.iter().map(|s| s.name.as_str()).collect();
+    for needed in ["replicate", "backup", "drop", "recover"] {
+        assert!(names.contains(&needed), "{names:?}");
+    }
+}
+
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
