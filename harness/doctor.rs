@@ -145,11 +145,13 @@ fn install_missing(needs: &[Need], install: bool, apt_flags: &[&str]) -> Result<
     if missing.is_empty() {
         return Ok(());
     }
-    let cmd = format!(
-        "apt-get install -y {} {}",
-        apt_flags.join(" "),
-        missing.join(" ")
-    );
+    let cmd = ["apt-get install -y"]
+        .iter()
+        .chain(apt_flags)
+        .chain(&missing)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
     if !(install && apt_based() && is_root()) {
         bail!(
             "missing on this machine:\n{}install them with:\n  {cmd}",
@@ -178,6 +180,26 @@ pub fn require_root(action: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn missing_tools_get_the_exact_apt_command() {
+        let needs = [super::Need {
+            what: "x",
+            package: Some("pkg-a"),
+            present: false,
+        }];
+        let e = super::install_missing(&needs, false, &["--no-install-recommends"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("apt-get install -y --no-install-recommends pkg-a"),
+            "{e}"
+        );
+        let e = super::install_missing(&needs, false, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apt-get install -y pkg-a"), "{e}");
+    }
+
     #[test]
     fn report_lists_every_need() {
         let needs = super::needs();
