@@ -19,6 +19,9 @@ pub const ANSIBLE_CORE: &str = "ansible-core==2.18.19";
 /// scripts name its directory, so it is built in place and marked complete at the end; an
 /// unmarked one (an interrupted install) is removed and built again.
 pub fn ensure_installed() -> Result<PathBuf> {
+    // Labs running side by side (`run --jobs`) install it once, not at the same time.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let venv = crate::paths::cache_root().join(format!(
         "ansible-{}",
         ANSIBLE_CORE.trim_start_matches("ansible-core==")

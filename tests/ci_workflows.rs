@@ -12,6 +12,9 @@ fn repo() -> &'static Path {
 }
 
 fn checker() -> PathBuf {
+    // The tests run in parallel threads: one of them makes the venv, the others wait.
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
     let bin = venv.join("bin/check-jsonschema");
     if !bin.exists() {

@@ -11,6 +11,9 @@ use std::process::Command;
 const PACKAGE: &str = "junit-xml@1.2.0";
 
 fn ant_junit_xsd() -> PathBuf {
+    // The tests run in parallel threads: one of them fetches the schema, the others wait.
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("junit-schema");
     let xsd = dir.join("ant-junit.xsd");
     if xsd.exists() {
