@@ -154,6 +154,17 @@ impl Topology {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The host named `name` of lab `lab`, or an error naming the hosts there are.
+    pub fn require_host(&self, lab: &str, name: &str) -> Result<&Host> {
+        match self.host(name) {
+            Some(h) => Ok(h),
+            None => bail!(
+                "lab {lab} has no host {name:?}; its hosts are {}",
+                self.names().join(", ")
+            ),
+        }
+    }
+
     pub fn with_role(&self, role: Role) -> &Host {
         self.hosts
             .iter()

@@ -79,14 +79,7 @@ impl Nspawn {
     }
 
     fn check_host(&self, host: &str) -> Result<()> {
-        if self.topo.host(host).is_none() {
-            bail!(
-                "lab {} has no host {host:?}; its hosts are {}",
-                self.id,
-                self.topo.names().join(", ")
-            );
-        }
-        Ok(())
+        self.topo.require_host(&self.id, host).map(|_| ())
     }
 
     /// The nspawn process of `host`, if it runs.

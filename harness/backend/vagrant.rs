@@ -77,29 +77,16 @@ impl Vagrant {
     }
 
     fn check_host(&self, host: &str) -> Result<()> {
-        if self.topo.host(host).is_none() {
-            bail!(
-                "lab {} has no host {host:?}; its hosts are {}",
-                self.id,
-                self.topo.names().join(", ")
-            );
-        }
-        Ok(())
+        self.topo.require_host(&self.id, host).map(|_| ())
     }
 
     fn setup(&self) -> Setup {
-        Setup {
-            cwd: Some(self.vdir()),
-            env: vec![
-                ("VAGRANT_CHECKPOINT_DISABLE".into(), "1".into()),
-                ("VAGRANT_NO_COLOR".into(), "1".into()),
-                (
-                    "VAGRANT_DEFAULT_PROVIDER".into(),
-                    provider_name(self.provider).into(),
-                ),
-            ],
-            own_group: true,
-        }
+        let mut setup = vagrant_setup(&self.vdir());
+        setup.env.push((
+            "VAGRANT_DEFAULT_PROVIDER".into(),
+            provider_name(self.provider).into(),
+        ));
+        setup
     }
 
     /// Runs `vagrant ARGS --machine-readable` in its own process group with a deadline; its
@@ -296,6 +283,19 @@ impl Vagrant {
             )?;
         }
         Ok(())
+    }
+}
+
+/// How every vagrant command runs: in the lab's Vagrant directory, without update checks or
+/// colours, in its own process group.
+fn vagrant_setup(vdir: &Path) -> Setup {
+    Setup {
+        cwd: Some(vdir.to_path_buf()),
+        env: vec![
+            ("VAGRANT_CHECKPOINT_DISABLE".into(), "1".into()),
+            ("VAGRANT_NO_COLOR".into(), "1".into()),
+        ],
+        own_group: true,
     }
 }
 
@@ -671,12 +671,7 @@ pub fn teardown(id: &str, dir: &Path) -> Result<()> {
     let tag = format!("pglab-{id}");
     if vdir.join("Vagrantfile").exists() && vdir.join(".vagrant").exists() {
         let argv: Vec<String> = vec!["vagrant".into(), "destroy".into(), "-f".into()];
-        let setup = Setup {
-            cwd: Some(vdir.clone()),
-            env: vec![("VAGRANT_CHECKPOINT_DISABLE".into(), "1".into())],
-            own_group: true,
-        };
-        let out = run_with(&argv, None, scaled(DESTROY_TIMEOUT), &setup);
+        let out = run_with(&argv, None, scaled(DESTROY_TIMEOUT), &vagrant_setup(&vdir));
         let text = match &out {
             Ok(o) => o.combined(),
             Err(e) => format!("{e:#}"),
