@@ -24,6 +24,10 @@ pub struct Recipe {
     pub packages: Vec<String>,
     #[serde(default)]
     pub customize: Vec<String>,
+    /// Scripts (paths relative to `boxes/`) run with `sh -e` inside the new root file
+    /// system after `customize`; shared by recipes, and part of the cache key.
+    #[serde(default)]
+    pub scripts: Vec<String>,
 }
 
 fn default_variant() -> String {
@@ -67,6 +71,17 @@ impl BoxSpec {
         let mut h = Sha256::new();
         h.update(BUILD_FORMAT);
         h.update(text.as_bytes());
+        for script in &recipe.scripts {
+            let path = boxes_dir().join(script);
+            let body = std::fs::read(&path).with_context(|| {
+                format!(
+                    "box recipe {}: cannot read its script {}",
+                    file.display(),
+                    path.display()
+                )
+            })?;
+            h.update(&body);
+        }
         let hash = hex::encode(h.finalize())[..12].to_string();
         Ok(BoxSpec {
             name: name.into(),
@@ -109,6 +124,13 @@ impl BoxSpec {
             argv.push(format!(
                 "--customize-hook=chroot \"$1\" sh -c {}",
                 crate::backend::shell_quote(c)
+            ));
+        }
+        for script in &self.recipe.scripts {
+            let path = boxes_dir().join(script);
+            argv.push(format!(
+                "--customize-hook=chroot \"$1\" sh -e < {}",
+                crate::backend::shell_quote(&path.to_string_lossy())
             ));
         }
         argv.push(self.recipe.suite.clone());
@@ -334,5 +356,23 @@ mod tests {
         assert_eq!(argv[0], "mmdebstrap");
         assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
         assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
+        assert!(
+            argv.iter()
+                .any(|a| a.contains("sh -e < ") && a.contains("pg-ctlcluster-fast-start.sh")),
+            "{argv:?}"
+        );
+    }
+
+    #[test]
+    fn a_script_is_part_of_the_cache_key_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(
+            &p,
+            "description='x'\nsuite='bookworm'\npackages=['a']\nscripts=['no-such-script.sh']\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err());
+        assert!(e.contains("no-such-script.sh"), "{e}");
     }
 }
