@@ -107,7 +107,7 @@ enum Cmd {
         #[arg(long = "box", default_value = "bookworm")]
         box_name: String,
     },
-    /// Renders the lab's Vagrantfile from Vagrantfile.tera (the Vagrant backend is not built yet).
+    /// Renders the lab's Vagrantfile from Vagrantfile.tera (what `PGLAB_BACKEND=vagrant` brings up).
     Vagrantfile {
         #[arg(long, value_enum, default_value = "virtualbox")]
         provider: pglab::vagrantfile::Provider,
