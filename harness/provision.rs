@@ -1,5 +1,7 @@
-//! Provisioning: a submission's shell steps (`provision.toml` + scripts), run in order on the
-//! hosts whose roles they name. The reference solution is `examples/reference`.
+//! Provisioning: a submission's shell steps (`provision.toml` + scripts), run on the hosts
+//! whose roles they name, each after the step before it or after the steps it names in
+//! `after` (steps whose waits are over run at the same time). The reference solution is
+//! `examples/reference`.
 //!
 //! A submission may name a `base` submission: scripts it does not have are taken from
 //! there (broken fixtures are the reference with one file changed).
@@ -41,8 +43,44 @@ pub struct ProvisionStep {
     pub name: String,
     pub on: Vec<Role>,
     pub script: String,
-    /// The step's last line of stdout becomes this environment variable for later steps.
+    /// The step's last line of stdout becomes this environment variable for the steps that
+    /// come after it (those that wait for it, directly or through others).
     pub export: Option<String>,
+    /// Names of earlier steps this one waits for. Without it, a step waits for the step
+    /// before it; with it, it may run alongside steps it does not wait for.
+    pub after: Option<Vec<String>>,
+}
+
+/// For each step, the indices of the steps it waits for (all earlier, so never a cycle).
+fn waits(steps: &[ProvisionStep], file: &Path) -> Result<Vec<Vec<usize>>> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        if steps[..i].iter().any(|s| s.name == step.name) {
+            bail!(
+                "{}: two steps are named {:?} (`after` needs names to be unique)",
+                file.display(),
+                step.name
+            );
+        }
+        let w = match &step.after {
+            None => (i > 0).then(|| i - 1).into_iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    steps[..i].iter().position(|s| &s.name == n).with_context(|| {
+                        format!(
+                            "{}: step {:?} waits for {n:?}, which is not an earlier step (earlier: {})",
+                            file.display(),
+                            step.name,
+                            steps[..i].iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        out.push(w);
+    }
+    Ok(out)
 }
 
 /// A loaded submission: its steps and where each file is found.
@@ -129,6 +167,9 @@ impl Submission {
         for s in sub.steps.iter().chain(&sub.resume) {
             sub.find(&s.script)?;
         }
+        let manifest = dir.join("provision.toml");
+        waits(&sub.steps, &manifest)?;
+        waits(&sub.resume, &manifest)?;
         Ok(sub)
     }
 
@@ -224,55 +265,116 @@ fn run_steps(
     started: Instant,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
-    let topo = lab.topology();
-    let mut exports: BTreeMap<String, String> = BTreeMap::new();
-    let mut report = ProvisionReport::default();
-    let lib = sub.lib();
-    for (i, step) in steps.iter().enumerate() {
-        let body = sub.read(&step.script)?;
-        let hosts: Vec<&crate::topology::Host> = topo
-            .hosts
-            .iter()
-            .filter(|h| h.roles.iter().any(|r| step.on.contains(r)))
-            .collect();
-        if crate::cleanup::aborting() {
-            bail!("interrupted");
+    let waits = waits(steps, &sub.dir.join("provision.toml"))?;
+    // What each step exported, together with what the steps it waits for saw: a step sees
+    // exactly its ancestors' exports, whatever order concurrent steps finish in.
+    let mut exports: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); steps.len()];
+    let mut changes: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
+    let mut done = vec![false; steps.len()];
+    let mut started_steps = vec![false; steps.len()];
+    let mut first_error: Option<anyhow::Error> = None;
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut running = 0;
+        loop {
+            let stopping = first_error.is_some() || crate::cleanup::aborting();
+            for i in 0..steps.len() {
+                if stopping || started_steps[i] || !waits[i].iter().all(|&w| done[w]) {
+                    continue;
+                }
+                let mut seen = BTreeMap::new();
+                for &w in &waits[i] {
+                    seen.extend(exports[w].clone());
+                }
+                let job = StepJob::new(lab, sub, &steps[i], seen.clone(), group, started)?;
+                exports[i] = seen;
+                started_steps[i] = true;
+                running += 1;
+                let tx = tx.clone();
+                s.spawn(move || {
+                    let _ = tx.send((i, job.run(lab)));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, outputs) = rx.recv().context("a provisioning thread panicked")?;
+            running -= 1;
+            match finish_step(lab, sub, &steps[i], i, group, log, outputs) {
+                Ok((own_export, step_changes)) => {
+                    exports[i].extend(own_export);
+                    changes[i] = step_changes;
+                    done[i] = true;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
+        Ok(())
+    })?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if done.iter().any(|d| !d) {
+        bail!("interrupted");
+    }
+    Ok(ProvisionReport {
+        changes: changes.into_iter().flatten().collect(),
+        duration: t0.elapsed(),
+    })
+}
+
+/// One step ready to run: its hosts and the script each of them gets.
+struct StepJob {
+    scripts: Vec<(String, String)>,
+}
+
+impl StepJob {
+    fn new(
+        lab: &Lab,
+        sub: &Submission,
+        step: &ProvisionStep,
+        exports: BTreeMap<String, String>,
+        group: &str,
+        started: Instant,
+    ) -> Result<StepJob> {
+        let body = sub.read(&step.script)?;
+        let lib = sub.lib();
+        let topo = lab.topology();
+        let hosts = step_hosts(topo, step);
         crate::progress::say(
             started,
             group,
-            &format!(
-                "{} [{}] on {}",
-                step.name,
-                step.script,
-                hosts
-                    .iter()
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            &format!("{} [{}] on {}", step.name, step.script, hosts.join(", ")),
         );
-        // A step runs on all its hosts at once (they are different machines); results are
-        // then read in the topology's order, so logs and exports do not depend on timing.
-        let outputs: Vec<Result<crate::exec::CmdOutput>> = std::thread::scope(|s| {
-            let handles: Vec<_> = hosts
+        let scripts = hosts
+            .into_iter()
+            .map(|host| {
+                let mut env = lab_env(topo, &host);
+                env.extend(lab.secrets.env());
+                env.extend(exports.clone());
+                let script = format!(
+                    "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
+                    env_prelude(&env),
+                    step.script
+                );
+                (host, script)
+            })
+            .collect();
+        Ok(StepJob { scripts })
+    }
+
+    /// Runs the step on all its hosts at once (they are different machines); results come
+    /// back in the topology's order, so logs and exports do not depend on timing.
+    fn run(&self, lab: &Lab) -> Vec<Result<crate::exec::CmdOutput>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .scripts
                 .iter()
-                .map(|host| {
-                    let mut env = lab_env(topo, &host.name);
-                    env.extend(lab.secrets.env());
-                    env.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    let script = format!(
-                        "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
-                        env_prelude(&env),
-                        step.script
-                    );
+                .map(|(host, script)| {
                     s.spawn(move || {
-                        lab.exec(
-                            &host.name,
-                            "root",
-                            &script,
-                            scaled(Duration::from_secs(600)),
-                        )
+                        lab.exec(host, "root", script, scaled(Duration::from_secs(600)))
                     })
                 })
                 .collect();
@@ -283,48 +385,69 @@ fn run_steps(
                         .unwrap_or_else(|_| bail!("a provisioning thread panicked"))
                 })
                 .collect()
-        });
-        for (host, out) in hosts.iter().zip(outputs) {
-            let out = out?;
-            let shown = format!(
-                "bash -s < {} (as root, with lib.sh and the lab's environment)",
-                step.script
-            );
-            let path = log.step(group, i + 1, &step.name, &host.name, &shown, &out);
-            if !out.ok() {
-                return Err(failure(
-                    &format!("provisioning step {:?} ({}) failed with exit code {}", step.name, step.script, out.code),
-                    &format!("host {}, submission {}, log {}", host.name, sub.dir.display(), path.display()),
-                    &shown,
-                    &log.redact(&out.combined()),
-                    "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)",
-                ));
-            }
-            for l in out
+        })
+    }
+}
+
+fn step_hosts(topo: &Topology, step: &ProvisionStep) -> Vec<String> {
+    topo.hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| step.on.contains(r)))
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+/// Logs a finished step's outputs per host; returns its export and the changes it reported,
+/// or the failure of its first failed host.
+fn finish_step(
+    lab: &Lab,
+    sub: &Submission,
+    step: &ProvisionStep,
+    index: usize,
+    group: &str,
+    log: &RunLog,
+    outputs: Vec<Result<crate::exec::CmdOutput>>,
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut export = BTreeMap::new();
+    let mut changes = Vec::new();
+    for (host, out) in step_hosts(lab.topology(), step).iter().zip(outputs) {
+        let out = out?;
+        let shown = format!(
+            "bash -s < {} (as root, with lib.sh and the lab's environment)",
+            step.script
+        );
+        let path = log.step(group, index + 1, &step.name, host, &shown, &out);
+        if !out.ok() {
+            return Err(failure(
+                &format!("provisioning step {:?} ({}) failed with exit code {}", step.name, step.script, out.code),
+                &format!("host {host}, submission {}, log {}", sub.dir.display(), path.display()),
+                &shown,
+                &log.redact(&out.combined()),
+                "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)",
+            ));
+        }
+        for l in out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| l.starts_with("PGLAB_CHANGED"))
+        {
+            changes.push(format!(
+                "{} on {host}: {}",
+                step.script,
+                log.redact(l.trim_start_matches("PGLAB_CHANGED").trim())
+            ));
+        }
+        if let Some(var) = &step.export {
+            let value = out
                 .stdout
                 .lines()
-                .chain(out.stderr.lines())
-                .filter(|l| l.starts_with("PGLAB_CHANGED"))
-            {
-                report.changes.push(format!(
-                    "{} on {}: {}",
-                    step.script,
-                    host.name,
-                    log.redact(l.trim_start_matches("PGLAB_CHANGED").trim())
-                ));
-            }
-            if let Some(var) = &step.export {
-                let value = out
-                    .stdout
-                    .lines()
-                    .rfind(|l| !l.starts_with("PGLAB_CHANGED") && !l.trim().is_empty())
-                    .unwrap_or("");
-                exports.insert(var.clone(), value.trim().to_string());
-            }
+                .rfind(|l| !l.starts_with("PGLAB_CHANGED") && !l.trim().is_empty())
+                .unwrap_or("");
+            export.insert(var.clone(), value.trim().to_string());
         }
     }
-    report.duration = t0.elapsed();
-    Ok(report)
+    Ok((export, changes))
 }
 
 #[cfg(test)]
@@ -350,6 +473,62 @@ mod tests {
         let s = Submission::load(dir.path()).unwrap();
         assert_eq!(s.read("30-standby.sh").unwrap(), "echo broken\n");
         assert!(s.read("10-postgresql.sh").unwrap().contains("wal_level"));
+    }
+
+    fn step(name: &str, after: Option<&[&str]>) -> ProvisionStep {
+        ProvisionStep {
+            name: name.into(),
+            on: vec![Role::Primary],
+            script: "x.sh".into(),
+            export: None,
+            after: after.map(|a| a.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_step_waits_for_the_one_before_it_or_for_the_ones_it_names() {
+        let f = Path::new("provision.toml");
+        let steps = [
+            step("a", None),
+            step("b", None),
+            step("c", Some(&["a"])),
+            step("d", None),
+            step("e", Some(&["b", "d"])),
+            step("f", Some(&[])),
+        ];
+        let w = waits(&steps, f).unwrap();
+        assert_eq!(
+            w,
+            vec![vec![], vec![0], vec![0], vec![2], vec![1, 3], vec![]]
+        );
+    }
+
+    #[test]
+    fn after_must_name_an_earlier_step_and_names_must_be_unique() {
+        let f = Path::new("provision.toml");
+        let e = waits(&[step("a", Some(&["b"])), step("b", None)], f).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("waits for \"b\", which is not an earlier step"),
+            "{e}"
+        );
+        let e = waits(&[step("a", None), step("a", None)], f).unwrap_err();
+        assert!(e.to_string().contains("two steps are named \"a\""), "{e}");
+    }
+
+    #[test]
+    fn the_reference_runs_its_ssh_steps_alongside_the_standby() {
+        let s = Submission::load(&reference_dir()).unwrap();
+        let w = waits(&s.steps, Path::new("provision.toml")).unwrap();
+        let idx = |n: &str| s.steps.iter().position(|x| x.name == n).unwrap();
+        let ssh = idx("barman ssh key");
+        let standby = idx("standby cloned through its own slot");
+        // The ssh chain does not reach the standby step through its waits.
+        let mut seen = vec![ssh];
+        while let Some(i) = seen.pop() {
+            assert_ne!(i, standby);
+            seen.extend(&w[i]);
+        }
     }
 
     #[test]
