@@ -255,6 +255,33 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes `dir` (nothing may be mounted under it), the entries of its subdirectories
+/// `parts` at the same time: a lab's directory holds a few hundred MB of PostgreSQL and
+/// barman files per host, and removing them one host after the other took 0.6 s.
+pub fn remove_dir_all_in_parallel(dir: &Path, parts: &[&str]) -> std::io::Result<()> {
+    let entries: Vec<PathBuf> = parts
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_dir(dir.join(p))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    std::thread::scope(|s| {
+        for e in &entries {
+            // A failure shows in the final remove_dir_all, which names the path.
+            s.spawn(move || std::fs::remove_dir_all(e));
+        }
+    });
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    Ok(())
+}
+
 /// Named network namespaces (`ip netns`) whose name starts with `prefix`.
 pub fn netns_matching(prefix: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir("/run/netns")
@@ -324,6 +351,21 @@ mod tests {
         assert!(pid_alive(std::process::id()));
         assert!(pid_start_time(std::process::id()).is_some());
         assert!(!pid_alive(u32::MAX - 1));
+    }
+
+    #[test]
+    fn a_directory_removed_in_parallel_is_gone_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let lab = t.path().join("lab");
+        for h in ["node1", "node2"] {
+            std::fs::create_dir_all(lab.join("hosts").join(h).join("upper/deep")).unwrap();
+            std::fs::write(lab.join("hosts").join(h).join("upper/deep/f"), "x").unwrap();
+        }
+        std::fs::write(lab.join("lab.json"), "{}").unwrap();
+        remove_dir_all_in_parallel(&lab, &["hosts", "saved"]).unwrap();
+        assert!(!lab.exists());
+        // Already gone: nothing to do, no error.
+        remove_dir_all_in_parallel(&lab, &["hosts"]).unwrap();
     }
 
     #[test]

@@ -367,10 +367,16 @@ pub fn list() -> Result<Vec<LabRecord>> {
 /// Removes lab `id` (record or not) by discovery.
 pub fn destroy(id: &str) -> Result<()> {
     let dir = paths::labs_dir().join(id);
-    let is_vagrant = read_record(id)
-        .map(|r| r.backend.starts_with("vagrant"))
-        .unwrap_or_else(|_| dir.join("vagrant").exists())
-        || !crate::libvirt::domains_matching(&format!("pglab-{id}-")).is_empty();
+    // The record says which backend; without one (a lab killed while it was being made),
+    // look for what a Vagrant lab leaves: its directory or libvirt domains (asking libvirt
+    // costs a quarter of a second, so only then).
+    let is_vagrant = match read_record(id) {
+        Ok(r) => r.backend.starts_with("vagrant"),
+        Err(_) => {
+            dir.join("vagrant").exists()
+                || !crate::libvirt::domains_matching(&format!("pglab-{id}-")).is_empty()
+        }
+    };
     if is_vagrant {
         return vagrant::teardown(id, &dir);
     }

@@ -654,10 +654,8 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     for ns in cleanup::netns_matching(&format!("pglab-{id}")) {
         quiet(&["ip", "netns", "del", &ns]);
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
-    }
+    cleanup::remove_dir_all_in_parallel(dir, &["hosts", "saved"])
+        .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
     Ok(())
 }
 
