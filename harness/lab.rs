@@ -137,7 +137,11 @@ impl Lab {
             eprintln!("pglab: removed stale lab {id}");
         }
         let (box_root, vagrant_box) = match opts.backend {
-            BackendChoice::Nspawn => (ensure_box(started, &opts.box_name)?, None),
+            BackendChoice::Nspawn => {
+                // A bad PGLAB_LAB_STORAGE is refused before anything is made.
+                crate::backend::nspawn::lab_storage()?;
+                (ensure_box(started, &opts.box_name)?, None)
+            }
             BackendChoice::Vagrant(provider) => {
                 vagrant::preflight(provider)?;
                 one_vagrant_lab_at_a_time()?;

@@ -60,6 +60,39 @@ fn assert_nothing_left(id: &str) {
     assert!(left.is_empty(), "lab {id} left behind: {left:#?}");
 }
 
+/// The hosts' writable layers are on tmpfs by default and on disk with
+/// `PGLAB_LAB_STORAGE=disk`; PostgreSQL writes there either way and nothing is left.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn lab_storage_is_tmpfs_by_default_or_disk_when_asked() {
+    let _g = serial();
+    for (storage, fstype) in [("", "tmpfs"), ("disk", "")] {
+        std::env::set_var("PGLAB_LAB_STORAGE", storage);
+        let lab = Lab::up(UpOptions::default());
+        std::env::remove_var("PGLAB_LAB_STORAGE");
+        let lab = lab.unwrap();
+        let dir = pglab::paths::labs_dir().join(lab.id());
+        let hosts_fs = Command::new("findmnt")
+            .args(["-n", "-o", "FSTYPE", "--mountpoint"])
+            .arg(dir.join("hosts"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&hosts_fs.stdout).trim(),
+            fstype,
+            "PGLAB_LAB_STORAGE={storage:?}"
+        );
+        let o = sh(&lab, "node1", "psql_ok() { runuser -u postgres -- psql -Atc \"$1\"; }; psql_ok 'CREATE DATABASE s' && psql_ok \"SELECT count(*) FROM pg_database WHERE datname = 's'\"");
+        assert_eq!(o.stdout.lines().last(), Some("1"), "{}", o.combined());
+        down_and_check(lab);
+    }
+    std::env::set_var("PGLAB_LAB_STORAGE", "floppy");
+    let e = Lab::up(UpOptions::default()).err();
+    std::env::remove_var("PGLAB_LAB_STORAGE");
+    let e = format!("{:#}", e.expect("a bad PGLAB_LAB_STORAGE is refused"));
+    assert!(e.contains("PGLAB_LAB_STORAGE=\"floppy\""), "{e}");
+}
+
 #[test]
 #[ignore = "needs root and systemd-nspawn"]
 fn three_hosts_come_up_see_each_other_and_leave_nothing() {
