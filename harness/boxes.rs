@@ -336,16 +336,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unknown_recipe_field_is_rejected() {
+    /// The error a recipe with this text gets.
+    fn recipe_error(text: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.toml");
-        std::fs::write(
-            &p,
-            "description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n",
-        )
-        .unwrap();
-        let e = format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err());
+        std::fs::write(&p, text).unwrap();
+        format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_recipe_field_is_rejected() {
+        let e = recipe_error("description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n");
         assert!(e.contains("pakages"), "{e}");
     }
 
@@ -365,14 +366,9 @@ mod tests {
 
     #[test]
     fn a_script_is_part_of_the_cache_key_and_must_exist() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.toml");
-        std::fs::write(
-            &p,
+        let e = recipe_error(
             "description='x'\nsuite='bookworm'\npackages=['a']\nscripts=['no-such-script.sh']\n",
-        )
-        .unwrap();
-        let e = format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err());
+        );
         assert!(e.contains("no-such-script.sh"), "{e}");
     }
 }

@@ -300,7 +300,7 @@ fn run_steps(
             }
             let (i, outputs) = rx.recv().context("a provisioning thread panicked")?;
             running -= 1;
-            match finish_step(lab, sub, &steps[i], i, group, log, outputs) {
+            match finish_step(sub, &steps[i], i, group, log, outputs) {
                 Ok((own_export, step_changes)) => {
                     exports[i].extend(own_export);
                     changes[i] = step_changes;
@@ -367,22 +367,25 @@ impl StepJob {
 
     /// Runs the step on all its hosts at once (they are different machines); results come
     /// back in the topology's order, so logs and exports do not depend on timing.
-    fn run(&self, lab: &Lab) -> Vec<Result<crate::exec::CmdOutput>> {
+    fn run(&self, lab: &Lab) -> Vec<(String, Result<crate::exec::CmdOutput>)> {
         std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .scripts
                 .iter()
                 .map(|(host, script)| {
-                    s.spawn(move || {
+                    let out = s.spawn(move || {
                         lab.exec(host, "root", script, scaled(Duration::from_secs(600)))
-                    })
+                    });
+                    (host.clone(), out)
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("a provisioning thread panicked"))
+                .map(|(host, h)| {
+                    let out = h
+                        .join()
+                        .unwrap_or_else(|_| bail!("a provisioning thread panicked"));
+                    (host, out)
                 })
                 .collect()
         })
@@ -400,17 +403,17 @@ fn step_hosts(topo: &Topology, step: &ProvisionStep) -> Vec<String> {
 /// Logs a finished step's outputs per host; returns its export and the changes it reported,
 /// or the failure of its first failed host.
 fn finish_step(
-    lab: &Lab,
     sub: &Submission,
     step: &ProvisionStep,
     index: usize,
     group: &str,
     log: &RunLog,
-    outputs: Vec<Result<crate::exec::CmdOutput>>,
+    outputs: Vec<(String, Result<crate::exec::CmdOutput>)>,
 ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
     let mut export = BTreeMap::new();
     let mut changes = Vec::new();
-    for (host, out) in step_hosts(lab.topology(), step).iter().zip(outputs) {
+    for (host, out) in outputs {
+        let host = host.as_str();
         let out = out?;
         let shown = format!(
             "bash -s < {} (as root, with lib.sh and the lab's environment)",

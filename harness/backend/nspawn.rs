@@ -133,18 +133,18 @@ impl Nspawn {
 
     /// Kills every host's container at once and waits until they are gone.
     fn kill_all(&self) -> Result<()> {
-        for h in &self.topo.hosts {
-            if let Some(pid) = self.nspawn_pid(&h.name) {
-                cleanup::kill_tree(pid);
-            }
+        self.kill_hosts(&self.topo.names())
+    }
+
+    /// Kills these hosts' containers at once (their state is being thrown away) and waits
+    /// until they are gone.
+    fn kill_hosts(&self, hosts: &[&str]) -> Result<()> {
+        let pids: Vec<u32> = hosts.iter().filter_map(|h| self.nspawn_pid(h)).collect();
+        for pid in &pids {
+            cleanup::kill_tree(*pid);
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(30));
-        while self
-            .topo
-            .hosts
-            .iter()
-            .any(|h| self.nspawn_pid(&h.name).is_some())
-        {
+        while pids.iter().any(|p| cleanup::pid_alive(*p)) {
             if Instant::now() > deadline {
                 bail!("lab {}: killed hosts did not go away", self.id);
             }
@@ -247,7 +247,7 @@ impl Nspawn {
         if lab_storage()? != Storage::Tmpfs {
             return Ok(());
         }
-        for sub in ["hosts", "saved"] {
+        for sub in IN_MEMORY {
             let at = self.dir.join(sub);
             std::fs::create_dir_all(&at)?;
             if cleanup::is_mountpoint(&at) {
@@ -634,6 +634,10 @@ impl Backend for Nspawn {
     }
 }
 
+/// The lab directory's parts that are tmpfs mounts (`PGLAB_LAB_STORAGE=tmpfs`): the hosts'
+/// overlay layers and the saved states. They are also the big parts to remove.
+const IN_MEMORY: [&str; 2] = ["hosts", "saved"];
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Storage {
     Tmpfs,
@@ -678,14 +682,8 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
         box_root: PathBuf::new(),
         topo: Topology::default_lab(),
     };
-    let pids: Vec<u32> = hosts.iter().filter_map(|h| lab.nspawn_pid(h)).collect();
-    for pid in &pids {
-        cleanup::kill_tree(*pid);
-    }
-    let deadline = Instant::now() + scaled(Duration::from_secs(30));
-    while pids.iter().any(|p| cleanup::pid_alive(*p)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Step 2 takes care of anything that survived.
+    let _ = lab.kill_hosts(hosts);
     // 2. Anything still carrying the lab id on its command line (including strays).
     for pid in cleanup::pids_matching(&format!("pglab-{id}-")) {
         cleanup::kill_tree(pid);
@@ -705,7 +703,7 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     for ns in cleanup::netns_matching(&format!("pglab-{id}")) {
         quiet(&["ip", "netns", "del", &ns]);
     }
-    cleanup::remove_dir_all_in_parallel(dir, &["hosts", "saved"])
+    cleanup::remove_dir_all_in_parallel(dir, &IN_MEMORY)
         .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
     Ok(())
 }
