@@ -34,6 +34,7 @@ pub fn ensure_installed() -> Result<PathBuf> {
     if venv.exists() {
         crate::cleanup::remove_tree(&venv)?;
     }
+    crate::doctor::ensure_python_venv()?;
     crate::cleanup::own_temp_dir(&venv);
     let bar = crate::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
     let mut result = Ok(());

@@ -120,21 +120,32 @@ fn apt_based() -> bool {
 
 /// Installs what is missing (Debian/Ubuntu as root), or fails with the exact command to run.
 pub fn ensure(install: bool) -> Result<()> {
-    install_missing(&needs(), install, &[])
+    install_missing_for("the nspawn lab", &needs(), install, &[])
 }
 
 /// The Vagrant + libvirt backend's packages, installed without their recommends (which pull
 /// a kernel and a desktop's worth of packages) when missing.
 pub fn ensure_vagrant_libvirt() -> Result<()> {
-    install_missing(&vagrant_needs(), true, &["--no-install-recommends"])
+    install_missing_for(
+        "the Vagrant + libvirt backend",
+        &vagrant_needs(),
+        true,
+        &["--no-install-recommends"],
+    )
 }
 
-fn install_missing(needs: &[Need], install: bool, apt_flags: &[&str]) -> Result<()> {
-    let missing: Vec<&'static str> = needs
+fn install_missing_for(
+    purpose: &str,
+    needs: &[Need],
+    install: bool,
+    apt_flags: &[&str],
+) -> Result<()> {
+    let mut missing: Vec<&'static str> = needs
         .iter()
         .filter(|n| !n.present)
         .filter_map(|n| n.package)
         .collect();
+    missing.dedup();
     if let Some(n) = needs.iter().find(|n| !n.present && n.package.is_none()) {
         bail!(
             "pglab needs {}, which is missing:\n{}",
@@ -145,30 +156,59 @@ fn install_missing(needs: &[Need], install: bool, apt_flags: &[&str]) -> Result<
     if missing.is_empty() {
         return Ok(());
     }
-    let cmd = ["apt-get install -y"]
-        .iter()
-        .chain(apt_flags)
-        .chain(&missing)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let no_recommends = apt_flags.contains(&"--no-install-recommends");
+    let cmd = crate::apt::Plan::new(&missing, no_recommends).command();
     if !(install && apt_based() && is_root()) {
         bail!(
-            "missing on this machine:\n{}install them with:\n  {cmd}",
+            "missing on this machine (for {purpose}):\n{}install them with:\n  {cmd}",
             report(needs)
         );
     }
-    eprintln!("pglab: installing what is missing: {cmd}");
-    let status = std::process::Command::new("apt-get")
-        .args(["install", "-y", "-q"])
-        .args(apt_flags)
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()?;
-    if !status.success() {
-        bail!("`{cmd}` failed; run `apt-get update` and try again");
+    crate::apt::install(purpose, &missing, no_recommends)
+}
+
+/// What the test suites need beyond the lab itself: xmllint and npm (the JUnit schema check),
+/// python3 with venv (check-jsonschema and ansible-core come from PyPI).
+pub fn test_needs() -> Vec<Need> {
+    vec![
+        Need {
+            what: "xmllint (JUnit schema check)",
+            package: Some("libxml2-utils"),
+            present: has("xmllint"),
+        },
+        Need {
+            // A vendor's nodejs (NodeSource) carries its own npm, and Debian's npm conflicts
+            // with it: only a machine without any npm gets Debian's.
+            what: "npm (fetches the JUnit schema's package)",
+            package: Some("npm"),
+            present: has("npm"),
+        },
+        python_venv(),
+    ]
+}
+
+fn python_venv() -> Need {
+    Need {
+        what: "python3 with venv and ensurepip (PyPI tools in a venv)",
+        package: Some("python3-venv"),
+        present: crate::exec::quiet(&["python3", "-c", "import venv, ensurepip"]),
     }
-    Ok(())
+}
+
+/// python3's venv, for the tools pglab takes from PyPI (ansible-core).
+pub fn ensure_python_venv() -> Result<()> {
+    install_missing_for("tools from PyPI", &[python_venv()], true, &[])
+}
+
+/// Installs what the test suites need (as root on Debian/Ubuntu), or fails with the exact
+/// command. Tests call this first, so `cargo test` on a fresh machine gets its own tools.
+pub fn ensure_test_tools() -> Result<()> {
+    install_missing_for(
+        "pglab's tests",
+        &test_needs(),
+        true,
+        &["--no-install-recommends"],
+    )
 }
 
 pub fn require_root(action: &str) -> Result<()> {
@@ -187,14 +227,14 @@ mod tests {
             package: Some("pkg-a"),
             present: false,
         }];
-        let e = super::install_missing(&needs, false, &["--no-install-recommends"])
+        let e = super::install_missing_for("x", &needs, false, &["--no-install-recommends"])
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("apt-get install -y --no-install-recommends pkg-a"),
             "{e}"
         );
-        let e = super::install_missing(&needs, false, &[])
+        let e = super::install_missing_for("x", &needs, false, &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("apt-get install -y pkg-a"), "{e}");

@@ -2,8 +2,10 @@
 //! See ARCHITECTURE.md for the map of the code.
 
 pub mod ansible;
+pub mod apt;
 pub mod backend;
 pub mod bench;
+pub mod box_prune;
 pub mod boxes;
 pub mod cleanup;
 pub mod doctor;

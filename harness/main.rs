@@ -137,6 +137,8 @@ enum BoxCmd {
     },
     /// Lists the recipes and whether each is built.
     List,
+    /// Removes cached boxes (and `pglab/...` Vagrant boxes) of recipes that changed since.
+    Prune,
 }
 
 fn main() {
@@ -380,6 +382,20 @@ fn run(cli: Cli) -> Result<i32> {
             println!("Vagrant backend with libvirt (PGLAB_BACKEND=vagrant; apt-get install --no-install-recommends PACKAGES):");
             print!("{}", doctor::report(&doctor::vagrant_needs()));
             println!("Vagrant with VirtualBox: VirtualBox and Vagrant from their vendors (your own machine).");
+            println!("pglab's tests (cargo test):");
+            print!("{}", doctor::report(&doctor::test_needs()));
+            let stale = pglab::box_prune::find_stale();
+            let bytes: u64 = stale.iter().map(|s| s.bytes).sum();
+            println!(
+                "old boxes (recipes changed since): {} holding {}{}",
+                stale.len(),
+                pglab::box_prune::human_bytes(bytes),
+                if stale.is_empty() {
+                    ""
+                } else {
+                    "; `pglab box prune` removes them"
+                }
+            );
             Ok(if needs.iter().all(|n| n.present) {
                 0
             } else {
@@ -438,6 +454,24 @@ fn run(cli: Cli) -> Result<i32> {
                 Some(p) => std::fs::write(&p, text)?,
                 None => print!("{text}"),
             }
+            Ok(0)
+        }
+        Cmd::Box(BoxCmd::Prune) => {
+            doctor::require_root("remove old boxes")?;
+            let removed = pglab::box_prune::prune()?;
+            let total: u64 = removed.iter().map(|s| s.bytes).sum();
+            for s in &removed {
+                println!(
+                    "removed {} ({})",
+                    s.what,
+                    pglab::box_prune::human_bytes(s.bytes)
+                );
+            }
+            println!(
+                "{} old boxes removed, {} freed",
+                removed.len(),
+                pglab::box_prune::human_bytes(total)
+            );
             Ok(0)
         }
         Cmd::Box(BoxCmd::List) => {

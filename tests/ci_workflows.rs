@@ -18,6 +18,9 @@ fn checker() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
     let bin = venv.join("bin/check-jsonschema");
     if !bin.exists() {
+        if let Err(e) = pglab::doctor::ensure_test_tools() {
+            panic!("this test needs tools that are missing: {e:#}");
+        }
         let st = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)

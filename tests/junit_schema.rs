@@ -1,7 +1,8 @@
 //! The JUnit file validates against Apache Ant's JUnit XML schema (Windy Road's JUnit.xsd,
 //! Apache License 2.0). The schema is not kept in this repository: it is taken from the npm
 //! package `junit-xml` 1.2.0, whose test suite carries it, through npm (a package registry),
-//! and checked with xmllint (libxml2-utils, installed by .ci/run).
+//! and checked with xmllint (libxml2-utils). Both tools come from pglab's own installer
+//! (`doctor::ensure_test_tools`): installed when missing, or the test fails with the command.
 
 use pglab::run::RunReport;
 use pglab::scenario::runner::{Status, StepOutcome};
@@ -20,6 +21,7 @@ fn ant_junit_xsd() -> PathBuf {
         return xsd;
     }
     std::fs::create_dir_all(&dir).unwrap();
+    tools_or_the_command();
     let out = Command::new("npm")
         .args(["pack", PACKAGE, "--silent"])
         .current_dir(&dir)
@@ -49,6 +51,14 @@ fn ant_junit_xsd() -> PathBuf {
     xsd
 }
 
+/// The tools this test needs, from pglab's own installer; if it cannot get them, the test
+/// fails here with the exact command to run.
+fn tools_or_the_command() {
+    if let Err(e) = pglab::doctor::ensure_test_tools() {
+        panic!("this test needs tools that are missing: {e:#}");
+    }
+}
+
 fn outcome(scenario: &str, step: &str, status: Status, message: &str) -> StepOutcome {
     StepOutcome {
         scenario: scenario.into(),
@@ -65,6 +75,7 @@ fn validate(xml: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("junit.xml");
     std::fs::write(&file, xml).unwrap();
+    tools_or_the_command();
     let out = Command::new("xmllint")
         .args(["--noout", "--schema"])
         .arg(ant_junit_xsd())
