@@ -412,9 +412,8 @@ pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<
     }
     let started = Instant::now();
     let what = format!(
-        "installing {} for {purpose}: {} ({} packages with dependencies; log {})",
-        packages.len(),
-        packages.join(" "),
+        "installing for {purpose}: {} ({} packages with their dependencies; log {})",
+        plan.specs.join(" "),
         install_count(&sim),
         log.display()
     );
@@ -433,7 +432,7 @@ pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<
     }
     eprintln!(
         "pglab: installed {} in {:.0} s",
-        packages.join(" "),
+        plan.names().join(" "),
         started.elapsed().as_secs_f64()
     );
     Ok(())

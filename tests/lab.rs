@@ -778,6 +778,10 @@ fn two_labs_at_once_do_not_collide() {
 #[ignore = "needs Debian's vagrant package"]
 fn vagrant_validates_the_rendered_vagrantfiles() {
     use pglab::vagrantfile::{render, Provider, VagrantOptions};
+    // vagrant comes from pglab's own installer, as for the Vagrant lab (a fresh machine has none).
+    if let Err(e) = pglab::doctor::ensure_vagrant_libvirt() {
+        panic!("this test needs vagrant: {e:#}");
+    }
     let topo = pglab::topology::Topology::default_lab();
     for provider in [Provider::Virtualbox, Provider::Libvirt] {
         let dir = tempfile::tempdir().unwrap();
