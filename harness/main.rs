@@ -1,7 +1,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use pglab::backend::boxes;
+use pglab::lab;
 use pglab::lab::{Lab, UpOptions};
-use pglab::{boxes, cleanup, doctor, lab};
+use pglab::sys::{cleanup, doctor};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -98,7 +100,7 @@ enum Cmd {
     /// Times phases over several runs and prints min / median / max.
     Bench {
         #[arg(value_enum, default_value = "run")]
-        what: pglab::bench::What,
+        what: pglab::run::bench::What,
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Labs at once, for `parallel`.
@@ -110,7 +112,7 @@ enum Cmd {
     /// Renders the lab's Vagrantfile from Vagrantfile.tera (what `PGLAB_BACKEND=vagrant` brings up).
     Vagrantfile {
         #[arg(long, value_enum, default_value = "virtualbox")]
-        provider: pglab::vagrantfile::Provider,
+        provider: pglab::backend::vagrant::vagrantfile::Provider,
         #[arg(long)]
         topology: Option<PathBuf>,
         /// Write it here instead of standard output.
@@ -175,7 +177,7 @@ fn run(cli: Cli) -> Result<i32> {
             isolate,
             jobs,
         } => {
-            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
+            let topology = pglab::model::topology::Topology::load_or_default(topology.as_deref())?;
             let destroy = if keep {
                 pglab::run::Destroy::Never
             } else {
@@ -226,7 +228,7 @@ fn run(cli: Cli) -> Result<i32> {
                         .map(|(label, opts)| {
                             s.spawn(move || {
                                 if group.len() > 1 {
-                                    pglab::progress::set_label(label);
+                                    pglab::sys::progress::set_label(label);
                                 }
                                 pglab::run::run(opts)
                             })
@@ -262,7 +264,7 @@ fn run(cli: Cli) -> Result<i32> {
                 std::fs::write(&p, serde_json::to_string_pretty(&reports)?)?;
             }
             if let Some(p) = junit {
-                std::fs::write(&p, pglab::junit::render(&reports))?;
+                std::fs::write(&p, pglab::report::junit::render(&reports))?;
             }
             Ok(if reports.iter().all(|r| r.passed) {
                 0
@@ -271,7 +273,7 @@ fn run(cli: Cli) -> Result<i32> {
             })
         }
         Cmd::Up { box_name, topology } => {
-            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
+            let topology = pglab::model::topology::Topology::load_or_default(topology.as_deref())?;
             let mut lab = Lab::up(UpOptions {
                 box_name,
                 topology,
@@ -303,7 +305,7 @@ fn run(cli: Cli) -> Result<i32> {
             let sub = pglab::provision::Submission::load(
                 &homework.unwrap_or_else(pglab::provision::reference_dir),
             )?;
-            let log = pglab::runlog::RunLog::create(
+            let log = pglab::report::runlog::RunLog::create(
                 &format!("provision-{}-{}", lab.id(), std::process::id()),
                 &lab.secrets,
             )?;
@@ -393,7 +395,7 @@ fn run(cli: Cli) -> Result<i32> {
             labs,
         } => {
             doctor::require_root("run benchmarks")?;
-            print!("{}", pglab::bench::bench(what, runs, &box_name, labs)?);
+            print!("{}", pglab::run::bench::bench(what, runs, &box_name, labs)?);
             Ok(0)
         }
         Cmd::Box(BoxCmd::Build {
@@ -402,7 +404,7 @@ fn run(cli: Cli) -> Result<i32> {
             libvirt: true,
         }) => {
             doctor::require_root("build a box")?;
-            let b = pglab::libvirt_box::LibvirtBox::load(&name)?;
+            let b = pglab::backend::vagrant::libvirt_box::LibvirtBox::load(&name)?;
             if force && b.dir().exists() {
                 cleanup::remove_tree(&b.dir())?;
             }
@@ -431,9 +433,9 @@ fn run(cli: Cli) -> Result<i32> {
             topology,
             out,
         } => {
-            let topology = pglab::topology::Topology::load_or_default(topology.as_deref())?;
-            let opts = pglab::vagrantfile::VagrantOptions::for_provider(provider);
-            let text = pglab::vagrantfile::render(&topology, "manual", &opts)?;
+            let topology = pglab::model::topology::Topology::load_or_default(topology.as_deref())?;
+            let opts = pglab::backend::vagrant::vagrantfile::VagrantOptions::for_provider(provider);
+            let text = pglab::backend::vagrant::vagrantfile::render(&topology, "manual", &opts)?;
             match out {
                 Some(p) => std::fs::write(&p, text)?,
                 None => print!("{text}"),

@@ -3,10 +3,10 @@
 
 mod common;
 
-use pglab::cleanup::leftovers;
 use pglab::lab::{Lab, UpOptions};
 use pglab::run::{run, Destroy, RunOptions};
 use pglab::scenario::runner::Status;
+use pglab::sys::cleanup::leftovers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -18,7 +18,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sh(lab: &Lab, host: &str, script: &str) -> pglab::exec::CmdOutput {
+fn sh(lab: &Lab, host: &str, script: &str) -> pglab::sys::exec::CmdOutput {
     lab.exec(host, "root", script, Duration::from_secs(60))
         .unwrap()
 }
@@ -71,7 +71,7 @@ fn lab_storage_is_tmpfs_by_default_or_disk_when_asked() {
         let lab = Lab::up(UpOptions::default());
         std::env::remove_var("PGLAB_LAB_STORAGE");
         let lab = lab.unwrap();
-        let dir = pglab::paths::labs_dir().join(lab.id());
+        let dir = pglab::sys::paths::labs_dir().join(lab.id());
         let hosts_fs = Command::new("findmnt")
             .args(["-n", "-o", "FSTYPE", "--mountpoint"])
             .arg(dir.join("hosts"))
@@ -253,7 +253,7 @@ const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
 
 fn lab_dir(id: &str) -> PathBuf {
-    pglab::paths::labs_dir().join(id)
+    pglab::sys::paths::labs_dir().join(id)
 }
 
 fn booting(id: &str) -> bool {
@@ -261,7 +261,7 @@ fn booting(id: &str) -> bool {
 }
 
 fn run_dir_has(id: &str, sub: &str) -> bool {
-    let runs = pglab::paths::state_root().join("runs");
+    let runs = pglab::sys::paths::state_root().join("runs");
     std::fs::read_dir(runs)
         .into_iter()
         .flatten()
@@ -442,7 +442,8 @@ fn provisioning_again_after_the_recovery_changes_nothing() {
     );
     let lab = Lab::attach(Some(&report.lab)).unwrap();
     let sub = pglab::provision::Submission::load(&pglab::provision::reference_dir()).unwrap();
-    let log = pglab::runlog::RunLog::create(&format!("again-{}", lab.id()), &lab.secrets).unwrap();
+    let log = pglab::report::runlog::RunLog::create(&format!("again-{}", lab.id()), &lab.secrets)
+        .unwrap();
     let again = pglab::provision::provision(&lab, &sub, &log, Instant::now()).unwrap();
     assert!(
         again.changes.is_empty(),
@@ -626,7 +627,7 @@ fn sigint_during_a_box_build_leaves_no_half_built_box() {
     let ((), code) = signal_when(cmd, mounted, SIGINT);
     assert_eq!(code, Some(130));
     assert!(
-        pglab::cleanup::mounts_under(cache.path()).is_empty(),
+        pglab::sys::cleanup::mounts_under(cache.path()).is_empty(),
         "mounts left under {}",
         cache.path().display()
     );
@@ -638,7 +639,7 @@ fn sigint_during_a_box_build_leaves_no_half_built_box() {
         .collect();
     assert!(left.is_empty(), "left in the box cache: {left:?}");
     assert!(
-        pglab::cleanup::pids_matching(&boxes.to_string_lossy()).is_empty(),
+        pglab::sys::cleanup::pids_matching(&boxes.to_string_lossy()).is_empty(),
         "mmdebstrap still runs"
     );
 }
@@ -777,8 +778,8 @@ fn two_labs_at_once_do_not_collide() {
 #[test]
 #[ignore = "needs Debian's vagrant package"]
 fn vagrant_validates_the_rendered_vagrantfiles() {
-    use pglab::vagrantfile::{render, Provider, VagrantOptions};
-    let topo = pglab::topology::Topology::default_lab();
+    use pglab::backend::vagrant::vagrantfile::{render, Provider, VagrantOptions};
+    let topo = pglab::model::topology::Topology::default_lab();
     for provider in [Provider::Virtualbox, Provider::Libvirt] {
         let dir = tempfile::tempdir().unwrap();
         let text = render(&topo, "valid0", &VagrantOptions::for_provider(provider)).unwrap();
@@ -821,7 +822,9 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     // starts from it again (`vagrant snapshot restore`, clocks synced, resume steps).
     let opts = RunOptions {
         scenarios: vec!["replicate".into(), "access".into()],
-        backend: pglab::lab::BackendChoice::Vagrant(pglab::vagrantfile::Provider::Libvirt),
+        backend: pglab::lab::BackendChoice::Vagrant(
+            pglab::backend::vagrant::vagrantfile::Provider::Libvirt,
+        ),
         isolate: true,
         destroy: Destroy::Never,
         ..Default::default()
@@ -845,13 +848,18 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     let dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
     let _ = dead.wait_with_output();
-    let record = pglab::paths::labs_dir().join(&report.lab).join("lab.json");
+    let record = pglab::sys::paths::labs_dir()
+        .join(&report.lab)
+        .join("lab.json");
     let mut rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     rec["kept"] = false.into();
     rec["owner_pid"] = dead_pid.into();
     std::fs::write(&record, rec.to_string()).unwrap();
-    assert!(!pglab::libvirt::domains_matching(&format!("pglab-{}-", report.lab)).is_empty());
+    assert!(
+        !pglab::backend::vagrant::libvirt::domains_matching(&format!("pglab-{}-", report.lab))
+            .is_empty()
+    );
     let removed = pglab::lab::gc(false).unwrap();
     assert!(
         removed.iter().any(|(id, _)| id == &report.lab),

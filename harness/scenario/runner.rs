@@ -3,9 +3,9 @@
 
 use super::normalize::normalize;
 use super::spec::{Action, Check, Scenario, Step, StepKind};
-use crate::exec::{failure, scaled, tail, CmdOutput};
 use crate::lab::Lab;
-use crate::runlog::RunLog;
+use crate::report::runlog::RunLog;
+use crate::sys::exec::{failure, scaled, tail, CmdOutput};
 use anyhow::{anyhow, bail, Result};
 use regex::Regex;
 use serde::Serialize;
@@ -178,7 +178,7 @@ impl<'a> Runner<'a> {
         let mut failed = false;
         for (i, st) in sc.steps.iter().enumerate() {
             let mut o = StepOutcome::skipped(sc, st, "skipped: an earlier step failed");
-            if failed || crate::cleanup::aborting() {
+            if failed || crate::sys::cleanup::aborting() {
                 outcomes.push(o);
                 continue;
             }
@@ -197,7 +197,7 @@ impl<'a> Runner<'a> {
                 Ok(()) => {
                     o.status = Status::Passed;
                     o.message.clear();
-                    crate::progress::say(
+                    crate::sys::progress::say(
                         self.started,
                         "run",
                         &format!("{label}: ok ({:.1}s)", o.duration_secs),
@@ -207,7 +207,7 @@ impl<'a> Runner<'a> {
                     failed = true;
                     o.status = Status::Failed;
                     o.message = self.log.redact(&format!("{e:#}"));
-                    crate::progress::say(
+                    crate::sys::progress::say(
                         self.started,
                         "run",
                         &format!("{label}: FAILED ({:.1}s)", o.duration_secs),

@@ -1,7 +1,7 @@
 //! Scenario specs: TOML files in `scenarios/`, each a list of named steps. Everything that
 //! can be wrong with a spec is found here, before anything runs, with file and line.
 
-use crate::topology::Topology;
+use crate::model::topology::Topology;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -340,7 +340,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
 }
 
 pub fn scenarios_dir() -> PathBuf {
-    crate::paths::repo_root().join("scenarios")
+    crate::sys::paths::repo_root().join("scenarios")
 }
 
 pub fn load_file(file: &Path, topo: &Topology) -> Result<Scenario> {

@@ -3,7 +3,7 @@
 //! A box is built under a temporary name and renamed when complete, so a half-built box
 //! is never used.
 
-use crate::{cleanup, exec, paths};
+use crate::sys::{cleanup, exec, paths};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -159,7 +159,7 @@ impl BoxSpec {
     /// spinner; a failure names the recipe, the command and the tail of the log.
     pub(crate) fn run_build_step(&self, tmp: &Path, argv: &[String], what: &str) -> Result<()> {
         let log_path = tmp.join("build.log");
-        let bar = crate::progress::spinner(&format!("box {}: {what}", self.name));
+        let bar = crate::sys::progress::spinner(&format!("box {}: {what}", self.name));
         let reader = duct::cmd(&argv[0], &argv[1..])
             .stderr_to_stdout()
             .unchecked()

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// The default topology, the homework's three hosts.
-pub const DEFAULT_TOPOLOGY: &str = include_str!("../lab.toml");
+pub const DEFAULT_TOPOLOGY: &str = include_str!("../../lab.toml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,10 +3,10 @@
 //! against an inventory of the lab's hosts. As Molecule does, the playbook runs twice: the
 //! second run must change nothing.
 
-use crate::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
 use crate::lab::Lab;
 use crate::provision::{ProvisionReport, Submission};
-use crate::runlog::RunLog;
+use crate::report::runlog::RunLog;
+use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ pub fn ensure_installed() -> Result<PathBuf> {
     // Labs running side by side (`run --jobs`) install it once, not at the same time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = crate::paths::cache_root().join(format!(
+    let venv = crate::sys::paths::cache_root().join(format!(
         "ansible-{}",
         ANSIBLE_CORE.trim_start_matches("ansible-core==")
     ));
@@ -32,10 +32,10 @@ pub fn ensure_installed() -> Result<PathBuf> {
         return Ok(playbook);
     }
     if venv.exists() {
-        crate::cleanup::remove_tree(&venv)?;
+        crate::sys::cleanup::remove_tree(&venv)?;
     }
-    crate::cleanup::own_temp_dir(&venv);
-    let bar = crate::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
+    crate::sys::cleanup::own_temp_dir(&venv);
+    let bar = crate::sys::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
     let mut result = Ok(());
     for argv in [
         vec![
@@ -67,9 +67,9 @@ pub fn ensure_installed() -> Result<PathBuf> {
     if result.is_ok() {
         std::fs::write(&done, ANSIBLE_CORE)?;
     } else {
-        let _ = crate::cleanup::remove_tree(&venv);
+        let _ = crate::sys::cleanup::remove_tree(&venv);
     }
-    crate::cleanup::disown_temp_dir(&venv);
+    crate::sys::cleanup::disown_temp_dir(&venv);
     result.map(|_| playbook)
 }
 
@@ -236,7 +236,7 @@ pub fn provision(
     );
     let mut report = ProvisionReport::default();
     for (pass, what) in [(1, "provision"), (2, "idempotence")] {
-        crate::progress::say(
+        crate::sys::progress::say(
             started,
             "provision",
             &format!(

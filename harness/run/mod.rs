@@ -1,11 +1,13 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
+pub mod bench;
+
 use crate::lab::{Lab, LabState, UpOptions};
+use crate::model::topology::{Role, Topology};
 use crate::provision::{provision, resume, Submission};
-use crate::runlog::RunLog;
+use crate::report::runlog::RunLog;
 use crate::scenario::runner::{Runner, Status, StepOutcome};
 use crate::scenario::spec::{self, Scenario, PROVISIONED};
-use crate::topology::{Role, Topology};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -144,7 +146,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let prepared = prepare(opts)?;
     let (planned, sub) = (&prepared.planned, &prepared.submission);
-    crate::progress::say(
+    crate::sys::progress::say(
         started,
         "plan",
         &format!(
@@ -168,7 +170,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
         &lab.secrets,
     )?;
-    crate::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
+    crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let mut checks = Vec::new();
     let mut changes = Vec::new();
 
@@ -244,7 +246,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 if state.state.as_ref() != Some(wanted) {
                     if let Some(st) = saved.get(wanted) {
                         let t = Instant::now();
-                        crate::progress::say(
+                        crate::sys::progress::say(
                             started,
                             "run",
                             &format!("restoring the lab to state {wanted:?}"),
@@ -270,7 +272,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                     }));
                     continue;
                 }
-                crate::progress::say(
+                crate::sys::progress::say(
                     started,
                     "run",
                     &format!("scenario {}: {}", sc.name, sc.description),

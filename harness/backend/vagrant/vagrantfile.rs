@@ -3,13 +3,13 @@
 //! libvirt. Every value goes through the `ruby` filter, which makes it a Ruby string literal;
 //! nothing is pasted raw. (The Vagrant backend that drives these files is issue 4's next step.)
 
-use crate::topology::Topology;
+use crate::model::topology::Topology;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-const TEMPLATE: &str = include_str!("../Vagrantfile.tera");
+const TEMPLATE: &str = include_str!("Vagrantfile.tera");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -172,7 +172,7 @@ mod tests {
 
     fn snapshot(name: &str, value: &str) {
         let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path("../snapshots");
+        settings.set_snapshot_path("../../../snapshots");
         settings.set_prepend_module_to_snapshot(false);
         settings.bind(|| insta::assert_snapshot!(name, value));
     }
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn virtualbox_rejects_addresses_outside_its_host_only_range() {
-        let text = crate::topology::DEFAULT_TOPOLOGY.replace("192.168.56.", "10.20.30.");
+        let text = crate::model::topology::DEFAULT_TOPOLOGY.replace("192.168.56.", "10.20.30.");
         let t = Topology::parse(&text, "t").unwrap();
         let e = render(&t, "x", &VagrantOptions::for_provider(Provider::Virtualbox))
             .unwrap_err()

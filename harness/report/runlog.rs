@@ -1,8 +1,8 @@
 //! Per-run logs: one file per step and host under `<state>/runs/<run-id>/`, named in every
 //! failure message. Everything written here goes through the lab's secret redaction.
 
-use crate::exec::CmdOutput;
-use crate::secrets::Secrets;
+use crate::model::secrets::Secrets;
+use crate::sys::exec::CmdOutput;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ pub fn slug(s: &str) -> String {
 
 impl RunLog {
     pub fn create(run_id: &str, secrets: &Secrets) -> Result<RunLog> {
-        let root = crate::paths::state_root().join("runs");
+        let root = crate::sys::paths::state_root().join("runs");
         prune(&root, 30);
         let dir = root.join(run_id);
         std::fs::create_dir_all(&dir)?;

@@ -1,13 +1,14 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+use crate::backend::boxes;
+use crate::backend::vagrant::vagrantfile::Provider;
 use crate::backend::vagrant::{self, Vagrant};
 use crate::backend::{nspawn::Nspawn, Backend, HostState};
-use crate::exec::CmdOutput;
-use crate::secrets::Secrets;
-use crate::topology::Topology;
-use crate::vagrantfile::Provider;
-use crate::{boxes, cleanup, paths};
+use crate::model::secrets::Secrets;
+use crate::model::topology::Topology;
+use crate::sys::exec::CmdOutput;
+use crate::sys::{cleanup, paths};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -132,7 +133,7 @@ impl Lab {
     /// Builds the box if needed, creates a new lab and brings all hosts up.
     pub fn up(opts: UpOptions) -> Result<Lab> {
         let started = Instant::now();
-        crate::doctor::require_root("bring a lab up")?;
+        crate::sys::doctor::require_root("bring a lab up")?;
         for (id, _) in gc(false)? {
             eprintln!("pglab: removed stale lab {id}");
         }
@@ -146,9 +147,9 @@ impl Lab {
                 vagrant::preflight(provider)?;
                 one_vagrant_lab_at_a_time()?;
                 if provider == Provider::Libvirt {
-                    let b = crate::libvirt_box::LibvirtBox::load(&opts.box_name)?;
+                    let b = crate::backend::vagrant::libvirt_box::LibvirtBox::load(&opts.box_name)?;
                     if !b.is_built() {
-                        crate::progress::say(
+                        crate::sys::progress::say(
                             started,
                             "box",
                             &format!("building the libvirt box {} (once)", b.vagrant_name()),
@@ -205,7 +206,7 @@ impl Lab {
             destroy_on_drop: true,
         };
         lab.save()?;
-        crate::progress::say(
+        crate::sys::progress::say(
             started,
             "up",
             &format!(
@@ -215,7 +216,7 @@ impl Lab {
             ),
         );
         lab.backend.up()?;
-        crate::progress::say(started, "up", &format!("lab {id}: all hosts booted"));
+        crate::sys::progress::say(started, "up", &format!("lab {id}: all hosts booted"));
         Ok(lab)
     }
 
@@ -378,7 +379,8 @@ pub fn destroy(id: &str) -> Result<()> {
         Ok(r) => r.backend.starts_with("vagrant"),
         Err(_) => {
             dir.join("vagrant").exists()
-                || !crate::libvirt::domains_matching(&format!("pglab-{id}-")).is_empty()
+                || !crate::backend::vagrant::libvirt::domains_matching(&format!("pglab-{id}-"))
+                    .is_empty()
         }
     };
     if is_vagrant {
@@ -401,7 +403,7 @@ pub fn destroy(id: &str) -> Result<()> {
 fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
     let spec = boxes::BoxSpec::load(name)?;
     if !spec.is_built() {
-        crate::progress::say(
+        crate::sys::progress::say(
             started,
             "box",
             &format!(
@@ -477,7 +479,7 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
             }
         }
     }
-    for d in crate::libvirt::domains_matching("pglab-") {
+    for d in crate::backend::vagrant::libvirt::domains_matching("pglab-") {
         if let Some(id) = d.strip_prefix("pglab-").and_then(|r| r.split('-').next()) {
             if !known.contains(id) && !paths::labs_dir().join(id).exists() {
                 orphan_ids.insert(id.to_string());
@@ -488,8 +490,8 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         destroy(&id)?;
         removed.push((id, "no lab record".into()));
     }
-    if crate::libvirt::domains_matching("pglab-").is_empty() {
-        crate::libvirt::stop_daemons_if_idle()?;
+    if crate::backend::vagrant::libvirt::domains_matching("pglab-").is_empty() {
+        crate::backend::vagrant::libvirt::stop_daemons_if_idle()?;
     }
     for p in boxes::remove_stale_builds() {
         removed.push((p.display().to_string(), "half-built box".into()));

@@ -234,8 +234,8 @@ pub fn unmount_under(dir: &Path) -> Result<()> {
         }
         for m in mounts {
             let ms = m.to_string_lossy().to_string();
-            if !crate::exec::quiet(&["umount", &ms]) {
-                crate::exec::quiet(&["umount", "-l", &ms]);
+            if !crate::sys::exec::quiet(&["umount", &ms]) {
+                crate::sys::exec::quiet(&["umount", "-l", &ms]);
             }
         }
     }
@@ -332,10 +332,10 @@ pub fn leftovers(id: &str) -> Vec<String> {
             }
         }
     }
-    for d in crate::libvirt::domains_matching(&tag) {
+    for d in crate::backend::vagrant::libvirt::domains_matching(&tag) {
         found.push(format!("libvirt domain {d}"));
     }
-    let dir = crate::paths::labs_dir().join(id);
+    let dir = crate::sys::paths::labs_dir().join(id);
     if dir.exists() {
         found.push(format!("directory {}", dir.display()));
     }

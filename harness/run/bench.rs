@@ -46,9 +46,9 @@ fn floor_once(box_name: &str) -> Result<f64> {
         ..Default::default()
     })?;
     let sub = crate::provision::Submission::load(&crate::provision::reference_dir())?;
-    let log = crate::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
+    let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
     crate::provision::provision(&lab, &sub, &log, Instant::now())?;
-    let repo = crate::paths::repo_root();
+    let repo = crate::sys::paths::repo_root();
     let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
     prelude.push_str(&std::fs::read_to_string(repo.join("scenarios/prelude.sh"))?);
     prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
@@ -63,7 +63,7 @@ fn floor_once(box_name: &str) -> Result<f64> {
         if !out.ok() {
             bail!(
                 "floor step {function} on {host} failed: {}",
-                crate::exec::tail(&out.combined(), 10)
+                crate::sys::exec::tail(&out.combined(), 10)
             );
         }
     }
@@ -147,18 +147,18 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                 .tempdir_in("/var/tmp")?;
             for i in 0..runs {
                 std::env::set_var("PGLAB_CACHE_DIR", tmp.path().join(i.to_string()));
-                let spec = crate::boxes::BoxSpec::load(box_name)?;
+                let spec = crate::backend::boxes::BoxSpec::load(box_name)?;
                 let t = Instant::now();
                 spec.build()?;
                 samples.add(
                     &format!("box build ({box_name}, cold)"),
                     t.elapsed().as_secs_f64(),
                 );
-                crate::cleanup::remove_tree(&spec.dir())?;
+                crate::sys::cleanup::remove_tree(&spec.dir())?;
             }
         }
         What::Up => {
-            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
             for _ in 0..runs {
                 let t = Instant::now();
                 let lab = Lab::up(UpOptions {
@@ -172,7 +172,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
             }
         }
         What::Floor => {
-            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
             let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
                 .map(String::from)
                 .to_vec();
@@ -202,7 +202,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
             ));
         }
         What::Parallel => {
-            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
             for _ in 0..runs {
                 samples.add("1 lab", short_run(box_name)?);
                 let t = Instant::now();
@@ -210,7 +210,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                     let handles: Vec<_> = (0..labs)
                         .map(|i| {
                             s.spawn(move || {
-                                crate::progress::set_label(&format!("lab {}", i + 1));
+                                crate::sys::progress::set_label(&format!("lab {}", i + 1));
                                 short_run(box_name)
                             })
                         })
@@ -232,7 +232,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
         What::Backends => return backends(runs, box_name),
         What::Reset => reset(runs, box_name, &mut samples)?,
         What::Run => {
-            crate::boxes::BoxSpec::load(box_name)?.ensure()?;
+            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
             // Every run is counted, failed or not: this is also the reliability measure.
             let mut failed = Vec::new();
             for i in 0..runs {
@@ -281,7 +281,8 @@ fn reset(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
         ..Default::default()
     })?;
     let sub = Submission::load(&reference_dir())?;
-    let log = crate::runlog::RunLog::create(&format!("bench-reset-{}", lab.id()), &lab.secrets)?;
+    let log =
+        crate::report::runlog::RunLog::create(&format!("bench-reset-{}", lab.id()), &lab.secrets)?;
     provision(&lab, &sub, &log, Instant::now())?;
     let t = Instant::now();
     lab.backend().save("provisioned")?;
@@ -304,7 +305,7 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
     use crate::lab::BackendChoice;
     let choices = [
         BackendChoice::Nspawn,
-        BackendChoice::Vagrant(crate::vagrantfile::Provider::Libvirt),
+        BackendChoice::Vagrant(crate::backend::vagrant::vagrantfile::Provider::Libvirt),
     ];
     let mut columns = Vec::new();
     for backend in choices {

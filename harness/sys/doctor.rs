@@ -16,7 +16,7 @@ fn has(bin: &str) -> bool {
 
 fn overlayfs() -> bool {
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    fs.contains("overlay") || crate::exec::quiet(&["modprobe", "overlay"])
+    fs.contains("overlay") || crate::sys::exec::quiet(&["modprobe", "overlay"])
 }
 
 pub fn is_root() -> bool {

@@ -10,9 +10,9 @@
 //! the lab directory, processes by the machine name `pglab-<id>-<host>` on their command line.
 
 use super::{Backend, HostState};
-use crate::cleanup;
-use crate::exec::{failure, must, quiet, run, scaled, CmdOutput};
-use crate::topology::Topology;
+use crate::model::topology::Topology;
+use crate::sys::cleanup;
+use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

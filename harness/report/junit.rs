@@ -152,7 +152,7 @@ mod tests {
             "control characters must not reach XML"
         );
         // Well-formed: python's XML parser accepts it.
-        let out = crate::exec::run(
+        let out = crate::sys::exec::run(
             &[
                 "python3".into(),
                 "-c".into(),

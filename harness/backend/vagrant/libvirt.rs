@@ -4,7 +4,7 @@
 //! Measured (NOTES.md): stopping libvirtd leaves empty `LIBVIRT_*` iptables chains and
 //! `ip_forward = 1`; both are put back here.
 
-use crate::exec::{failure, run, CmdOutput};
+use crate::sys::exec::{failure, run, CmdOutput};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -127,10 +127,10 @@ pub fn stop_daemons_if_idle() -> Result<()> {
                 nix::sys::signal::Signal::SIGTERM,
             );
             let deadline = Instant::now() + Duration::from_secs(20);
-            while crate::cleanup::pid_alive(pid as u32) && Instant::now() < deadline {
+            while crate::sys::cleanup::pid_alive(pid as u32) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            crate::cleanup::kill_tree(pid as u32);
+            crate::sys::cleanup::kill_tree(pid as u32);
         }
         let _ = std::fs::remove_file(&pidfile);
     }

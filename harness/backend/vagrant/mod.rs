@@ -8,11 +8,15 @@
 //! stdout and stderr apart) with one multiplexed connection per host: under software
 //! emulation an ssh handshake costs ~2 s, a multiplexed command ~0.1 s.
 
+pub mod libvirt;
+pub mod libvirt_box;
+pub mod vagrantfile;
+
 use super::{Backend, HostState};
-use crate::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
-use crate::topology::Topology;
-use crate::vagrantfile::Provider;
-use crate::{cleanup, libvirt};
+use crate::backend::vagrant::vagrantfile::Provider;
+use crate::model::topology::Topology;
+use crate::sys::cleanup;
+use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,7 +100,7 @@ impl Vagrant {
         let mut argv: Vec<String> = vec!["vagrant".into()];
         argv.extend(args.iter().map(|s| s.to_string()));
         argv.push("--machine-readable".into());
-        let bar = crate::progress::spinner(&format!("lab {}: vagrant {stage}", self.id));
+        let bar = crate::sys::progress::spinner(&format!("lab {}: vagrant {stage}", self.id));
         let result = run_with(&argv, None, scaled(timeout), &self.setup());
         bar.finish_and_clear();
         let readable = |o: &CmdOutput| {
@@ -237,7 +241,8 @@ impl Vagrant {
     }
 
     fn render(&self) -> Result<()> {
-        let mut opts = crate::vagrantfile::VagrantOptions::for_provider(self.provider);
+        let mut opts =
+            crate::backend::vagrant::vagrantfile::VagrantOptions::for_provider(self.provider);
         opts.console_dir = self.dir.join("logs");
         if let Some(d) = &self.box_dir {
             opts.box_name = self.box_name.clone();
@@ -251,7 +256,7 @@ impl Vagrant {
         if self.provider == Provider::Libvirt {
             opts.libvirt_driver = libvirt_driver(self.box_dir.as_deref());
         }
-        let text = crate::vagrantfile::render(&self.topo, &self.id, &opts)?;
+        let text = crate::backend::vagrant::vagrantfile::render(&self.topo, &self.id, &opts)?;
         std::fs::create_dir_all(self.vdir())?;
         std::fs::write(self.vdir().join("Vagrantfile"), text)?;
         Ok(())
@@ -448,7 +453,7 @@ fn kvm_runs_a_guest(box_dir: Option<&Path>) -> bool {
 /// Pre-flight: what `vagrant up` needs, checked before anything is created.
 pub fn preflight(provider: Provider) -> Result<()> {
     if provider == Provider::Libvirt {
-        crate::doctor::ensure_vagrant_libvirt()?;
+        crate::sys::doctor::ensure_vagrant_libvirt()?;
     }
     let v = run(&["vagrant".into(), "--version".into()], None, Duration::from_secs(60))
         .context("vagrant is not installed: `apt-get install --no-install-recommends vagrant` (Debian/Ubuntu) or see https://developer.hashicorp.com/vagrant/install")?;

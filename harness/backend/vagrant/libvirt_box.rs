@@ -4,8 +4,8 @@
 //! mmdebstrap → `boxes/vagrant-libvirt.sh` (vagrant user, network, image, box archive) →
 //! `vagrant box add`. The kernel and initrd are kept next to the box for direct kernel boot.
 
-use crate::boxes::BoxSpec;
-use crate::paths;
+use crate::backend::boxes::BoxSpec;
+use crate::sys::paths;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,7 @@ pub struct LibvirtBox {
 impl LibvirtBox {
     pub fn load(name: &str) -> Result<LibvirtBox> {
         let base = BoxSpec::load(name)?;
-        let dir = crate::boxes::boxes_dir();
+        let dir = crate::backend::boxes::boxes_dir();
         let layer_file = dir.join("layers/vagrant-libvirt.toml");
         let layer_text = std::fs::read_to_string(&layer_file)
             .with_context(|| format!("cannot read {}", layer_file.display()))?;
@@ -77,7 +77,7 @@ impl LibvirtBox {
     }
 
     fn is_added(&self) -> bool {
-        crate::exec::run(
+        crate::sys::exec::run(
             &["vagrant".into(), "box".into(), "list".into()],
             None,
             std::time::Duration::from_secs(60),
@@ -102,11 +102,11 @@ impl LibvirtBox {
 
     pub fn build(&self) -> Result<()> {
         let name = format!("{}-libvirt", self.base.name);
-        crate::boxes::build_cached(&name, &self.hash, &self.dir(), |tmp| {
+        crate::backend::boxes::build_cached(&name, &self.hash, &self.dir(), |tmp| {
             let rootfs = tmp.join("rootfs");
             let argv = self.base.mmdebstrap_argv(&rootfs, &self.layer.packages);
             self.base.run_build_step(tmp, &argv, "mmdebstrap (VM)")?;
-            let script = crate::boxes::boxes_dir().join("layers/vagrant-libvirt.sh");
+            let script = crate::backend::boxes::boxes_dir().join("layers/vagrant-libvirt.sh");
             let argv: Vec<String> = vec![
                 "bash".into(),
                 script.to_string_lossy().into(),
@@ -116,7 +116,7 @@ impl LibvirtBox {
                 insecure_public_key()?.to_string_lossy().into(),
             ];
             self.base.run_build_step(tmp, &argv, "image")?;
-            crate::cleanup::remove_tree(&rootfs)?;
+            crate::sys::cleanup::remove_tree(&rootfs)?;
             let box_file = tmp.join("pglab.box");
             let argv: Vec<String> = vec![
                 "vagrant".into(),

@@ -7,10 +7,12 @@
 //! there (broken fixtures are the reference with one file changed).
 
 use crate::backend::shell_quote;
-use crate::exec::{failure, scaled};
+use crate::sys::exec::{failure, scaled};
+pub mod ansible;
+
 use crate::lab::Lab;
-use crate::runlog::RunLog;
-use crate::topology::{Role, Topology};
+use crate::model::topology::{Role, Topology};
+use crate::report::runlog::RunLog;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -98,7 +100,7 @@ pub struct Submission {
 }
 
 pub fn reference_dir() -> PathBuf {
-    crate::paths::repo_root().join("examples/reference")
+    crate::sys::paths::repo_root().join("examples/reference")
 }
 
 impl Submission {
@@ -240,8 +242,8 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
-    match crate::ansible::playbook_of(sub) {
-        Some(playbook) => crate::ansible::provision(lab, sub, &playbook, log, started),
+    match crate::provision::ansible::playbook_of(sub) {
+        Some(playbook) => crate::provision::ansible::provision(lab, sub, &playbook, log, started),
         None => run_steps(lab, sub, &sub.steps, "provision", log, started),
     }
 }
@@ -277,7 +279,7 @@ fn run_steps(
         let (tx, rx) = std::sync::mpsc::channel();
         let mut running = 0;
         loop {
-            let stopping = first_error.is_some() || crate::cleanup::aborting();
+            let stopping = first_error.is_some() || crate::sys::cleanup::aborting();
             for i in 0..steps.len() {
                 if stopping || started_steps[i] || !waits[i].iter().all(|&w| done[w]) {
                     continue;
@@ -343,7 +345,7 @@ impl StepJob {
         let lib = sub.lib();
         let topo = lab.topology();
         let hosts = step_hosts(topo, step);
-        crate::progress::say(
+        crate::sys::progress::say(
             started,
             group,
             &format!("{} [{}] on {}", step.name, step.script, hosts.join(", ")),
@@ -367,7 +369,7 @@ impl StepJob {
 
     /// Runs the step on all its hosts at once (they are different machines); results come
     /// back in the topology's order, so logs and exports do not depend on timing.
-    fn run(&self, lab: &Lab) -> Vec<(String, Result<crate::exec::CmdOutput>)> {
+    fn run(&self, lab: &Lab) -> Vec<(String, Result<crate::sys::exec::CmdOutput>)> {
         std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .scripts
@@ -408,7 +410,7 @@ fn finish_step(
     index: usize,
     group: &str,
     log: &RunLog,
-    outputs: Vec<(String, Result<crate::exec::CmdOutput>)>,
+    outputs: Vec<(String, Result<crate::sys::exec::CmdOutput>)>,
 ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
     let mut export = BTreeMap::new();
     let mut changes = Vec::new();
