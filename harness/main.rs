@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 use pglab::backend::boxes;
 use pglab::lab;
 use pglab::lab::{Lab, UpOptions};
-use pglab::sys::{cleanup, doctor};
+use pglab::sys::{cleanup, doctor, mounts};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -244,7 +244,7 @@ fn run(cli: Cli) -> Result<i32> {
                 });
                 for r in results {
                     let report = r?;
-                    print!("{}", pglab::run::summary(&report));
+                    print!("{}", pglab::report::summary::summary(&report));
                     reports.push(report);
                 }
             }
@@ -406,7 +406,7 @@ fn run(cli: Cli) -> Result<i32> {
             doctor::require_root("build a box")?;
             let b = pglab::backend::vagrant::libvirt_box::LibvirtBox::load(&name)?;
             if force && b.dir().exists() {
-                cleanup::remove_tree(&b.dir())?;
+                mounts::remove_tree(&b.dir())?;
             }
             if b.is_built() {
                 println!("box {} is cached: {}", b.vagrant_name(), b.dir().display());
@@ -419,7 +419,7 @@ fn run(cli: Cli) -> Result<i32> {
             doctor::require_root("build a box")?;
             let spec = boxes::BoxSpec::load(&name)?;
             if force && spec.is_built() {
-                cleanup::remove_tree(&spec.dir())?;
+                mounts::remove_tree(&spec.dir())?;
             }
             if spec.is_built() {
                 println!("box {name} is cached: {}", spec.dir().display());

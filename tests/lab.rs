@@ -3,10 +3,10 @@
 
 mod common;
 
+use pglab::lab::leftovers;
 use pglab::lab::{Lab, UpOptions};
 use pglab::run::{run, Destroy, RunOptions};
 use pglab::scenario::runner::Status;
-use pglab::sys::cleanup::leftovers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -627,7 +627,7 @@ fn sigint_during_a_box_build_leaves_no_half_built_box() {
     let ((), code) = signal_when(cmd, mounted, SIGINT);
     assert_eq!(code, Some(130));
     assert!(
-        pglab::sys::cleanup::mounts_under(cache.path()).is_empty(),
+        pglab::sys::procfs::mounts_under(cache.path()).is_empty(),
         "mounts left under {}",
         cache.path().display()
     );
@@ -639,7 +639,7 @@ fn sigint_during_a_box_build_leaves_no_half_built_box() {
         .collect();
     assert!(left.is_empty(), "left in the box cache: {left:?}");
     assert!(
-        pglab::sys::cleanup::pids_matching(&boxes.to_string_lossy()).is_empty(),
+        pglab::sys::procfs::pids_matching(&boxes.to_string_lossy()).is_empty(),
         "mmdebstrap still runs"
     );
 }

@@ -20,6 +20,6 @@ fn vagrant_libvirt_lab_passes_every_scenario() {
     common::assert_all_passed(&report);
     let scenarios = common::scenarios_run(&report);
     assert!(scenarios.len() >= 11, "{scenarios:?}");
-    let left = pglab::sys::cleanup::leftovers(&report.lab);
+    let left = pglab::lab::leftovers(&report.lab);
     assert!(left.is_empty(), "{left:#?}");
 }

@@ -3,7 +3,7 @@
 //! A box is built under a temporary name and renamed when complete, so a half-built box
 //! is never used.
 
-use crate::sys::{cleanup, exec, paths};
+use crate::sys::{exec, mounts, paths, procfs};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -166,7 +166,7 @@ impl BoxSpec {
             .reader()
             .with_context(|| format!("cannot start {}; run `pglab doctor`", argv[0]))?;
         for pid in reader.pids() {
-            cleanup::own_process(pid);
+            procfs::own_process(pid);
         }
         let mut log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let mut this_step = String::new();
@@ -182,7 +182,7 @@ impl BoxSpec {
         }
         let status = reader.try_wait()?.map(|o| o.status);
         for pid in reader.pids() {
-            cleanup::disown_process(pid);
+            procfs::disown_process(pid);
         }
         log.push_str(&this_step);
         std::fs::write(&log_path, &log)?;
@@ -217,14 +217,14 @@ pub(crate) fn build_cached(
     })?;
     check_free_space(&parent, 2 << 30)?;
     let tmp = parent.join(format!(".tmp-{name}-{hash}-{}", std::process::id()));
-    cleanup::own_temp_dir(&tmp);
+    mounts::own_temp_dir(&tmp);
     let started = Instant::now();
     let result = std::fs::create_dir_all(&tmp)
         .map_err(anyhow::Error::from)
         .and_then(|_| build(&tmp));
     if result.is_err() {
-        let _ = cleanup::remove_tree(&tmp);
-        cleanup::disown_temp_dir(&tmp);
+        let _ = mounts::remove_tree(&tmp);
+        mounts::disown_temp_dir(&tmp);
         return result;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -234,12 +234,12 @@ pub(crate) fn build_cached(
     )?;
     if final_dir.exists() {
         // Another run finished the same box first: theirs is as good as ours.
-        let _ = cleanup::remove_tree(&tmp);
+        let _ = mounts::remove_tree(&tmp);
     } else {
         std::fs::rename(&tmp, final_dir)
             .with_context(|| format!("cannot move the finished box to {}", final_dir.display()))?;
     }
-    cleanup::disown_temp_dir(&tmp);
+    mounts::disown_temp_dir(&tmp);
     eprintln!(
         "pglab: box {name} built in {secs:.0}s ({})",
         final_dir.display()
@@ -287,8 +287,8 @@ pub fn remove_stale_builds() -> Vec<PathBuf> {
             continue;
         };
         let pid: Option<u32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
-        if pid.map(|p| !cleanup::pid_alive(p)).unwrap_or(true)
-            && cleanup::remove_tree(&e.path()).is_ok()
+        if pid.map(|p| !procfs::pid_alive(p)).unwrap_or(true)
+            && mounts::remove_tree(&e.path()).is_ok()
         {
             removed.push(e.path());
         }

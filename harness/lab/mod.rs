@@ -1,6 +1,9 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+mod leftovers;
+pub use leftovers::leftovers;
+
 use crate::backend::boxes;
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::backend::vagrant::{self, Vagrant};
@@ -8,7 +11,7 @@ use crate::backend::{nspawn::Nspawn, Backend, HostState};
 use crate::model::secrets::Secrets;
 use crate::model::topology::Topology;
 use crate::sys::exec::CmdOutput;
-use crate::sys::{cleanup, paths};
+use crate::sys::{cleanup, paths, procfs};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -178,7 +181,7 @@ impl Lab {
             box_root,
             topology: opts.topology.clone(),
             owner_pid: std::process::id(),
-            owner_start: cleanup::pid_start_time(std::process::id()).unwrap_or(0),
+            owner_start: procfs::pid_start_time(std::process::id()).unwrap_or(0),
             kept: false,
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -193,7 +196,7 @@ impl Lab {
                     dir.display()
                 )
             })?;
-            cleanup::own_lab(&id);
+            own_lab(&id);
         }
         let secrets = Secrets::generate();
         secrets.save(&dir.join("secrets.env"))?;
@@ -290,7 +293,7 @@ impl Lab {
     pub fn keep(&mut self) -> Result<()> {
         self.record.kept = true;
         self.destroy_on_drop = false;
-        cleanup::disown_lab(&self.record.id);
+        disown_lab(&self.record.id);
         self.save()
     }
 
@@ -330,7 +333,7 @@ impl Lab {
     pub fn down(mut self) -> Result<()> {
         self.destroy_on_drop = false;
         let r = self.backend.down();
-        cleanup::disown_lab(&self.record.id);
+        disown_lab(&self.record.id);
         r
     }
 }
@@ -341,7 +344,7 @@ impl Drop for Lab {
             if let Err(e) = self.backend.down() {
                 eprintln!("pglab: removing lab {}: {e:#}", self.record.id);
             }
-            cleanup::disown_lab(&self.record.id);
+            disown_lab(&self.record.id);
         }
     }
 }
@@ -399,6 +402,24 @@ pub fn destroy(id: &str) -> Result<()> {
     crate::backend::nspawn::teardown(id, &dir, &hosts)
 }
 
+/// Registers lab `id` with the signal handler: on SIGINT/SIGTERM it is destroyed.
+fn own_lab(id: &str) {
+    let lab = id.to_string();
+    cleanup::own(owned_key(id), move || {
+        if let Err(e) = destroy(&lab) {
+            eprintln!("pglab: removing lab {lab}: {e:#}");
+        }
+    });
+}
+
+fn disown_lab(id: &str) {
+    cleanup::disown(&owned_key(id));
+}
+
+fn owned_key(id: &str) -> String {
+    format!("lab {id}")
+}
+
 /// Builds the nspawn box if it is not cached, saying so first (it takes a minute).
 fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
     let spec = boxes::BoxSpec::load(name)?;
@@ -433,8 +454,8 @@ fn one_vagrant_lab_at_a_time() -> Result<()> {
 }
 
 fn is_stale(r: &LabRecord) -> bool {
-    let owner_alive = cleanup::pid_alive(r.owner_pid)
-        && cleanup::pid_start_time(r.owner_pid) == Some(r.owner_start);
+    let owner_alive = procfs::pid_alive(r.owner_pid)
+        && procfs::pid_start_time(r.owner_pid) == Some(r.owner_start);
     !r.kept && !owner_alive
 }
 
@@ -469,7 +490,7 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
             orphan_ids.insert(id);
         }
     }
-    for ns in cleanup::netns_matching("pglab") {
+    for ns in procfs::netns_matching("pglab") {
         if let Some(id) = ns
             .strip_prefix("pglab-")
             .map(|r| r.split('-').next().unwrap_or(r).to_string())

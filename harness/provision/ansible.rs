@@ -4,7 +4,7 @@
 //! second run must change nothing.
 
 use crate::lab::Lab;
-use crate::provision::{ProvisionReport, Submission};
+use crate::provision::submission::{ProvisionReport, Submission};
 use crate::report::runlog::RunLog;
 use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
 use anyhow::{bail, Result};
@@ -32,9 +32,9 @@ pub fn ensure_installed() -> Result<PathBuf> {
         return Ok(playbook);
     }
     if venv.exists() {
-        crate::sys::cleanup::remove_tree(&venv)?;
+        crate::sys::mounts::remove_tree(&venv)?;
     }
-    crate::sys::cleanup::own_temp_dir(&venv);
+    crate::sys::mounts::own_temp_dir(&venv);
     let bar = crate::sys::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
     let mut result = Ok(());
     for argv in [
@@ -67,9 +67,9 @@ pub fn ensure_installed() -> Result<PathBuf> {
     if result.is_ok() {
         std::fs::write(&done, ANSIBLE_CORE)?;
     } else {
-        let _ = crate::sys::cleanup::remove_tree(&venv);
+        let _ = crate::sys::mounts::remove_tree(&venv);
     }
-    crate::sys::cleanup::disown_temp_dir(&venv);
+    crate::sys::mounts::disown_temp_dir(&venv);
     result.map(|_| playbook)
 }
 

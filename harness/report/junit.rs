@@ -1,8 +1,7 @@
 //! JUnit XML, the report format GitLab, GitHub and Jenkins render: one testsuite per scenario
 //! (and box), one testcase per step; failures carry pglab's message.
 
-use crate::run::RunReport;
-use crate::scenario::runner::{Status, StepOutcome};
+use super::outcome::{RunReport, Status, StepOutcome};
 
 fn esc(s: &str) -> String {
     s.chars()
@@ -88,7 +87,7 @@ pub fn render(reports: &[RunReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::runner::StepOutcome;
+    use crate::report::outcome::StepOutcome;
 
     fn outcome(step: &str, status: Status, message: &str) -> StepOutcome {
         StepOutcome {

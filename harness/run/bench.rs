@@ -154,7 +154,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                     &format!("box build ({box_name}, cold)"),
                     t.elapsed().as_secs_f64(),
                 );
-                crate::sys::cleanup::remove_tree(&spec.dir())?;
+                crate::sys::mounts::remove_tree(&spec.dir())?;
             }
         }
         What::Up => {

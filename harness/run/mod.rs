@@ -55,18 +55,7 @@ impl Default for RunOptions {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct RunReport {
-    pub lab: String,
-    pub box_name: String,
-    pub passed: bool,
-    /// (phase, seconds): box+up, provision, each scenario, down.
-    pub phases: Vec<(String, f64)>,
-    pub checks: Vec<StepOutcome>,
-    pub provision_changes: Vec<String>,
-    pub log_dir: PathBuf,
-    pub kept: bool,
-}
+pub use crate::report::outcome::RunReport;
 
 /// Loads and checks the scenarios to run, and the submission, before anything starts.
 /// What a run will do, checked before any lab exists.
@@ -268,7 +257,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             for sc in chain {
                 if !ok {
                     checks.extend(sc.steps.iter().map(|st| {
-                        StepOutcome::skipped(sc, st, "skipped: an earlier scenario failed")
+                        crate::scenario::runner::skipped(
+                            sc,
+                            st,
+                            "skipped: an earlier scenario failed",
+                        )
                     }));
                     continue;
                 }
@@ -336,53 +329,4 @@ fn chrono_like_stamp() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     format!("run-{secs}")
-}
-
-/// The summary table printed at the end of a run.
-pub fn summary(r: &RunReport) -> String {
-    let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
-    s.push_str(&format!(
-        "\n{:<22} {:>7} {:>9}  {}\n",
-        "scenario", "steps", "time", "result"
-    ));
-    let mut names: Vec<&str> = Vec::new();
-    for c in &r.checks {
-        if !names.contains(&c.scenario.as_str()) {
-            names.push(&c.scenario);
-        }
-    }
-    for n in names {
-        let cs: Vec<&StepOutcome> = r.checks.iter().filter(|c| c.scenario == n).collect();
-        let passed = cs.iter().filter(|c| c.status == Status::Passed).count();
-        let secs: f64 = cs.iter().map(|c| c.duration_secs).sum();
-        let result = if cs.iter().any(|c| c.status == Status::Failed) {
-            "FAILED"
-        } else if passed == cs.len() {
-            "passed"
-        } else {
-            "skipped"
-        };
-        s.push_str(&format!(
-            "{n:<22} {:>7} {secs:>8.1}s  {result}\n",
-            format!("{passed}/{}", cs.len())
-        ));
-    }
-    let phases: Vec<String> = r
-        .phases
-        .iter()
-        .map(|(p, t)| format!("{p} {t:.1}s"))
-        .collect();
-    s.push_str(&format!("phases: {}\n", phases.join(", ")));
-    for c in r.checks.iter().filter(|c| c.status == Status::Failed) {
-        s.push_str(&format!(
-            "\nFAILED {} / {} ({}):\n{}\n",
-            c.scenario, c.step, c.location, c.message
-        ));
-    }
-    s.push_str(&format!(
-        "\nlogs: {}\n{}\n",
-        r.log_dir.display(),
-        if r.passed { "ALL PASSED" } else { "FAILED" }
-    ));
-    s
 }

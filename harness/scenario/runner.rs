@@ -8,43 +8,21 @@ use crate::report::runlog::RunLog;
 use crate::sys::exec::{failure, scaled, tail, CmdOutput};
 use anyhow::{anyhow, bail, Result};
 use regex::Regex;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Passed,
-    Failed,
-    Skipped,
-}
+pub use crate::report::outcome::{Status, StepOutcome};
 
-/// One step's result, as reports show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepOutcome {
-    pub scenario: String,
-    pub step: String,
-    pub host: String,
-    /// `scenarios/x.toml:12`
-    pub location: String,
-    pub status: Status,
-    pub duration_secs: f64,
-    pub message: String,
-}
-
-impl StepOutcome {
-    /// A step that did not run (yet): `message` says why.
-    pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
-        StepOutcome {
-            scenario: sc.name.clone(),
-            step: st.name.clone(),
-            host: st.host.clone(),
-            location: sc.at(st.line),
-            status: Status::Skipped,
-            duration_secs: 0.0,
-            message: message.into(),
-        }
+/// A step that did not run (yet): `message` says why.
+pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
+    StepOutcome {
+        scenario: sc.name.clone(),
+        step: st.name.clone(),
+        host: st.host.clone(),
+        location: sc.at(st.line),
+        status: Status::Skipped,
+        duration_secs: 0.0,
+        message: message.into(),
     }
 }
 
@@ -177,7 +155,7 @@ impl<'a> Runner<'a> {
         let mut outcomes = Vec::new();
         let mut failed = false;
         for (i, st) in sc.steps.iter().enumerate() {
-            let mut o = StepOutcome::skipped(sc, st, "skipped: an earlier step failed");
+            let mut o = skipped(sc, st, "skipped: an earlier step failed");
             if failed || crate::sys::cleanup::aborting() {
                 outcomes.push(o);
                 continue;

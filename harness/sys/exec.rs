@@ -109,7 +109,7 @@ pub fn run_with(
     })?;
     let group = setup.own_group.then(|| child.id());
     if let Some(pgid) = group {
-        crate::sys::cleanup::own_group(pgid);
+        crate::sys::procfs::own_group(pgid);
     }
     if let Some(data) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
@@ -129,7 +129,7 @@ pub fn run_with(
         }
         if start.elapsed() > timeout {
             if let Some(pgid) = group {
-                crate::sys::cleanup::kill_group(pgid);
+                crate::sys::procfs::kill_group(pgid);
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -148,7 +148,7 @@ pub fn run_with(
         std::thread::sleep(Duration::from_millis(10));
     };
     if let Some(pgid) = group {
-        crate::sys::cleanup::disown_group(pgid);
+        crate::sys::procfs::disown_group(pgid);
     }
     let grace = Instant::now() + Duration::from_secs(2);
     while !(out_buf.1.load(std::sync::atomic::Ordering::SeqCst)

@@ -11,8 +11,8 @@
 
 use super::{Backend, HostState};
 use crate::model::topology::Topology;
-use crate::sys::cleanup;
 use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
+use crate::sys::{cleanup, mounts, procfs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -89,21 +89,14 @@ impl Nspawn {
             .trim()
             .parse()
             .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let zombie = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().starts_with('Z'))
-            .unwrap_or(true);
-        let mine = String::from_utf8_lossy(&cmdline).contains(&machine_name(&self.id, host));
-        (mine && !zombie).then_some(pid)
+        let mine = procfs::cmdline(pid)?.contains(&machine_name(&self.id, host));
+        (mine && procfs::pid_alive(pid)).then_some(pid)
     }
 
     /// PID 1 of the container (the child of the nspawn process).
     fn init_pid(&self, host: &str) -> Option<u32> {
         let pid = self.nspawn_pid(host)?;
-        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        children.split_whitespace().find_map(|c| c.parse().ok())
+        procfs::children(pid).into_iter().next()
     }
 
     fn saved_dir(&self, name: &str) -> PathBuf {
@@ -141,10 +134,10 @@ impl Nspawn {
     fn kill_hosts(&self, hosts: &[&str]) -> Result<()> {
         let pids: Vec<u32> = hosts.iter().filter_map(|h| self.nspawn_pid(h)).collect();
         for pid in &pids {
-            cleanup::kill_tree(*pid);
+            procfs::kill_tree(*pid);
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(30));
-        while pids.iter().any(|p| cleanup::pid_alive(*p)) {
+        while pids.iter().any(|p| procfs::pid_alive(*p)) {
             if Instant::now() > deadline {
                 bail!("lab {}: killed hosts did not go away", self.id);
             }
@@ -250,7 +243,7 @@ impl Nspawn {
         for sub in IN_MEMORY {
             let at = self.dir.join(sub);
             std::fs::create_dir_all(&at)?;
-            if cleanup::is_mountpoint(&at) {
+            if procfs::is_mountpoint(&at) {
                 continue;
             }
             let _g = cleanup::creating()?;
@@ -277,7 +270,7 @@ impl Nspawn {
             std::fs::create_dir_all(hd.join(sub))?;
         }
         let root = self.root(host);
-        if cleanup::is_mountpoint(&root) {
+        if procfs::is_mountpoint(&root) {
             return Ok(());
         }
         let opts = format!(
@@ -370,7 +363,7 @@ impl Nspawn {
                 std::fs::read_to_string(self.host_dir(host).join("nspawn.pid"))
                     .ok()
                     .and_then(|p| p.trim().parse().ok());
-            if launched.is_some_and(|p| !cleanup::pid_alive(p)) {
+            if launched.is_some_and(|p| !procfs::pid_alive(p)) {
                 let console = std::fs::read_to_string(self.host_dir(host).join("console.log"))
                     .unwrap_or_default();
                 return Err(failure(
@@ -479,7 +472,7 @@ impl Backend for Nspawn {
                     let saved = dir.join(&h.name);
                     s.spawn(move || -> Result<()> {
                         let hd = self.host_dir(&h.name);
-                        cleanup::unmount_under(&self.root(&h.name))?;
+                        mounts::unmount_under(&self.root(&h.name))?;
                         for sub in ["upper", "work"] {
                             if hd.join(sub).exists() {
                                 std::fs::remove_dir_all(hd.join(sub))?;
@@ -531,7 +524,7 @@ impl Backend for Nspawn {
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
             if Instant::now() > deadline {
-                cleanup::kill_tree(nspawn);
+                procfs::kill_tree(nspawn);
                 bail!(
                     "host {host} of lab {} did not power off within its deadline; it was killed",
                     self.id
@@ -685,11 +678,11 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     // Step 2 takes care of anything that survived.
     let _ = lab.kill_hosts(hosts);
     // 2. Anything still carrying the lab id on its command line (including strays).
-    for pid in cleanup::pids_matching(&format!("pglab-{id}-")) {
-        cleanup::kill_tree(pid);
+    for pid in procfs::pids_matching(&format!("pglab-{id}-")) {
+        procfs::kill_tree(pid);
     }
     // 3. Mounts under the lab directory, then cgroups and namespaces, then the files.
-    cleanup::unmount_under(dir)?;
+    mounts::unmount_under(dir)?;
     for h in cgroup_hierarchies() {
         for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
             if e.file_name()
@@ -700,10 +693,10 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
             }
         }
     }
-    for ns in cleanup::netns_matching(&format!("pglab-{id}")) {
+    for ns in procfs::netns_matching(&format!("pglab-{id}")) {
         quiet(&["ip", "netns", "del", &ns]);
     }
-    cleanup::remove_dir_all_in_parallel(dir, &IN_MEMORY)
+    mounts::remove_dir_all_in_parallel(dir, &IN_MEMORY)
         .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
     Ok(())
 }
@@ -736,4 +729,28 @@ fn remove_cgroup(dir: &Path) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// What an nspawn lab `id` leaves on the machine when it is not torn down: network
+/// namespaces, links, mounts and cgroups carrying its id.
+pub fn leftovers(id: &str) -> Vec<String> {
+    let tag = format!("pglab-{id}");
+    let mut found = Vec::new();
+    for ns in procfs::netns_matching(&tag) {
+        found.push(format!("network namespace {ns}"));
+    }
+    for l in procfs::links_matching(id) {
+        found.push(format!("network link {l}"));
+    }
+    for m in procfs::mount_points_where(|line| line.contains(id)) {
+        found.push(format!("mount {m}"));
+    }
+    for h in cgroup_hierarchies() {
+        for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&tag) {
+                found.push(format!("cgroup {}", e.path().display()));
+            }
+        }
+    }
+    found
 }

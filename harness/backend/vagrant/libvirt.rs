@@ -127,10 +127,10 @@ pub fn stop_daemons_if_idle() -> Result<()> {
                 nix::sys::signal::Signal::SIGTERM,
             );
             let deadline = Instant::now() + Duration::from_secs(20);
-            while crate::sys::cleanup::pid_alive(pid as u32) && Instant::now() < deadline {
+            while crate::sys::procfs::pid_alive(pid as u32) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            crate::sys::cleanup::kill_tree(pid as u32);
+            crate::sys::procfs::kill_tree(pid as u32);
         }
         let _ = std::fs::remove_file(&pidfile);
     }

@@ -116,7 +116,7 @@ impl LibvirtBox {
                 insecure_public_key()?.to_string_lossy().into(),
             ];
             self.base.run_build_step(tmp, &argv, "image")?;
-            crate::sys::cleanup::remove_tree(&rootfs)?;
+            crate::sys::mounts::remove_tree(&rootfs)?;
             let box_file = tmp.join("pglab.box");
             let argv: Vec<String> = vec![
                 "vagrant".into(),

@@ -15,8 +15,8 @@ pub mod vagrantfile;
 use super::{Backend, HostState};
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::model::topology::Topology;
-use crate::sys::cleanup;
 use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
+use crate::sys::{mounts, procfs};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -689,11 +689,11 @@ pub fn teardown(id: &str, dir: &Path) -> Result<()> {
     for d in libvirt::domains_matching(&format!("{tag}-")) {
         libvirt::remove_domain(&d);
     }
-    for pid in cleanup::pids_matching(&tag) {
-        cleanup::kill_tree(pid);
+    for pid in procfs::pids_matching(&tag) {
+        procfs::kill_tree(pid);
     }
     if dir.exists() {
-        cleanup::remove_tree(dir)?;
+        mounts::remove_tree(dir)?;
     }
     libvirt::stop_daemons_if_idle()?;
     let left = libvirt::domains_matching(&format!("{tag}-"));
@@ -704,6 +704,14 @@ pub fn teardown(id: &str, dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a Vagrant lab `id` leaves on the machine when it is not torn down: libvirt domains.
+pub fn leftovers(id: &str) -> Vec<String> {
+    libvirt::domains_matching(&format!("pglab-{id}"))
+        .into_iter()
+        .map(|d| format!("libvirt domain {d}"))
+        .collect()
 }
 
 #[cfg(test)]
