@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of the code.
 
 pub mod backend;
+pub mod cli;
 pub mod lab;
 pub mod model;
 pub mod provision;

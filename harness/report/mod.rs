@@ -1,5 +1,6 @@
-//! Reports of a run: outcomes, the summary table, JUnit, and the per-run logs.
+//! Reports of a run: outcomes, the summary table, JUnit, JSON, and the per-run logs.
 
+pub mod json;
 pub mod junit;
 pub mod outcome;
 pub mod runlog;

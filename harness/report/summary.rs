@@ -50,3 +50,18 @@ pub fn summary(r: &RunReport) -> String {
     ));
     s
 }
+
+/// With several labs: one line each (box, result, total time, lab id).
+pub fn labs_table(reports: &[RunReport]) -> String {
+    let mut s = "\nlabs:\n".to_string();
+    for r in reports {
+        let total = r.phases.last().map(|p| p.1).unwrap_or(0.0);
+        s.push_str(&format!(
+            "  {:<10} {}  ({total:.0}s, lab {})\n",
+            r.box_name,
+            if r.passed { "passed" } else { "FAILED" },
+            r.lab
+        ));
+    }
+    s
+}

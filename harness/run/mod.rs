@@ -1,6 +1,7 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 pub mod bench;
+pub mod schedule;
 
 use crate::lab::{Lab, LabState, UpOptions};
 use crate::model::topology::{Role, Topology};
@@ -25,6 +26,7 @@ pub enum Destroy {
     Never,
 }
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub box_name: String,
     pub topology: Topology,

@@ -3,6 +3,7 @@
 pub mod cleanup;
 pub mod doctor;
 pub mod exec;
+pub mod fanout;
 pub mod mounts;
 pub mod paths;
 pub mod procfs;
