@@ -736,9 +736,9 @@ fn isolated_scenarios_start_from_restored_states() {
     })
     .unwrap();
     common::assert_all_passed(&report);
-    let phases: Vec<&str> = report.phases.iter().map(|(p, _)| p.as_str()).collect();
+    let phases: Vec<String> = report.phases.iter().map(|(p, _)| p.to_string()).collect();
     assert!(
-        phases.contains(&"restore replicated"),
+        phases.iter().any(|p| p == "restore replicated"),
         "no restore in {phases:?}"
     );
     let runs = report
@@ -838,9 +838,10 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
         "replicate or access did not run: {:#?}",
         report.checks
     );
-    let phases: Vec<&str> = report.phases.iter().map(|(p, _)| p.as_str()).collect();
+    let phases: Vec<String> = report.phases.iter().map(|(p, _)| p.to_string()).collect();
     assert!(
-        phases.contains(&"save provisioned") && phases.contains(&"restore provisioned"),
+        phases.iter().any(|p| p == "save provisioned")
+            && phases.iter().any(|p| p == "restore provisioned"),
         "no snapshot save/restore in {phases:?}"
     );
     // The VMs are still up: make the lab look like one whose pglab was killed (owner gone,

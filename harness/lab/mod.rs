@@ -8,6 +8,7 @@ use crate::backend::boxes;
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::backend::vagrant::{self, Vagrant};
 use crate::backend::{nspawn::Nspawn, Backend, HostState};
+use crate::model::names;
 use crate::model::secrets::Secrets;
 use crate::model::topology::Topology;
 use crate::sys::exec::CmdOutput;
@@ -21,7 +22,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabRecord {
     pub id: String,
-    pub backend: String,
+    /// Written as `nspawn`, `vagrant-libvirt` or `vagrant-virtualbox`.
+    pub backend: BackendChoice,
     pub box_name: String,
     pub box_root: PathBuf,
     pub topology: Topology,
@@ -46,7 +48,8 @@ pub struct LabState {
 }
 
 /// Which backend brings the hosts up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum BackendChoice {
     Nspawn,
     Vagrant(Provider),
@@ -71,6 +74,34 @@ impl BackendChoice {
         match self {
             BackendChoice::Nspawn => "nspawn".into(),
             BackendChoice::Vagrant(p) => format!("vagrant-{}", vagrant::provider_name(*p)),
+        }
+    }
+
+    pub fn is_vagrant(&self) -> bool {
+        matches!(self, BackendChoice::Vagrant(_))
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.record_name())
+    }
+}
+
+impl From<BackendChoice> for String {
+    fn from(b: BackendChoice) -> String {
+        b.record_name()
+    }
+}
+
+impl TryFrom<String> for BackendChoice {
+    type Error = String;
+    fn try_from(name: String) -> std::result::Result<Self, String> {
+        match name.as_str() {
+            "nspawn" => Ok(BackendChoice::Nspawn),
+            "vagrant-libvirt" => Ok(BackendChoice::Vagrant(Provider::Libvirt)),
+            "vagrant-virtualbox" => Ok(BackendChoice::Vagrant(Provider::Virtualbox)),
+            other => Err(format!("backend {other:?}, which this pglab does not know")),
         }
     }
 }
@@ -106,30 +137,17 @@ fn new_id() -> String {
 }
 
 fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backend>> {
-    match rec.backend.as_str() {
-        "nspawn" => Ok(Box::new(Nspawn::new(
-            &rec.id,
-            dir,
-            &rec.box_root,
-            &rec.topology,
-        ))),
-        "vagrant-libvirt" | "vagrant-virtualbox" => Ok(Box::new(Vagrant::new(
+    Ok(match rec.backend {
+        BackendChoice::Nspawn => Box::new(Nspawn::new(&rec.id, dir, &rec.box_root, &rec.topology)),
+        BackendChoice::Vagrant(provider) => Box::new(Vagrant::new(
             &rec.id,
             dir,
             &rec.topology,
-            if rec.backend == "vagrant-libvirt" {
-                Provider::Libvirt
-            } else {
-                Provider::Virtualbox
-            },
+            provider,
             rec.vagrant_box.as_deref().unwrap_or(&rec.box_name),
-            (rec.backend == "vagrant-libvirt").then_some(rec.box_root.as_path()),
-        ))),
-        other => bail!(
-            "lab {} uses backend {other:?}, which this pglab does not know",
-            rec.id
-        ),
-    }
+            (provider == Provider::Libvirt).then_some(rec.box_root.as_path()),
+        )),
+    })
 }
 
 impl Lab {
@@ -175,7 +193,7 @@ impl Lab {
         let dir = paths::labs_dir().join(&id);
         let record = LabRecord {
             id: id.clone(),
-            backend: opts.backend.record_name(),
+            backend: opts.backend,
             vagrant_box,
             box_name: opts.box_name.clone(),
             box_root,
@@ -379,11 +397,13 @@ pub fn destroy(id: &str) -> Result<()> {
     // look for what a Vagrant lab leaves: its directory or libvirt domains (asking libvirt
     // costs a quarter of a second, so only then).
     let is_vagrant = match read_record(id) {
-        Ok(r) => r.backend.starts_with("vagrant"),
+        Ok(r) => r.backend.is_vagrant(),
         Err(_) => {
             dir.join("vagrant").exists()
-                || !crate::backend::vagrant::libvirt::domains_matching(&format!("pglab-{id}-"))
-                    .is_empty()
+                || !crate::backend::vagrant::libvirt::domains_matching(
+                    &crate::model::names::host_prefix(id),
+                )
+                .is_empty()
         }
     };
     if is_vagrant {
@@ -442,7 +462,7 @@ fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
 fn one_vagrant_lab_at_a_time() -> Result<()> {
     if let Some(other) = list()?
         .into_iter()
-        .find(|r| r.backend.starts_with("vagrant") && !is_stale(r))
+        .find(|r| r.backend.is_vagrant() && !is_stale(r))
     {
         bail!(
             "Vagrant lab {} is up (its private network uses the lab's addresses on this machine, so a second one would collide): remove it with `pglab down --lab {}` or wait for its run to end",
@@ -491,17 +511,14 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         }
     }
     for ns in procfs::netns_matching("pglab") {
-        if let Some(id) = ns
-            .strip_prefix("pglab-")
-            .map(|r| r.split('-').next().unwrap_or(r).to_string())
-        {
-            if !known.contains(&id) && !paths::labs_dir().join(&id).exists() {
-                orphan_ids.insert(id);
+        if let Some(id) = names::lab_id_of(&ns) {
+            if !known.contains(id) && !paths::labs_dir().join(id).exists() {
+                orphan_ids.insert(id.to_string());
             }
         }
     }
-    for d in crate::backend::vagrant::libvirt::domains_matching("pglab-") {
-        if let Some(id) = d.strip_prefix("pglab-").and_then(|r| r.split('-').next()) {
+    for d in crate::backend::vagrant::libvirt::domains_matching(names::PREFIX) {
+        if let Some(id) = names::lab_id_of(&d) {
             if !known.contains(id) && !paths::labs_dir().join(id).exists() {
                 orphan_ids.insert(id.to_string());
             }
@@ -511,7 +528,7 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         destroy(&id)?;
         removed.push((id, "no lab record".into()));
     }
-    if crate::backend::vagrant::libvirt::domains_matching("pglab-").is_empty() {
+    if crate::backend::vagrant::libvirt::domains_matching(names::PREFIX).is_empty() {
         crate::backend::vagrant::libvirt::stop_daemons_if_idle()?;
     }
     for p in boxes::remove_stale_builds() {
@@ -526,4 +543,32 @@ fn is_being_created(dir: &std::path::Path) -> bool {
         .and_then(|m| m.modified())
         .map(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(10))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_is_written_in_the_record_as_before() {
+        for (b, name) in [
+            (BackendChoice::Nspawn, "\"nspawn\""),
+            (
+                BackendChoice::Vagrant(Provider::Libvirt),
+                "\"vagrant-libvirt\"",
+            ),
+            (
+                BackendChoice::Vagrant(Provider::Virtualbox),
+                "\"vagrant-virtualbox\"",
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&b).unwrap(), name);
+            assert_eq!(serde_json::from_str::<BackendChoice>(name).unwrap(), b);
+        }
+        let e = serde_json::from_str::<BackendChoice>("\"docker\"").unwrap_err();
+        assert!(
+            e.to_string().contains("which this pglab does not know"),
+            "{e}"
+        );
+    }
 }

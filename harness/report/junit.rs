@@ -39,7 +39,7 @@ pub fn render(reports: &[RunReport]) -> String {
                 "  <testsuite package=\"{}\" id=\"{id}\" name=\"{}\" timestamp=\"{stamp}\" hostname=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{time:.3}\">\n",
                 esc(&r.box_name),
                 esc(&format!("{}.{name}", r.box_name)),
-                esc(&format!("pglab-{}", r.lab)),
+                esc(&crate::model::names::lab_tag(&r.lab)),
                 ran.len()
             ));
             id += 1;

@@ -2,6 +2,7 @@
 //! Figures are printed, never asserted (a loaded machine must not fail a test).
 
 use crate::lab::{Lab, UpOptions};
+use crate::model::phase::Phase;
 use crate::run::{run, Destroy, RunOptions};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -189,7 +190,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                 let scenarios: f64 = report
                     .phases
                     .iter()
-                    .filter(|(p, _)| p.starts_with("scenario "))
+                    .filter(|(p, _)| matches!(p, Phase::Scenario(_)))
                     .map(|(_, s)| s)
                     .sum();
                 samples.add("pglab: the four scenarios", scenarios);
@@ -251,7 +252,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
                     continue;
                 }
                 for (phase, secs) in &report.phases {
-                    samples.add(phase, *secs);
+                    samples.add(&phase.to_string(), *secs);
                 }
             }
             let mut s = format!(
@@ -327,7 +328,7 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
                 bail!("a run failed; logs in {}", report.log_dir.display());
             }
             for (phase, secs) in &report.phases {
-                samples.add(phase, *secs);
+                samples.add(&phase.to_string(), *secs);
             }
         }
         columns.push((backend.record_name(), samples));

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod schedule;
 
 use crate::lab::{Lab, LabState, UpOptions};
+use crate::model::phase::Phase;
 use crate::model::topology::{Role, Topology};
 use crate::provision::{provision, resume, Submission};
 use crate::report::runlog::RunLog;
@@ -156,7 +157,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         topology: opts.topology.clone(),
         backend: opts.backend,
     })?;
-    phases.push(("up".to_string(), t.elapsed().as_secs_f64()));
+    phases.push((Phase::Up, t.elapsed().as_secs_f64()));
     let log = RunLog::create(
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
         &lab.secrets,
@@ -167,7 +168,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
 
     let t = Instant::now();
     let provisioned = provision(&lab, sub, &log, started);
-    phases.push(("provision".into(), t.elapsed().as_secs_f64()));
+    phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
     let mut ok = match provisioned {
         Ok(r) => {
             changes = r.changes;
@@ -217,13 +218,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         }
         let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
         let mut saved: BTreeMap<String, LabState> = BTreeMap::new();
-        let mut phase = |name: String, t: Instant| phases.push((name, t.elapsed().as_secs_f64()));
+        let mut phase = |name: Phase, t: Instant| phases.push((name, t.elapsed().as_secs_f64()));
         if opts.isolate {
             let t = Instant::now();
             lab.backend().save(PROVISIONED)?;
             resume(&lab, sub, &log, started)?;
             saved.insert(PROVISIONED.into(), state.clone());
-            phase(format!("save {PROVISIONED}"), t);
+            phase(Phase::Save(PROVISIONED.into()), t);
         }
         // One line of scenarios, or (isolated) one line per requested scenario.
         let lines: Vec<Vec<&Scenario>> = if opts.isolate {
@@ -246,7 +247,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                         resume(&lab, sub, &log, started)?;
                         state = st.clone();
                         runner.vars = st.vars.clone();
-                        phase(format!("restore {wanted}"), t);
+                        phase(Phase::Restore(wanted.to_string()), t);
                     }
                 }
             }
@@ -274,7 +275,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 );
                 let t = Instant::now();
                 let outcomes = runner.run(sc);
-                phase(format!("scenario {}", sc.name), t);
+                phase(Phase::Scenario(sc.name.clone()), t);
                 ok = outcomes.iter().all(|o| o.status == Status::Passed);
                 checks.extend(outcomes);
                 if ok {
@@ -289,7 +290,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                         lab.backend().save(&sc.provides)?;
                         resume(&lab, sub, &log, started)?;
                         saved.insert(sc.provides.clone(), state.clone());
-                        phase(format!("save {}", sc.provides), t);
+                        phase(Phase::Save(sc.provides.clone()), t);
                     }
                 }
             }
@@ -308,9 +309,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     } else {
         let t = Instant::now();
         lab.down()?;
-        phases.push(("down".into(), t.elapsed().as_secs_f64()));
+        phases.push((Phase::Down, t.elapsed().as_secs_f64()));
     }
-    phases.push(("total".into(), started.elapsed().as_secs_f64()));
+    phases.push((Phase::Total, started.elapsed().as_secs_f64()));
     let report = RunReport {
         lab: lab_id,
         box_name: opts.box_name.clone(),

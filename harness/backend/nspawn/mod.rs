@@ -25,15 +25,15 @@ pub struct Nspawn {
 }
 
 pub fn lab_netns(id: &str) -> String {
-    format!("pglab-{id}")
+    crate::model::names::lab_tag(id)
 }
 
 pub fn host_netns(id: &str, host: &str) -> String {
-    format!("pglab-{id}-{host}")
+    crate::model::names::host_name(id, host)
 }
 
 fn machine_name(id: &str, host: &str) -> String {
-    format!("pglab-{id}-{host}")
+    crate::model::names::host_name(id, host)
 }
 
 /// `nsenter` into every namespace of the container whose init is `init`, then `cmd`.
@@ -254,7 +254,7 @@ impl Nspawn {
                     "tmpfs",
                     "-o",
                     "mode=0755",
-                    &format!("pglab-{}", self.id),
+                    &crate::model::names::lab_tag(&self.id),
                     &at.to_string_lossy(),
                 ],
                 &format!("lab {}", self.id),
@@ -285,7 +285,7 @@ impl Nspawn {
                 "mount",
                 "-t",
                 "overlay",
-                &format!("pglab-{}", self.id),
+                &crate::model::names::lab_tag(&self.id),
                 "-o",
                 &opts,
                 &root.to_string_lossy(),
@@ -678,7 +678,7 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     // Step 2 takes care of anything that survived.
     let _ = lab.kill_hosts(hosts);
     // 2. Anything still carrying the lab id on its command line (including strays).
-    for pid in procfs::pids_matching(&format!("pglab-{id}-")) {
+    for pid in procfs::pids_matching(&crate::model::names::host_prefix(id)) {
         procfs::kill_tree(pid);
     }
     // 3. Mounts under the lab directory, then cgroups and namespaces, then the files.
@@ -687,13 +687,13 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
         for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
             if e.file_name()
                 .to_string_lossy()
-                .starts_with(&format!("pglab-{id}-"))
+                .starts_with(&crate::model::names::host_prefix(id))
             {
                 remove_cgroup(&e.path());
             }
         }
     }
-    for ns in procfs::netns_matching(&format!("pglab-{id}")) {
+    for ns in procfs::netns_matching(&crate::model::names::lab_tag(id)) {
         quiet(&["ip", "netns", "del", &ns]);
     }
     mounts::remove_dir_all_in_parallel(dir, &IN_MEMORY)
@@ -734,7 +734,7 @@ fn remove_cgroup(dir: &Path) {
 /// What an nspawn lab `id` leaves on the machine when it is not torn down: network
 /// namespaces, links, mounts and cgroups carrying its id.
 pub fn leftovers(id: &str) -> Vec<String> {
-    let tag = format!("pglab-{id}");
+    let tag = crate::model::names::lab_tag(id);
     let mut found = Vec::new();
     for ns in procfs::netns_matching(&tag) {
         found.push(format!("network namespace {ns}"));

@@ -109,7 +109,9 @@ pub fn remove_domain(name: &str) {
 /// the daemons and puts back the firewall and `ip_forward` as they were.
 pub fn stop_daemons_if_idle() -> Result<()> {
     let dir = state_dir();
-    if !dir.join("libvirtd.pid").exists() || !domains_matching("pglab-").is_empty() {
+    if !dir.join("libvirtd.pid").exists()
+        || !domains_matching(crate::model::names::PREFIX).is_empty()
+    {
         return Ok(());
     }
     for net in NETWORKS {
