@@ -38,6 +38,27 @@ pub struct LabRecord {
     pub vagrant_box: Option<String>,
 }
 
+impl LabRecord {
+    /// A new lab's record, owned by this process.
+    fn new(opts: &UpOptions, box_root: PathBuf, vagrant_box: Option<String>) -> LabRecord {
+        LabRecord {
+            id: new_id(),
+            backend: opts.backend,
+            vagrant_box,
+            box_name: opts.box_name.clone(),
+            box_root,
+            topology: opts.topology.clone(),
+            owner_pid: std::process::id(),
+            owner_start: procfs::pid_start_time(std::process::id()).unwrap_or(0),
+            kept: false,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+}
+
 /// Where a lab stands between scenarios (`<lab>/state.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LabState {
@@ -164,69 +185,11 @@ impl Lab {
                 crate::backend::nspawn::lab_storage()?;
                 (ensure_box(started, &opts.box_name)?, None)
             }
-            BackendChoice::Vagrant(provider) => {
-                vagrant::preflight(provider)?;
-                one_vagrant_lab_at_a_time()?;
-                if provider == Provider::Libvirt {
-                    let b = crate::backend::vagrant::libvirt_box::LibvirtBox::load(&opts.box_name)?;
-                    if !b.is_built() {
-                        crate::sys::progress::say(
-                            started,
-                            "box",
-                            &format!("building the libvirt box {} (once)", b.vagrant_name()),
-                        );
-                    }
-                    b.ensure()?;
-                    (b.dir(), Some(b.vagrant_name()))
-                } else {
-                    // The course's own box, from Vagrant Cloud, on the user's machine.
-                    let name = if opts.box_name.contains('/') {
-                        opts.box_name.clone()
-                    } else {
-                        "ubuntu/jammy64".into()
-                    };
-                    (PathBuf::new(), Some(name))
-                }
-            }
+            BackendChoice::Vagrant(provider) => vagrant_box(started, provider, &opts.box_name)?,
         };
-        let id = new_id();
-        let dir = paths::labs_dir().join(&id);
-        let record = LabRecord {
-            id: id.clone(),
-            backend: opts.backend,
-            vagrant_box,
-            box_name: opts.box_name.clone(),
-            box_root,
-            topology: opts.topology.clone(),
-            owner_pid: std::process::id(),
-            owner_start: procfs::pid_start_time(std::process::id()).unwrap_or(0),
-            kept: false,
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        };
-        {
-            let _g = cleanup::creating()?;
-            std::fs::create_dir_all(dir.join("logs")).with_context(|| {
-                format!(
-                    "cannot create lab directory {} (set PGLAB_STATE_DIR)",
-                    dir.display()
-                )
-            })?;
-            own_lab(&id);
-        }
-        let secrets = Secrets::generate();
-        secrets.save(&dir.join("secrets.env"))?;
-        let backend = open_backend(&record, &dir)?;
-        let mut lab = Lab {
-            record,
-            dir,
-            secrets,
-            backend,
-            destroy_on_drop: true,
-        };
-        lab.save()?;
+        let record = LabRecord::new(&opts, box_root, vagrant_box);
+        let id = record.id.clone();
+        let mut lab = Lab::create(record)?;
         crate::sys::progress::say(
             started,
             "up",
@@ -238,6 +201,33 @@ impl Lab {
         );
         lab.backend.up()?;
         crate::sys::progress::say(started, "up", &format!("lab {id}: all hosts booted"));
+        Ok(lab)
+    }
+
+    /// The lab's directory (registered for removal on an interrupt), its secrets and record.
+    fn create(record: LabRecord) -> Result<Lab> {
+        let dir = paths::labs_dir().join(&record.id);
+        {
+            let _g = cleanup::creating()?;
+            std::fs::create_dir_all(dir.join("logs")).with_context(|| {
+                format!(
+                    "cannot create lab directory {} (set PGLAB_STATE_DIR)",
+                    dir.display()
+                )
+            })?;
+            own_lab(&record.id);
+        }
+        let secrets = Secrets::generate();
+        secrets.save(&dir.join("secrets.env"))?;
+        let backend = open_backend(&record, &dir)?;
+        let lab = Lab {
+            record,
+            dir,
+            secrets,
+            backend,
+            destroy_on_drop: true,
+        };
+        lab.save()?;
         Ok(lab)
     }
 
@@ -438,6 +428,36 @@ fn disown_lab(id: &str) {
 
 fn owned_key(id: &str) -> String {
     format!("lab {id}")
+}
+
+/// A Vagrant lab's box: (its directory, its name for Vagrant), after the pre-flight checks.
+fn vagrant_box(
+    started: Instant,
+    provider: Provider,
+    box_name: &str,
+) -> Result<(PathBuf, Option<String>)> {
+    vagrant::preflight(provider)?;
+    one_vagrant_lab_at_a_time()?;
+    if provider == Provider::Libvirt {
+        let b = crate::backend::vagrant::libvirt_box::LibvirtBox::load(box_name)?;
+        if !b.is_built() {
+            crate::sys::progress::say(
+                started,
+                "box",
+                &format!("building the libvirt box {} (once)", b.vagrant_name()),
+            );
+        }
+        b.ensure()?;
+        Ok((b.dir(), Some(b.vagrant_name())))
+    } else {
+        // The course's own box, from Vagrant Cloud, on the user's machine.
+        let name = if box_name.contains('/') {
+            box_name.to_string()
+        } else {
+            "ubuntu/jammy64".into()
+        };
+        Ok((PathBuf::new(), Some(name)))
+    }
 }
 
 /// Builds the nspawn box if it is not cached, saying so first (it takes a minute).

@@ -24,6 +24,8 @@ pub struct Nspawn {
     topo: Topology,
 }
 
+const NETWORK_HINT: &str = "run `pglab doctor`; stale labs are removed by `pglab gc`";
+
 pub fn lab_netns(id: &str) -> String {
     crate::model::names::lab_tag(id)
 }
@@ -166,67 +168,82 @@ impl Nspawn {
         Ok(())
     }
 
+    /// The lab's network: a namespace with a bridge at the gateway address, and each host in
+    /// a namespace of its own joined to the bridge by a veth pair.
     fn setup_network(&self) -> Result<()> {
-        let lab_ns = lab_netns(&self.id);
         let (_, prefix) = self.topo.network()?;
-        let place = format!("lab {}", self.id);
-        let hint = "run `pglab doctor`; stale labs are removed by `pglab gc`";
         let _g = cleanup::creating()?;
-        must(&["ip", "netns", "add", &lab_ns], &place, hint)?;
+        self.create_bridge(prefix)?;
+        for h in &self.topo.hosts {
+            self.connect_host(&h.name, &format!("{}/{prefix}", h.address))?;
+        }
+        Ok(())
+    }
+
+    /// The lab's namespace with bridge `br0` holding the gateway address.
+    fn create_bridge(&self, prefix: u8) -> Result<()> {
+        let lab_ns = lab_netns(&self.id);
+        let place = format!("lab {}", self.id);
+        must(&["ip", "netns", "add", &lab_ns], &place, NETWORK_HINT)?;
         must(
             &["ip", "-n", &lab_ns, "link", "set", "lo", "up"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         must(
             &["ip", "-n", &lab_ns, "link", "add", "br0", "type", "bridge"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         let gw = format!("{}/{prefix}", self.topo.gateway);
         must(
             &["ip", "-n", &lab_ns, "addr", "add", &gw, "dev", "br0"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         must(
             &["ip", "-n", &lab_ns, "link", "set", "br0", "up"],
             &place,
+            NETWORK_HINT,
+        )?;
+        Ok(())
+    }
+
+    /// `host`'s namespace, its end of a veth pair (`host0`, with `addr`) and the other end
+    /// (`v-<host>`) on the bridge.
+    fn connect_host(&self, host: &str, addr: &str) -> Result<()> {
+        let lab_ns = lab_netns(&self.id);
+        let ns = host_netns(&self.id, host);
+        let place = self.place(host);
+        let peer = format!("v-{host}");
+        let hint = NETWORK_HINT;
+        must(&["ip", "netns", "add", &ns], &place, hint)?;
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
+        must(
+            &[
+                "ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name", "host0",
+                "netns", &ns,
+            ],
+            &place,
             hint,
         )?;
-        for h in &self.topo.hosts {
-            let ns = host_netns(&self.id, &h.name);
-            let place = self.place(&h.name);
-            let peer = format!("v-{}", h.name);
-            let addr = format!("{}/{prefix}", h.address);
-            must(&["ip", "netns", "add", &ns], &place, hint)?;
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
-            must(
-                &[
-                    "ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name",
-                    "host0", "netns", &ns,
-                ],
-                &place,
-                hint,
-            )?;
-            must(
-                &[
-                    "ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up",
-                ],
-                &place,
-                hint,
-            )?;
-            must(
-                &["ip", "-n", &ns, "addr", "add", &addr, "dev", "host0"],
-                &place,
-                hint,
-            )?;
-            must(
-                &["ip", "-n", &ns, "link", "set", "host0", "up"],
-                &place,
-                hint,
-            )?;
-        }
+        must(
+            &[
+                "ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up",
+            ],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &ns, "addr", "add", addr, "dev", "host0"],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &ns, "link", "set", "host0", "up"],
+            &place,
+            hint,
+        )?;
         Ok(())
     }
 
