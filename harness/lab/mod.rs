@@ -59,15 +59,6 @@ impl LabRecord {
     }
 }
 
-/// Where a lab stands between scenarios (`<lab>/state.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct LabState {
-    /// None until provisioned; then the `provides` of the last scenario that passed.
-    pub state: Option<String>,
-    /// Values saved by steps, for later steps and scenarios.
-    pub vars: std::collections::BTreeMap<String, String>,
-}
-
 /// Which backend brings the hosts up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -276,25 +267,14 @@ impl Lab {
         self.backend.as_ref()
     }
 
+    /// Writes `lab.json` whole or not at all (a temporary file renamed over it): another
+    /// pglab's `gc` or `status` never reads half a record.
     fn save(&self) -> Result<()> {
         let p = self.dir.join("lab.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&self.record)?)
+        let tmp = self.dir.join(".lab.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&self.record)?)
+            .and_then(|_| std::fs::rename(&tmp, &p))
             .with_context(|| format!("cannot write {}", p.display()))
-    }
-
-    pub fn load_state(&self) -> LabState {
-        std::fs::read_to_string(self.dir.join("state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn save_state(&self, st: &LabState) -> Result<()> {
-        std::fs::write(
-            self.dir.join("state.json"),
-            serde_json::to_string_pretty(st)?,
-        )?;
-        Ok(())
     }
 
     /// Leaves the lab up when this process ends, on purpose.
@@ -519,16 +499,13 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         }
     }
     // Orphans: directories without a record, namespaces and processes without a directory.
-    let mut orphan_ids = std::collections::BTreeSet::new();
-    for e in std::fs::read_dir(paths::labs_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let id = e.file_name().to_string_lossy().to_string();
-        if !known.contains(&id) && !is_being_created(&e.path()) {
-            orphan_ids.insert(id);
-        }
+    // A record that cannot be read is not an orphan's: that lab is left alone, and said so.
+    let (mut orphan_ids, unreadable) = orphan_dirs(&paths::labs_dir(), &known);
+    for (id, why) in unreadable {
+        eprintln!(
+            "pglab: lab {id}: {why}; not removing it: look at {}; if the lab is stale, remove its lab.json and run `pglab gc` again",
+            paths::labs_dir().join(&id).display()
+        );
     }
     for ns in procfs::netns_matching("pglab") {
         if let Some(id) = names::lab_id_of(&ns) {
@@ -557,6 +534,36 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
     Ok(removed)
 }
 
+/// Lab directories under `labs` that have no record (and are not being created): their ids.
+/// Directories whose record exists but cannot be read come back apart, with the reason.
+fn orphan_dirs(
+    labs: &std::path::Path,
+    known: &std::collections::HashSet<String>,
+) -> (std::collections::BTreeSet<String>, Vec<(String, String)>) {
+    let mut orphans = std::collections::BTreeSet::new();
+    let mut unreadable = Vec::new();
+    for e in std::fs::read_dir(labs).into_iter().flatten().flatten() {
+        let id = e.file_name().to_string_lossy().to_string();
+        if known.contains(&id) {
+            continue;
+        }
+        let record = e.path().join("lab.json");
+        if record.exists() {
+            let why = match std::fs::read_to_string(&record) {
+                Ok(text) => match serde_json::from_str::<LabRecord>(&text) {
+                    Ok(_) => "its record appeared while gc looked".to_string(),
+                    Err(err) => format!("{} is not a lab record ({err})", record.display()),
+                },
+                Err(err) => format!("cannot read {} ({err})", record.display()),
+            };
+            unreadable.push((id, why));
+        } else if !is_being_created(&e.path()) {
+            orphans.insert(id);
+        }
+    }
+    (orphans, unreadable)
+}
+
 /// A lab directory younger than a few seconds without lab.json may be one being created now.
 fn is_being_created(dir: &std::path::Path) -> bool {
     std::fs::metadata(dir)
@@ -568,6 +575,29 @@ fn is_being_created(dir: &std::path::Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_leaves_a_lab_whose_record_it_cannot_read() {
+        let labs = tempfile::tempdir().unwrap();
+        let damaged = labs.path().join("aaaaaa");
+        std::fs::create_dir_all(&damaged).unwrap();
+        std::fs::write(damaged.join("lab.json"), "{\"id\": \"aaa").unwrap();
+        let no_record = labs.path().join("bbbbbb");
+        std::fs::create_dir_all(&no_record).unwrap();
+        // Older than a lab being created: a directory without a record is an orphan.
+        let old = nix::sys::time::TimeVal::new(1_000_000_000, 0);
+        nix::sys::stat::utimes(&no_record, &old, &old).unwrap();
+        let known = std::collections::HashSet::from(["cccccc".to_string()]);
+        std::fs::create_dir_all(labs.path().join("cccccc")).unwrap();
+        let (orphans, unreadable) = orphan_dirs(labs.path(), &known);
+        assert_eq!(orphans.into_iter().collect::<Vec<_>>(), ["bbbbbb"]);
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+        assert_eq!(unreadable[0].0, "aaaaaa");
+        assert!(
+            unreadable[0].1.contains("is not a lab record"),
+            "{unreadable:?}"
+        );
+    }
 
     #[test]
     fn the_backend_is_written_in_the_record_as_before() {

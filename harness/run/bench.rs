@@ -50,8 +50,7 @@ fn floor_once(box_name: &str) -> Result<f64> {
     let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
     crate::provision::provision(&lab, &sub, &log, Instant::now())?;
     let repo = crate::sys::paths::repo_root();
-    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
-    prelude.push_str(&std::fs::read_to_string(repo.join("scenarios/prelude.sh"))?);
+    let mut prelude = crate::scenario::runner::prelude(&lab);
     prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
     let t = Instant::now();
     for (host, user, function) in FLOOR {

@@ -3,7 +3,7 @@
 pub mod bench;
 pub mod schedule;
 
-use crate::lab::{Lab, LabState, UpOptions};
+use crate::lab::{Lab, UpOptions};
 use crate::model::phase::Phase;
 use crate::model::topology::{Role, Topology};
 use crate::provision::{provision, resume, Submission};
@@ -254,6 +254,15 @@ fn finish(
     Ok(keep)
 }
 
+/// Where a lab stands between scenarios.
+#[derive(Debug, Clone, Default)]
+struct LabState {
+    /// None until provisioned; then the `provides` of the last scenario that passed.
+    state: Option<String>,
+    /// Values saved by steps, for later steps and scenarios.
+    vars: BTreeMap<String, String>,
+}
+
 /// The scenarios of one run on a provisioned lab, with the states saved on the way
 /// (`--isolate`) and what each phase took.
 struct ScenarioRun<'a> {
@@ -355,7 +364,6 @@ impl<'a> ScenarioRun<'a> {
         if self.ok {
             self.state.state = Some(sc.provides.clone());
             self.state.vars = self.runner.vars.clone();
-            self.lab.save_state(&self.state)?;
             if self.opts.isolate
                 && sc.provides != sc.requires
                 && !self.saved.contains_key(&sc.provides)

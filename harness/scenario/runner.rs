@@ -128,6 +128,16 @@ fn awaited(check: &Check) -> String {
     parts.join(" and ")
 }
 
+/// What every scenario script starts with: the lab's environment and scenarios/prelude.sh.
+pub fn prelude(lab: &Lab) -> String {
+    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
+    prelude.push_str(
+        &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
+            .unwrap_or_default(),
+    );
+    prelude
+}
+
 impl<'a> Runner<'a> {
     pub fn new(
         lab: &'a Lab,
@@ -135,18 +145,12 @@ impl<'a> Runner<'a> {
         started: Instant,
         vars: BTreeMap<String, String>,
     ) -> Runner<'a> {
-        let mut prelude =
-            crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
-        prelude.push_str(
-            &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
-                .unwrap_or_default(),
-        );
         Runner {
             lab,
             log,
             started,
             vars,
-            prelude,
+            prelude: prelude(lab),
         }
     }
 
@@ -308,7 +312,7 @@ impl<'a> Runner<'a> {
     }
 
     /// barman does not check whether PostgreSQL runs at the destination of `recover`
-    /// (checks.md, fact 6): pglab does, before barman touches anything.
+    /// (it would overwrite a live data directory): pglab does, before barman touches anything.
     fn guard_recover(&self, sc: &Scenario, st: &Step, args: &str) -> Result<()> {
         let Some((host, dest)) = recover_destination(args) else {
             return Ok(());

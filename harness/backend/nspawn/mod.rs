@@ -12,6 +12,7 @@
 use super::{Backend, HostState};
 use crate::model::topology::Topology;
 use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
+use crate::sys::fanout::fan_out;
 use crate::sys::{cleanup, mounts, procfs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -150,21 +151,11 @@ impl Nspawn {
 
     /// Powers every host off cleanly, in parallel, and waits for all.
     fn stop_all(&self) -> Result<()> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .topo
-                .hosts
-                .iter()
-                .map(|h| s.spawn(move || self.stop_host(&h.name)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("stopping a host panicked"))
-                })
-                .collect::<Result<Vec<()>>>()
-        })?;
+        fan_out(&self.topo.hosts, "stopping a host", |h| {
+            self.stop_host(&h.name)
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
         Ok(())
     }
 
@@ -480,33 +471,19 @@ impl Backend for Nspawn {
         }
         // What runs now is thrown away: no clean shutdown needed, the hosts are killed.
         self.kill_all()?;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .topo
-                .hosts
-                .iter()
-                .map(|h| {
-                    let saved = dir.join(&h.name);
-                    s.spawn(move || -> Result<()> {
-                        let hd = self.host_dir(&h.name);
-                        mounts::unmount_under(&self.root(&h.name))?;
-                        for sub in ["upper", "work"] {
-                            if hd.join(sub).exists() {
-                                std::fs::remove_dir_all(hd.join(sub))?;
-                            }
-                        }
-                        copy_tree(&saved, &hd.join("upper"), &self.place(&h.name))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("restoring a host panicked"))
-                })
-                .collect::<Result<Vec<()>>>()
-        })?;
+        fan_out(&self.topo.hosts, "restoring a host", |h| -> Result<()> {
+            let saved = dir.join(&h.name);
+            let hd = self.host_dir(&h.name);
+            mounts::unmount_under(&self.root(&h.name))?;
+            for sub in ["upper", "work"] {
+                if hd.join(sub).exists() {
+                    std::fs::remove_dir_all(hd.join(sub))?;
+                }
+            }
+            copy_tree(&saved, &hd.join("upper"), &self.place(&h.name))
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
         self.boot_all()
     }
 
