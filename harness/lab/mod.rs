@@ -1,122 +1,25 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+mod gc;
 mod leftovers;
+mod record;
+
+pub use gc::gc;
 pub use leftovers::leftovers;
+pub use record::{list, read_record, BackendChoice, LabRecord};
 
 use crate::backend::boxes;
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::backend::vagrant::{self, Vagrant};
 use crate::backend::{nspawn::Nspawn, Backend, HostState};
-use crate::model::names;
 use crate::model::secrets::Secrets;
 use crate::model::topology::Topology;
 use crate::sys::exec::CmdOutput;
-use crate::sys::{cleanup, paths, procfs};
+use crate::sys::{cleanup, paths};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// What is written to `lab.json`: enough to find and remove the lab from another process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabRecord {
-    pub id: String,
-    /// Written as `nspawn`, `vagrant-libvirt` or `vagrant-virtualbox`.
-    pub backend: BackendChoice,
-    pub box_name: String,
-    pub box_root: PathBuf,
-    pub topology: Topology,
-    /// The pglab process that created the lab; when it is gone and the lab is not kept,
-    /// the lab is stale.
-    pub owner_pid: u32,
-    pub owner_start: u64,
-    pub kept: bool,
-    pub created_unix: u64,
-    /// Vagrant labs: the box's name for Vagrant.
-    #[serde(default)]
-    pub vagrant_box: Option<String>,
-}
-
-impl LabRecord {
-    /// A new lab's record, owned by this process.
-    fn new(opts: &UpOptions, box_root: PathBuf, vagrant_box: Option<String>) -> LabRecord {
-        LabRecord {
-            id: new_id(),
-            backend: opts.backend,
-            vagrant_box,
-            box_name: opts.box_name.clone(),
-            box_root,
-            topology: opts.topology.clone(),
-            owner_pid: std::process::id(),
-            owner_start: procfs::pid_start_time(std::process::id()).unwrap_or(0),
-            kept: false,
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        }
-    }
-}
-
-/// Which backend brings the hosts up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum BackendChoice {
-    Nspawn,
-    Vagrant(Provider),
-}
-
-impl BackendChoice {
-    /// PGLAB_BACKEND=nspawn|vagrant (default nspawn) and, for Vagrant,
-    /// PGLAB_PROVIDER=libvirt|virtualbox (default libvirt).
-    pub fn from_env() -> Result<BackendChoice> {
-        let backend = std::env::var("PGLAB_BACKEND").unwrap_or_else(|_| "nspawn".into());
-        let provider = std::env::var("PGLAB_PROVIDER").unwrap_or_else(|_| "libvirt".into());
-        Ok(match (backend.as_str(), provider.as_str()) {
-            ("nspawn", _) => BackendChoice::Nspawn,
-            ("vagrant", "libvirt") => BackendChoice::Vagrant(Provider::Libvirt),
-            ("vagrant", "virtualbox") => BackendChoice::Vagrant(Provider::Virtualbox),
-            ("vagrant", p) => bail!("PGLAB_PROVIDER={p:?}: pglab knows libvirt and virtualbox"),
-            (b, _) => bail!("PGLAB_BACKEND={b:?}: pglab knows nspawn and vagrant"),
-        })
-    }
-
-    pub fn record_name(&self) -> String {
-        match self {
-            BackendChoice::Nspawn => "nspawn".into(),
-            BackendChoice::Vagrant(p) => format!("vagrant-{}", vagrant::provider_name(*p)),
-        }
-    }
-
-    pub fn is_vagrant(&self) -> bool {
-        matches!(self, BackendChoice::Vagrant(_))
-    }
-}
-
-impl std::fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.record_name())
-    }
-}
-
-impl From<BackendChoice> for String {
-    fn from(b: BackendChoice) -> String {
-        b.record_name()
-    }
-}
-
-impl TryFrom<String> for BackendChoice {
-    type Error = String;
-    fn try_from(name: String) -> std::result::Result<Self, String> {
-        match name.as_str() {
-            "nspawn" => Ok(BackendChoice::Nspawn),
-            "vagrant-libvirt" => Ok(BackendChoice::Vagrant(Provider::Libvirt)),
-            "vagrant-virtualbox" => Ok(BackendChoice::Vagrant(Provider::Virtualbox)),
-            other => Err(format!("backend {other:?}, which this pglab does not know")),
-        }
-    }
-}
 
 pub struct UpOptions {
     pub box_name: String,
@@ -141,11 +44,6 @@ pub struct Lab {
     backend: Box<dyn Backend>,
     /// Destroy on drop (failure, panic); cleared by `keep`.
     destroy_on_drop: bool,
-}
-
-fn new_id() -> String {
-    use rand::Rng;
-    format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32))
 }
 
 fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backend>> {
@@ -337,29 +235,6 @@ impl Drop for Lab {
     }
 }
 
-pub fn read_record(id: &str) -> Result<LabRecord> {
-    let p = paths::labs_dir().join(id).join("lab.json");
-    let text = std::fs::read_to_string(&p)
-        .with_context(|| format!("no lab {id} ({} not readable)", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a lab record", p.display()))
-}
-
-/// Every lab with a record on this machine.
-pub fn list() -> Result<Vec<LabRecord>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(paths::labs_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Ok(r) = read_record(&e.file_name().to_string_lossy()) {
-            out.push(r);
-        }
-    }
-    out.sort_by_key(|r| r.created_unix);
-    Ok(out)
-}
-
 /// Removes lab `id` (record or not) by discovery.
 pub fn destroy(id: &str) -> Result<()> {
     let dir = paths::labs_dir().join(id);
@@ -462,7 +337,7 @@ fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
 fn one_vagrant_lab_at_a_time() -> Result<()> {
     if let Some(other) = list()?
         .into_iter()
-        .find(|r| r.backend.is_vagrant() && !is_stale(r))
+        .find(|r| r.backend.is_vagrant() && !gc::is_stale(r))
     {
         bail!(
             "Vagrant lab {} is up (its private network uses the lab's addresses on this machine, so a second one would collide): remove it with `pglab down --lab {}` or wait for its run to end",
@@ -471,154 +346,4 @@ fn one_vagrant_lab_at_a_time() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn is_stale(r: &LabRecord) -> bool {
-    let owner_alive = procfs::pid_alive(r.owner_pid)
-        && procfs::pid_start_time(r.owner_pid) == Some(r.owner_start);
-    !r.kept && !owner_alive
-}
-
-/// Finds and removes stale labs (owner gone, not kept; with `all`, every lab), and
-/// resources whose lab has no record left. Returns what was removed and why.
-pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
-    let mut removed = Vec::new();
-    let mut known = std::collections::HashSet::new();
-    for r in list()? {
-        known.insert(r.id.clone());
-        if all || is_stale(&r) {
-            destroy(&r.id)?;
-            removed.push((
-                r.id.clone(),
-                if all {
-                    "--all".into()
-                } else {
-                    format!("its pglab process {} is gone", r.owner_pid)
-                },
-            ));
-        }
-    }
-    // Orphans: directories without a record, namespaces and processes without a directory.
-    // A record that cannot be read is not an orphan's: that lab is left alone, and said so.
-    let (mut orphan_ids, unreadable) = orphan_dirs(&paths::labs_dir(), &known);
-    for (id, why) in unreadable {
-        eprintln!(
-            "pglab: lab {id}: {why}; not removing it: look at {}; if the lab is stale, remove its lab.json and run `pglab gc` again",
-            paths::labs_dir().join(&id).display()
-        );
-    }
-    for ns in procfs::netns_matching("pglab") {
-        if let Some(id) = names::lab_id_of(&ns) {
-            if !known.contains(id) && !paths::labs_dir().join(id).exists() {
-                orphan_ids.insert(id.to_string());
-            }
-        }
-    }
-    for d in crate::backend::vagrant::libvirt::domains_matching(names::PREFIX) {
-        if let Some(id) = names::lab_id_of(&d) {
-            if !known.contains(id) && !paths::labs_dir().join(id).exists() {
-                orphan_ids.insert(id.to_string());
-            }
-        }
-    }
-    for id in orphan_ids {
-        destroy(&id)?;
-        removed.push((id, "no lab record".into()));
-    }
-    if crate::backend::vagrant::libvirt::domains_matching(names::PREFIX).is_empty() {
-        crate::backend::vagrant::libvirt::stop_daemons_if_idle()?;
-    }
-    for p in boxes::remove_stale_builds() {
-        removed.push((p.display().to_string(), "half-built box".into()));
-    }
-    Ok(removed)
-}
-
-/// Lab directories under `labs` that have no record (and are not being created): their ids.
-/// Directories whose record exists but cannot be read come back apart, with the reason.
-fn orphan_dirs(
-    labs: &std::path::Path,
-    known: &std::collections::HashSet<String>,
-) -> (std::collections::BTreeSet<String>, Vec<(String, String)>) {
-    let mut orphans = std::collections::BTreeSet::new();
-    let mut unreadable = Vec::new();
-    for e in std::fs::read_dir(labs).into_iter().flatten().flatten() {
-        let id = e.file_name().to_string_lossy().to_string();
-        if known.contains(&id) {
-            continue;
-        }
-        let record = e.path().join("lab.json");
-        if record.exists() {
-            let why = match std::fs::read_to_string(&record) {
-                Ok(text) => match serde_json::from_str::<LabRecord>(&text) {
-                    Ok(_) => "its record appeared while gc looked".to_string(),
-                    Err(err) => format!("{} is not a lab record ({err})", record.display()),
-                },
-                Err(err) => format!("cannot read {} ({err})", record.display()),
-            };
-            unreadable.push((id, why));
-        } else if !is_being_created(&e.path()) {
-            orphans.insert(id);
-        }
-    }
-    (orphans, unreadable)
-}
-
-/// A lab directory younger than a few seconds without lab.json may be one being created now.
-fn is_being_created(dir: &std::path::Path) -> bool {
-    std::fs::metadata(dir)
-        .and_then(|m| m.modified())
-        .map(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(10))
-        .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gc_leaves_a_lab_whose_record_it_cannot_read() {
-        let labs = tempfile::tempdir().unwrap();
-        let damaged = labs.path().join("aaaaaa");
-        std::fs::create_dir_all(&damaged).unwrap();
-        std::fs::write(damaged.join("lab.json"), "{\"id\": \"aaa").unwrap();
-        let no_record = labs.path().join("bbbbbb");
-        std::fs::create_dir_all(&no_record).unwrap();
-        // Older than a lab being created: a directory without a record is an orphan.
-        let old = nix::sys::time::TimeVal::new(1_000_000_000, 0);
-        nix::sys::stat::utimes(&no_record, &old, &old).unwrap();
-        let known = std::collections::HashSet::from(["cccccc".to_string()]);
-        std::fs::create_dir_all(labs.path().join("cccccc")).unwrap();
-        let (orphans, unreadable) = orphan_dirs(labs.path(), &known);
-        assert_eq!(orphans.into_iter().collect::<Vec<_>>(), ["bbbbbb"]);
-        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
-        assert_eq!(unreadable[0].0, "aaaaaa");
-        assert!(
-            unreadable[0].1.contains("is not a lab record"),
-            "{unreadable:?}"
-        );
-    }
-
-    #[test]
-    fn the_backend_is_written_in_the_record_as_before() {
-        for (b, name) in [
-            (BackendChoice::Nspawn, "\"nspawn\""),
-            (
-                BackendChoice::Vagrant(Provider::Libvirt),
-                "\"vagrant-libvirt\"",
-            ),
-            (
-                BackendChoice::Vagrant(Provider::Virtualbox),
-                "\"vagrant-virtualbox\"",
-            ),
-        ] {
-            assert_eq!(serde_json::to_string(&b).unwrap(), name);
-            assert_eq!(serde_json::from_str::<BackendChoice>(name).unwrap(), b);
-        }
-        let e = serde_json::from_str::<BackendChoice>("\"docker\"").unwrap_err();
-        assert!(
-            e.to_string().contains("which this pglab does not know"),
-            "{e}"
-        );
-    }
 }
