@@ -1,25 +1,14 @@
 //! pglab: a test harness for PostgreSQL replication and backup labs.
 //! See ARCHITECTURE.md for the map of the code.
 
-pub mod ansible;
-pub mod apt;
+#![warn(clippy::too_many_lines)]
+
 pub mod backend;
-pub mod bench;
-pub mod box_prune;
-pub mod boxes;
-pub mod cleanup;
-pub mod doctor;
-pub mod exec;
-pub mod junit;
+pub mod cli;
 pub mod lab;
-pub mod libvirt;
-pub mod libvirt_box;
-pub mod paths;
-pub mod progress;
+pub mod model;
 pub mod provision;
+pub mod report;
 pub mod run;
-pub mod runlog;
 pub mod scenario;
-pub mod secrets;
-pub mod topology;
-pub mod vagrantfile;
+pub mod sys;

@@ -18,7 +18,7 @@ fn checker() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
     let bin = venv.join("bin/check-jsonschema");
     if !bin.exists() {
-        if let Err(e) = pglab::doctor::ensure_test_tools() {
+        if let Err(e) = pglab::sys::doctor::ensure_test_tools() {
             panic!("this test needs tools that are missing: {e:#}");
         }
         let st = Command::new("python3")

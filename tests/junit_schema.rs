@@ -54,7 +54,7 @@ fn ant_junit_xsd() -> PathBuf {
 /// The tools this test needs, from pglab's own installer; if it cannot get them, the test
 /// fails here with the exact command to run.
 fn tools_or_the_command() {
-    if let Err(e) = pglab::doctor::ensure_test_tools() {
+    if let Err(e) = pglab::sys::doctor::ensure_test_tools() {
         panic!("this test needs tools that are missing: {e:#}");
     }
 }
@@ -119,14 +119,14 @@ fn junit_report_validates_against_the_ant_junit_schema() {
         log_dir: "/var/lib/pglab/runs/x".into(),
         kept: false,
     };
-    let xml = pglab::junit::render(&[report("bookworm", false), report("trixie", true)]);
+    let xml = pglab::report::junit::render(&[report("bookworm", false), report("trixie", true)]);
     validate(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
 }
 
 #[test]
 fn the_schema_check_can_fail() {
     // A testcase without its required `time` is refused: the check above means something.
-    let xml = pglab::junit::render(&[]).replace(
+    let xml = pglab::report::junit::render(&[]).replace(
         "</testsuites>",
         "<testsuite name=\"x\"><testcase name=\"y\" classname=\"z\"/></testsuite></testsuites>",
     );

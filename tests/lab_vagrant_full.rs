@@ -11,13 +11,15 @@ use pglab::run::{run, RunOptions};
 #[ignore = "needs root, vagrant, vagrant-libvirt, libvirt and qemu; long under emulation"]
 fn vagrant_libvirt_lab_passes_every_scenario() {
     let report = run(&RunOptions {
-        backend: pglab::lab::BackendChoice::Vagrant(pglab::vagrantfile::Provider::Libvirt),
+        backend: pglab::lab::BackendChoice::Vagrant(
+            pglab::backend::vagrant::vagrantfile::Provider::Libvirt,
+        ),
         ..Default::default()
     })
     .unwrap();
     common::assert_all_passed(&report);
     let scenarios = common::scenarios_run(&report);
     assert!(scenarios.len() >= 11, "{scenarios:?}");
-    let left = pglab::cleanup::leftovers(&report.lab);
+    let left = pglab::lab::leftovers(&report.lab);
     assert!(left.is_empty(), "{left:#?}");
 }

@@ -1,8 +1,8 @@
 //! Bad scenario specs fail before anything runs, with the file, the line and what is wrong;
 //! no input makes the parser panic. No root and no lab needed.
 
+use pglab::model::topology::Topology;
 use pglab::scenario::spec::{self, parse};
-use pglab::topology::Topology;
 use std::path::Path;
 
 fn err(text: &str) -> String {

@@ -1,10 +1,11 @@
 //! The `Backend` boundary: everything the rest of pglab may ask of a lab. The scenario
 //! runner and the provisioner only ever talk to this trait; nspawn and Vagrant live behind it.
 
+pub mod boxes;
 pub mod nspawn;
 pub mod vagrant;
 
-use crate::exec::CmdOutput;
+use crate::sys::exec::CmdOutput;
 use anyhow::Result;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ pub trait Backend: Send + Sync {
         );
         let out = self.exec(host, "root", &script, Duration::from_secs(60))?;
         if !out.ok() {
-            return Err(crate::exec::failure(
+            return Err(crate::sys::exec::failure(
                 &format!("copying a file to {path} failed"),
                 &format!("host {host}"),
                 "base64 -d > PATH",
@@ -113,7 +114,7 @@ pub trait Backend: Send + Sync {
             Duration::from_secs(60),
         )?;
         if !out.ok() {
-            return Err(crate::exec::failure(
+            return Err(crate::sys::exec::failure(
                 &format!("reading {path} failed"),
                 &format!("host {host}"),
                 &format!("cat {path}"),
@@ -161,7 +162,7 @@ mod tests {
     fn base64_matches_coreutils() {
         for input in [&b""[..], b"a", b"ab", b"abc", b"hello world\n\x00\xff"] {
             let ours = base64_encode(input);
-            let theirs = crate::exec::run(
+            let theirs = crate::sys::exec::run(
                 &["base64".into(), "-w0".into()],
                 Some(input),
                 Duration::from_secs(5),

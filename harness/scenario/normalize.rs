@@ -35,7 +35,7 @@ fn rules() -> &'static [(Regex, &'static str)] {
 
 /// Normalises `text`: secrets first (exact values), then the rules; trailing spaces dropped.
 pub fn normalize(text: &str, secrets: &[String]) -> String {
-    let mut out = crate::secrets::redact_values(text, secrets);
+    let mut out = crate::model::secrets::redact_values(text, secrets);
     for (re, with) in rules() {
         out = re.replace_all(&out, *with).into_owned();
     }

@@ -3,48 +3,26 @@
 
 use super::normalize::normalize;
 use super::spec::{Action, Check, Scenario, Step, StepKind};
-use crate::exec::{failure, scaled, tail, CmdOutput};
 use crate::lab::Lab;
-use crate::runlog::RunLog;
+use crate::report::runlog::RunLog;
+use crate::sys::exec::{failure, scaled, tail, CmdOutput};
 use anyhow::{anyhow, bail, Result};
 use regex::Regex;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Passed,
-    Failed,
-    Skipped,
-}
+pub use crate::report::outcome::{Status, StepOutcome};
 
-/// One step's result, as reports show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepOutcome {
-    pub scenario: String,
-    pub step: String,
-    pub host: String,
-    /// `scenarios/x.toml:12`
-    pub location: String,
-    pub status: Status,
-    pub duration_secs: f64,
-    pub message: String,
-}
-
-impl StepOutcome {
-    /// A step that did not run (yet): `message` says why.
-    pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
-        StepOutcome {
-            scenario: sc.name.clone(),
-            step: st.name.clone(),
-            host: st.host.clone(),
-            location: sc.at(st.line),
-            status: Status::Skipped,
-            duration_secs: 0.0,
-            message: message.into(),
-        }
+/// A step that did not run (yet): `message` says why.
+pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
+    StepOutcome {
+        scenario: sc.name.clone(),
+        step: st.name.clone(),
+        host: st.host.clone(),
+        location: sc.at(st.line),
+        status: Status::Skipped,
+        duration_secs: 0.0,
+        message: message.into(),
     }
 }
 
@@ -150,6 +128,16 @@ fn awaited(check: &Check) -> String {
     parts.join(" and ")
 }
 
+/// What every scenario script starts with: the lab's environment and scenarios/prelude.sh.
+pub fn prelude(lab: &Lab) -> String {
+    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
+    prelude.push_str(
+        &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
+            .unwrap_or_default(),
+    );
+    prelude
+}
+
 impl<'a> Runner<'a> {
     pub fn new(
         lab: &'a Lab,
@@ -157,18 +145,12 @@ impl<'a> Runner<'a> {
         started: Instant,
         vars: BTreeMap<String, String>,
     ) -> Runner<'a> {
-        let mut prelude =
-            crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
-        prelude.push_str(
-            &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
-                .unwrap_or_default(),
-        );
         Runner {
             lab,
             log,
             started,
             vars,
-            prelude,
+            prelude: prelude(lab),
         }
     }
 
@@ -177,8 +159,8 @@ impl<'a> Runner<'a> {
         let mut outcomes = Vec::new();
         let mut failed = false;
         for (i, st) in sc.steps.iter().enumerate() {
-            let mut o = StepOutcome::skipped(sc, st, "skipped: an earlier step failed");
-            if failed || crate::cleanup::aborting() {
+            let mut o = skipped(sc, st, "skipped: an earlier step failed");
+            if failed || crate::sys::cleanup::aborting() {
                 outcomes.push(o);
                 continue;
             }
@@ -197,7 +179,7 @@ impl<'a> Runner<'a> {
                 Ok(()) => {
                     o.status = Status::Passed;
                     o.message.clear();
-                    crate::progress::say(
+                    crate::sys::progress::say(
                         self.started,
                         "run",
                         &format!("{label}: ok ({:.1}s)", o.duration_secs),
@@ -207,7 +189,7 @@ impl<'a> Runner<'a> {
                     failed = true;
                     o.status = Status::Failed;
                     o.message = self.log.redact(&format!("{e:#}"));
-                    crate::progress::say(
+                    crate::sys::progress::say(
                         self.started,
                         "run",
                         &format!("{label}: FAILED ({:.1}s)", o.duration_secs),
@@ -330,7 +312,7 @@ impl<'a> Runner<'a> {
     }
 
     /// barman does not check whether PostgreSQL runs at the destination of `recover`
-    /// (checks.md, fact 6): pglab does, before barman touches anything.
+    /// (it would overwrite a live data directory): pglab does, before barman touches anything.
     fn guard_recover(&self, sc: &Scenario, st: &Step, args: &str) -> Result<()> {
         let Some((host, dest)) = recover_destination(args) else {
             return Ok(());
@@ -369,6 +351,8 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// One step: its script on its host until its check is met (or its wait is over),
+    /// logged; then what it saves and the snapshot it compares.
     fn step(&mut self, sc: &Scenario, index: usize, st: &Step) -> Result<()> {
         if let StepKind::Action(a) = &st.kind {
             return self.action(st, a).map_err(|e| {
@@ -383,85 +367,14 @@ impl<'a> Runner<'a> {
         if let StepKind::Barman { args } = &st.kind {
             let args = substitute(args, &self.vars)?;
             if let Err(e) = self.guard_recover(sc, st, &args) {
-                let refused = CmdOutput {
-                    code: 1,
-                    stderr: format!("{e:#}"),
-                    ..Default::default()
-                };
-                self.log.step(
-                    &sc.name,
-                    index,
-                    &st.name,
-                    &st.host,
-                    &format!("barman {args}"),
-                    &refused,
-                );
-                // A step that expects the refusal passes on it.
-                if st
-                    .check
-                    .fails_with
-                    .as_deref()
-                    .is_some_and(|f| refused.stderr.contains(f))
-                {
-                    return Ok(());
-                }
-                return Err(e);
+                return self.refused(sc, index, st, &args, e);
             }
         }
         let (user, script, shown) = self
             .script(st)
             .map_err(|e| anyhow!("{}: step {:?}: {e:#}", sc.at(st.line), st.name))?;
-        let check = Check {
-            expect: st
-                .check
-                .expect
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            contains: st
-                .check
-                .contains
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            not_contains: st
-                .check
-                .not_contains
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            ..st.check.clone()
-        };
-        let deadline = st.wait.map(|w| Instant::now() + scaled(w));
-        let mut attempts = 0;
-        let (out, problem) = loop {
-            attempts += 1;
-            let out = match &st.kind {
-                StepKind::Connect { .. } => self.connect(&st.host, &script),
-                _ => self
-                    .lab
-                    .exec(&st.host, &user, &script, scaled(st.timeout))?,
-            };
-            let problem = unmet(&check, &out);
-            match (problem, deadline) {
-                (None, _) => break (out, None),
-                (Some(p), Some(d)) if Instant::now() < d => {
-                    let _ = p;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                (Some(p), Some(_)) => {
-                    let waited = humantime::format_duration(scaled(st.wait.unwrap_or_default()));
-                    break (
-                        out,
-                        Some(format!(
-                            "waited {waited} ({attempts} tries) for {}; last: {p}",
-                            awaited(&check)
-                        )),
-                    );
-                }
-                (Some(p), None) => break (out, Some(p)),
-            }
-        };
+        let check = self.substituted(&st.check)?;
+        let (out, problem) = self.until_met(st, &user, &script, &check)?;
         let log_path = self
             .log
             .step(&sc.name, index, &st.name, &st.host, &shown, &out);
@@ -484,6 +397,103 @@ impl<'a> Runner<'a> {
                 &hint,
             ));
         }
+        self.keep_output(sc, st, &shown, &out, &place)
+    }
+
+    /// A `barman recover` that `guard_recover` refused: logged as a failed command; a step
+    /// that expects the refusal passes on it.
+    fn refused(
+        &self,
+        sc: &Scenario,
+        index: usize,
+        st: &Step,
+        args: &str,
+        e: anyhow::Error,
+    ) -> Result<()> {
+        let refused = CmdOutput {
+            code: 1,
+            stderr: format!("{e:#}"),
+            ..Default::default()
+        };
+        self.log.step(
+            &sc.name,
+            index,
+            &st.name,
+            &st.host,
+            &format!("barman {args}"),
+            &refused,
+        );
+        if st
+            .check
+            .fails_with
+            .as_deref()
+            .is_some_and(|f| refused.stderr.contains(f))
+        {
+            return Ok(());
+        }
+        Err(e)
+    }
+
+    /// The step's check with saved values filled in.
+    fn substituted(&self, check: &Check) -> Result<Check> {
+        let fill = |text: &Option<String>| -> Result<Option<String>> {
+            text.as_deref()
+                .map(|e| substitute(e, &self.vars))
+                .transpose()
+        };
+        Ok(Check {
+            expect: fill(&check.expect)?,
+            contains: fill(&check.contains)?,
+            not_contains: fill(&check.not_contains)?,
+            ..check.clone()
+        })
+    }
+
+    /// Runs the step's script until `check` is met; with a `wait`, polls every 100 ms up to
+    /// its deadline. Returns the last output and, when unmet, what was awaited and seen.
+    fn until_met(
+        &self,
+        st: &Step,
+        user: &str,
+        script: &str,
+        check: &Check,
+    ) -> Result<(CmdOutput, Option<String>)> {
+        let deadline = st.wait.map(|w| Instant::now() + scaled(w));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = match &st.kind {
+                StepKind::Connect { .. } => self.connect(&st.host, script),
+                _ => self.lab.exec(&st.host, user, script, scaled(st.timeout))?,
+            };
+            let problem = unmet(check, &out);
+            match (problem, deadline) {
+                (None, _) => return Ok((out, None)),
+                (Some(_), Some(d)) if Instant::now() < d => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (Some(p), Some(_)) => {
+                    let waited = humantime::format_duration(scaled(st.wait.unwrap_or_default()));
+                    let why = format!(
+                        "waited {waited} ({attempts} tries) for {}; last: {p}",
+                        awaited(check)
+                    );
+                    return Ok((out, Some(why)));
+                }
+                (Some(p), None) => return Ok((out, Some(p))),
+            }
+        }
+    }
+
+    /// What a passed step leaves: the value it saves, the snapshot it is compared with.
+    fn keep_output(
+        &mut self,
+        sc: &Scenario,
+        st: &Step,
+        shown: &str,
+        out: &CmdOutput,
+        place: &str,
+    ) -> Result<()> {
         if let Some(v) = &st.save {
             self.vars.insert(v.clone(), out.stdout.trim().to_string());
         }

@@ -6,14 +6,14 @@ use anyhow::{anyhow, Result};
 use std::path::PathBuf;
 
 pub fn snapshots_dir() -> PathBuf {
-    crate::paths::repo_root().join("snapshots")
+    crate::sys::paths::repo_root().join("snapshots")
 }
 
 /// Asserts `value` against snapshot `name`; `description` says which step produced it.
 pub fn check(name: &str, value: &str, description: &str) -> Result<()> {
     if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
         // insta would otherwise look for a cargo workspace at run time.
-        std::env::set_var("INSTA_WORKSPACE_ROOT", crate::paths::repo_root());
+        std::env::set_var("INSTA_WORKSPACE_ROOT", crate::sys::paths::repo_root());
     }
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(snapshots_dir());

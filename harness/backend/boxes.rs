@@ -1,0 +1,374 @@
+//! Boxes: root file systems built with mmdebstrap from a recipe (`boxes/<name>.toml`) and
+//! cached under `<cache>/boxes/<name>-<hash>`, where the hash is of the recipe's content.
+//! A box is built under a temporary name and renamed when complete, so a half-built box
+//! is never used.
+
+use crate::sys::{exec, mounts, paths, procfs};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Bumped when the way pglab builds boxes changes, so old boxes are not reused.
+const BUILD_FORMAT: &str = "pglab-box-1";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub description: String,
+    pub suite: String,
+    #[serde(default = "default_variant")]
+    pub variant: String,
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub customize: Vec<String>,
+    /// Scripts (paths relative to `boxes/`) run with `sh -e` inside the new root file
+    /// system after `customize`; shared by recipes, and part of the cache key.
+    #[serde(default)]
+    pub scripts: Vec<String>,
+}
+
+fn default_variant() -> String {
+    "minbase".into()
+}
+
+/// A recipe with where it came from and its cache key.
+#[derive(Debug, Clone)]
+pub struct BoxSpec {
+    pub name: String,
+    pub recipe: Recipe,
+    pub hash: String,
+    pub file: PathBuf,
+}
+
+pub fn boxes_dir() -> PathBuf {
+    paths::repo_root().join("boxes")
+}
+
+impl BoxSpec {
+    pub fn load(name: &str) -> Result<BoxSpec> {
+        let file = boxes_dir().join(format!("{name}.toml"));
+        if !file.exists() {
+            let known = list_recipes().unwrap_or_default().join(", ");
+            bail!(
+                "no box recipe {name:?}: {} does not exist (known boxes: {known})",
+                file.display()
+            );
+        }
+        Self::from_file(name, &file)
+    }
+
+    pub fn from_file(name: &str, file: &Path) -> Result<BoxSpec> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read box recipe {}", file.display()))?;
+        let recipe: Recipe = toml::from_str(&text)
+            .with_context(|| format!("box recipe {} is not valid", file.display()))?;
+        if recipe.packages.is_empty() {
+            bail!("box recipe {}: packages is empty", file.display());
+        }
+        let mut h = Sha256::new();
+        h.update(BUILD_FORMAT);
+        h.update(text.as_bytes());
+        for script in &recipe.scripts {
+            let path = boxes_dir().join(script);
+            let body = std::fs::read(&path).with_context(|| {
+                format!(
+                    "box recipe {}: cannot read its script {}",
+                    file.display(),
+                    path.display()
+                )
+            })?;
+            h.update(&body);
+        }
+        let hash = hex::encode(h.finalize())[..12].to_string();
+        Ok(BoxSpec {
+            name: name.into(),
+            recipe,
+            hash,
+            file: file.into(),
+        })
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        paths::cache_root()
+            .join("boxes")
+            .join(format!("{}-{}", self.name, self.hash))
+    }
+
+    /// The root file system the hosts' overlays use as their lower layer.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir().join("rootfs")
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.dir().join("built.json").exists()
+    }
+
+    /// The mmdebstrap command line for this recipe, writing into `target`.
+    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Vec<String> {
+        let packages: Vec<&str> = self
+            .recipe
+            .packages
+            .iter()
+            .chain(extra_packages)
+            .map(String::as_str)
+            .collect();
+        let mut argv = vec![
+            "mmdebstrap".to_string(),
+            format!("--variant={}", self.recipe.variant),
+            format!("--include={}", packages.join(",")),
+        ];
+        for c in &self.recipe.customize {
+            argv.push(format!(
+                "--customize-hook=chroot \"$1\" sh -c {}",
+                crate::backend::shell_quote(c)
+            ));
+        }
+        for script in &self.recipe.scripts {
+            let path = boxes_dir().join(script);
+            argv.push(format!(
+                "--customize-hook=chroot \"$1\" sh -e < {}",
+                crate::backend::shell_quote(&path.to_string_lossy())
+            ));
+        }
+        argv.push(self.recipe.suite.clone());
+        argv.push(target.to_string_lossy().into());
+        argv
+    }
+
+    /// Returns the box's root file system, building it first if it is not in the cache.
+    pub fn ensure(&self) -> Result<PathBuf> {
+        if !self.is_built() {
+            self.build()?;
+        }
+        Ok(self.rootfs())
+    }
+
+    pub fn build(&self) -> Result<()> {
+        build_cached(&self.name, &self.hash, &self.dir(), |tmp| {
+            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[]);
+            self.run_build_step(tmp, &argv, "mmdebstrap")?;
+            std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
+            Ok(())
+        })
+    }
+
+    /// Runs one build command with its output in `tmp/build.log` and its last line on a
+    /// spinner; a failure names the recipe, the command and the tail of the log.
+    pub(crate) fn run_build_step(&self, tmp: &Path, argv: &[String], what: &str) -> Result<()> {
+        let log_path = tmp.join("build.log");
+        let bar = crate::sys::progress::spinner(&format!("box {}: {what}", self.name));
+        let reader = duct::cmd(&argv[0], &argv[1..])
+            .stderr_to_stdout()
+            .unchecked()
+            .reader()
+            .with_context(|| format!("cannot start {}; run `pglab doctor`", argv[0]))?;
+        for pid in reader.pids() {
+            procfs::own_process(pid);
+        }
+        let mut log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let mut this_step = String::new();
+        for line in std::io::BufReader::new(&reader).lines() {
+            let line = line.unwrap_or_default();
+            bar.set_message(format!(
+                "box {}: {}",
+                self.name,
+                line.chars().take(90).collect::<String>()
+            ));
+            this_step.push_str(&line);
+            this_step.push('\n');
+        }
+        let status = reader.try_wait()?.map(|o| o.status);
+        for pid in reader.pids() {
+            procfs::disown_process(pid);
+        }
+        log.push_str(&this_step);
+        std::fs::write(&log_path, &log)?;
+        bar.finish_and_clear();
+        match status {
+            Some(s) if s.success() => Ok(()),
+            _ => Err(exec::failure(
+                &format!("building box {} failed ({what})", self.name),
+                &format!("recipe {}, log {}", self.file.display(), log_path.display()),
+                &argv.join(" "),
+                &this_step,
+                "check the package names in the recipe and that apt works on this machine (`apt-get update`)",
+            )),
+        }
+    }
+}
+
+/// Builds `final_dir` through `.tmp-NAME-HASH-PID` (removed on failure and by gc when its
+/// process is gone) and a rename, so a half-built box is never used.
+pub(crate) fn build_cached(
+    name: &str,
+    hash: &str,
+    final_dir: &Path,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let parent = paths::cache_root().join("boxes");
+    std::fs::create_dir_all(&parent).with_context(|| {
+        format!(
+            "cannot create the box cache {} (set PGLAB_CACHE_DIR to a writable place)",
+            parent.display()
+        )
+    })?;
+    check_free_space(&parent, 2 << 30)?;
+    let tmp = parent.join(format!(".tmp-{name}-{hash}-{}", std::process::id()));
+    mounts::own_temp_dir(&tmp);
+    let started = Instant::now();
+    let result = std::fs::create_dir_all(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| build(&tmp));
+    if result.is_err() {
+        let _ = mounts::remove_tree(&tmp);
+        mounts::disown_temp_dir(&tmp);
+        return result;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::write(
+        tmp.join("built.json"),
+        serde_json::json!({ "name": name, "hash": hash, "seconds": secs }).to_string(),
+    )?;
+    if final_dir.exists() {
+        // Another run finished the same box first: theirs is as good as ours.
+        let _ = mounts::remove_tree(&tmp);
+    } else {
+        std::fs::rename(&tmp, final_dir)
+            .with_context(|| format!("cannot move the finished box to {}", final_dir.display()))?;
+    }
+    mounts::disown_temp_dir(&tmp);
+    eprintln!(
+        "pglab: box {name} built in {secs:.0}s ({})",
+        final_dir.display()
+    );
+    Ok(())
+}
+
+fn check_free_space(dir: &Path, need: u64) -> Result<()> {
+    if let Ok(st) = nix::sys::statvfs::statvfs(dir) {
+        let free = st.blocks_available() * st.fragment_size();
+        if free < need {
+            bail!(
+                "the box cache {} has {} MiB free; a box needs about {} MiB. Free space there or set PGLAB_CACHE_DIR",
+                dir.display(),
+                free >> 20,
+                need >> 20
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Names of the recipes in `boxes/`.
+pub fn list_recipes() -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(boxes_dir())?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".toml")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Removes half-built boxes left by runs that were killed.
+pub fn remove_stale_builds() -> Vec<PathBuf> {
+    let parent = paths::cache_root().join("boxes");
+    let mut removed = Vec::new();
+    for e in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(".tmp-") else {
+            continue;
+        };
+        let pid: Option<u32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
+        if pid.map(|p| !procfs::pid_alive(p)).unwrap_or(true)
+            && mounts::remove_tree(&e.path()).is_ok()
+        {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_recipes_parse() {
+        let names = list_recipes().unwrap();
+        assert!(names.contains(&"bookworm".to_string()) && names.contains(&"trixie".to_string()));
+        for n in names {
+            BoxSpec::load(&n).unwrap();
+        }
+    }
+
+    #[test]
+    fn hash_follows_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, "description='x'\nsuite='bookworm'\npackages=['a']\n").unwrap();
+        let a = BoxSpec::from_file("x", &p).unwrap();
+        let a2 = BoxSpec::from_file("x", &p).unwrap();
+        std::fs::write(
+            &p,
+            "description='x'\nsuite='bookworm'\npackages=['a','b']\n",
+        )
+        .unwrap();
+        let b = BoxSpec::from_file("x", &p).unwrap();
+        assert_eq!(a.hash, a2.hash);
+        assert_ne!(a.hash, b.hash);
+        assert_ne!(a.dir(), b.dir());
+    }
+
+    #[test]
+    fn missing_recipe_names_the_known_ones() {
+        let e = BoxSpec::load("nosuchbox").unwrap_err().to_string();
+        assert!(
+            e.contains("no box recipe \"nosuchbox\"") && e.contains("bookworm"),
+            "{e}"
+        );
+    }
+
+    /// The error a recipe with this text gets.
+    fn recipe_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, text).unwrap();
+        format!("{:#}", BoxSpec::from_file("x", &p).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_recipe_field_is_rejected() {
+        let e = recipe_error("description='x'\nsuite='bookworm'\npackages=['a']\npakages=[]\n");
+        assert!(e.contains("pakages"), "{e}");
+    }
+
+    #[test]
+    fn mmdebstrap_command_line() {
+        let b = BoxSpec::load("bookworm").unwrap();
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
+        assert_eq!(argv[0], "mmdebstrap");
+        assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
+        assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
+        assert!(
+            argv.iter()
+                .any(|a| a.contains("sh -e < ") && a.contains("pg-ctlcluster-fast-start.sh")),
+            "{argv:?}"
+        );
+    }
+
+    #[test]
+    fn a_script_is_part_of_the_cache_key_and_must_exist() {
+        let e = recipe_error(
+            "description='x'\nsuite='bookworm'\npackages=['a']\nscripts=['no-such-script.sh']\n",
+        );
+        assert!(e.contains("no-such-script.sh"), "{e}");
+    }
+}

@@ -1,0 +1,27 @@
+use crate::run::bench::What;
+use crate::sys::doctor;
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(value_enum, default_value = "run")]
+    what: What,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Labs at once, for `parallel`.
+    #[arg(long, default_value_t = 3)]
+    labs: usize,
+    #[arg(long = "box", default_value = "bookworm")]
+    box_name: String,
+}
+
+/// `pglab bench`: min / median / max of each phase over several runs.
+pub fn bench(a: BenchArgs) -> Result<i32> {
+    doctor::require_root("run benchmarks")?;
+    print!(
+        "{}",
+        crate::run::bench::bench(a.what, a.runs, &a.box_name, a.labs)?
+    );
+    Ok(0)
+}

@@ -1,0 +1,367 @@
+//! The Ansible provisioner: a submission with `playbook = "playbook.yml"` is applied with
+//! ansible-playbook, installed by pglab from PyPI into a private virtual environment (pinned),
+//! against an inventory of the lab's hosts. As Molecule does, the playbook runs twice: the
+//! second run must change nothing.
+
+use crate::lab::Lab;
+use crate::provision::submission::{ProvisionReport, Submission};
+use crate::report::runlog::RunLog;
+use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The pinned ansible-core (2.18 runs on Python 3.11+, manages Python 3.8-3.13 hosts).
+pub const ANSIBLE_CORE: &str = "ansible-core==2.18.19";
+
+/// The virtual environment with ansible-core, created once per pinned version. A venv's
+/// scripts name its directory, so it is built in place and marked complete at the end; an
+/// unmarked one (an interrupted install) is removed and built again.
+pub fn ensure_installed() -> Result<PathBuf> {
+    // Labs running side by side (`run --jobs`) install it once, not at the same time.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = crate::sys::paths::cache_root().join(format!(
+        "ansible-{}",
+        ANSIBLE_CORE.trim_start_matches("ansible-core==")
+    ));
+    let playbook = venv.join("bin/ansible-playbook");
+    let done = venv.join(".pglab-complete");
+    if done.exists() {
+        return Ok(playbook);
+    }
+    if venv.exists() {
+        crate::sys::mounts::remove_tree(&venv)?;
+    }
+    crate::sys::doctor::ensure_python_venv()?;
+    crate::sys::mounts::own_temp_dir(&venv);
+    let bar = crate::sys::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
+    let mut result = Ok(());
+    for argv in [
+        vec![
+            "python3".to_string(),
+            "-m".into(),
+            "venv".into(),
+            venv.to_string_lossy().into(),
+        ],
+        vec![
+            venv.join("bin/pip").to_string_lossy().into(),
+            "install".into(),
+            "-q".into(),
+            ANSIBLE_CORE.into(),
+        ],
+    ] {
+        let out = run(&argv, None, Duration::from_secs(600))?;
+        if !out.ok() {
+            result = Err(failure(
+                &format!("installing {ANSIBLE_CORE} failed"),
+                "this machine",
+                &argv.join(" "),
+                &out.combined(),
+                "needs python3 with venv (apt-get install python3-venv) and access to PyPI",
+            ));
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    if result.is_ok() {
+        std::fs::write(&done, ANSIBLE_CORE)?;
+    } else {
+        let _ = crate::sys::mounts::remove_tree(&venv);
+    }
+    crate::sys::mounts::disown_temp_dir(&venv);
+    result.map(|_| playbook)
+}
+
+/// The inventory: one group per role, `pglab_addr` per host, how ssh reaches each.
+fn inventory(lab: &Lab, key: &Path) -> Result<String> {
+    let topo = lab.topology();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut lines = vec!["[all]".to_string()];
+    for h in &topo.hosts {
+        let t = lab.backend().ssh_target(&h.name, key)?;
+        let mut line = format!(
+            "{} ansible_host={} ansible_user={} pglab_addr={} ansible_python_interpreter=/usr/bin/python3",
+            h.name, t.address, t.user, h.address
+        );
+        if let Some(k) = &t.key {
+            line.push_str(&format!(" ansible_ssh_private_key_file={}", k.display()));
+        }
+        if !t.ssh_args.is_empty() {
+            line.push_str(&format!(
+                " ansible_ssh_common_args='{}'",
+                t.ssh_args.join(" ")
+            ));
+        }
+        if t.become_root {
+            line.push_str(" ansible_become=true");
+        }
+        lines.push(line);
+        for r in &h.roles {
+            groups
+                .entry(format!("{r:?}").to_lowercase())
+                .or_default()
+                .push(h.name.clone());
+        }
+    }
+    for (g, hosts) in groups {
+        lines.push(format!("\n[{g}]"));
+        lines.extend(hosts);
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The lab's own ssh key pair (for backends whose hosts take it, e.g. nspawn's root).
+fn lab_key(dir: &Path) -> Result<PathBuf> {
+    let key = dir.join("ansible").join("id_ed25519");
+    if !key.exists() {
+        std::fs::create_dir_all(key.parent().expect("has parent"))?;
+        let argv: Vec<String> = [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "pglab",
+            "-f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([key.to_string_lossy().into()])
+        .collect();
+        let out = run(&argv, None, Duration::from_secs(30))?;
+        if !out.ok() {
+            bail!("ssh-keygen failed: {}", out.combined());
+        }
+    }
+    Ok(key)
+}
+
+/// One ansible-playbook run, read from its default output.
+#[derive(Debug, Default)]
+pub struct PlaybookRun {
+    /// "task name on host" for every `changed:` line.
+    pub changed: Vec<String>,
+    /// (task, host, message) for every `fatal:` line.
+    pub failed: Vec<(String, String, String)>,
+    /// host → that host's lines, under their task headers.
+    pub per_host: BTreeMap<String, String>,
+}
+
+pub fn parse_output(text: &str) -> PlaybookRun {
+    let mut r = PlaybookRun::default();
+    let mut task = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line
+            .strip_prefix("TASK [")
+            .or_else(|| line.strip_prefix("RUNNING HANDLER ["))
+        {
+            task = rest.split(']').next().unwrap_or(rest).to_string();
+            continue;
+        }
+        let host = line
+            .find(": [")
+            .and_then(|i| line[i + 3..].split(']').next())
+            .map(|h| h.split(" -> ").next().unwrap_or(h).to_string());
+        let Some(host) = host else { continue };
+        let entry = r.per_host.entry(host.clone()).or_default();
+        entry.push_str(&format!("TASK [{task}]\n{line}\n"));
+        if line.starts_with("changed: [") {
+            r.changed.push(format!("{task} on {host}"));
+        } else if line.starts_with("fatal: [") {
+            r.failed.push((task.clone(), host, line.to_string()));
+        }
+    }
+    r
+}
+
+/// Runs the submission's playbook twice: to provision, then to prove it idempotent (the
+/// second run must change nothing).
+pub fn provision(
+    lab: &Lab,
+    sub: &Submission,
+    playbook: &Path,
+    log: &RunLog,
+    started: Instant,
+) -> Result<ProvisionReport> {
+    let t0 = Instant::now();
+    let run = Playbook::prepare(lab, sub, playbook)?;
+    let mut report = ProvisionReport::default();
+    for (pass, what) in [(1, "provision"), (2, "idempotence")] {
+        crate::sys::progress::say(
+            started,
+            "provision",
+            &format!(
+                "ansible-playbook {} (run {pass}: {what})",
+                playbook.display()
+            ),
+        );
+        let (parsed, path) = run.once(pass, what, log)?;
+        if pass == 1 {
+            report.changes = parsed.changed;
+        } else if !parsed.changed.is_empty() {
+            return Err(failure(
+                "the playbook is not idempotent: its second run changed something",
+                &format!("submission {}, log {}", sub.dir.display(), path.display()),
+                &run.shown,
+                &parsed.changed.join("\n"),
+                "a task that reports `changed` every time needs `creates:`, `changed_when:` or a module that compares before it writes",
+            ));
+        }
+    }
+    report.duration = t0.elapsed();
+    Ok(report)
+}
+
+/// `ansible-playbook` ready to run in the lab's network: inventory, secrets as extra vars
+/// (a 0600 file, never a command line), environment.
+struct Playbook {
+    argv: Vec<String>,
+    setup: Setup,
+    /// The command as logs and errors show it.
+    shown: String,
+    submission: PathBuf,
+}
+
+impl Playbook {
+    fn prepare(lab: &Lab, sub: &Submission, playbook: &Path) -> Result<Playbook> {
+        let ansible_playbook = ensure_installed()?;
+        let work = lab.dir.join("ansible");
+        std::fs::create_dir_all(&work)?;
+        let key = lab_key(&lab.dir)?;
+        std::fs::write(work.join("inventory.ini"), inventory(lab, &key)?)?;
+        let vars = work.join("secrets.yml");
+        write_secret_vars(lab, &vars)?;
+        let mut argv = lab.backend().in_lab_network();
+        argv.extend([
+            ansible_playbook.to_string_lossy().to_string(),
+            "-i".into(),
+            work.join("inventory.ini").to_string_lossy().into(),
+            "-e".into(),
+            format!("@{}", vars.display()),
+            playbook.to_string_lossy().into(),
+        ]);
+        Ok(Playbook {
+            argv,
+            setup: ansible_setup(sub, &work),
+            shown: format!(
+                "ansible-playbook -i inventory.ini -e @secrets.yml {}",
+                playbook.display()
+            ),
+            submission: sub.dir.clone(),
+        })
+    }
+
+    /// One run of the playbook, logged as a whole and per host; a failed task or exit code
+    /// is an error naming the host, the log and the line.
+    fn once(&self, pass: usize, what: &str, log: &RunLog) -> Result<(PlaybookRun, PathBuf)> {
+        let out = run_with(
+            &self.argv,
+            None,
+            scaled(Duration::from_secs(1800)),
+            &self.setup,
+        )?;
+        let parsed = parse_output(&out.stdout);
+        let step = format!("ansible-{what}");
+        let path = log.step("provision", pass, &step, "all", &self.shown, &out);
+        for (host, text) in &parsed.per_host {
+            let per_host = CmdOutput {
+                stdout: text.clone(),
+                ..out.clone()
+            };
+            log.step("provision", pass, &step, host, &self.shown, &per_host);
+        }
+        let sub = self.submission.display();
+        if let Some((task, host, line)) = parsed.failed.first() {
+            return Err(failure(
+                &format!("Ansible task {task:?} failed (playbook run {pass})"),
+                &format!("host {host}, submission {sub}, log {}", path.display()),
+                &self.shown,
+                &log.redact(line),
+                "read the log; fix the playbook and run again",
+            ));
+        }
+        if !out.ok() {
+            return Err(failure(
+                &format!(
+                    "ansible-playbook failed with exit code {} (run {pass})",
+                    out.code
+                ),
+                &format!("submission {sub}, log {}", path.display()),
+                &self.shown,
+                &log.redact(&out.combined()),
+                "read the log; unreachable hosts mean ssh into the lab failed",
+            ));
+        }
+        Ok((parsed, path))
+    }
+}
+
+/// The lab's secrets as Ansible extra vars, in a file only root can read.
+fn write_secret_vars(lab: &Lab, vars: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(vars)?;
+    for (k, v) in lab.secrets.env() {
+        writeln!(f, "{}: {}", k.to_lowercase(), serde_json::to_string(&v)?)?;
+    }
+    Ok(())
+}
+
+fn ansible_setup(sub: &Submission, work: &Path) -> Setup {
+    Setup {
+        cwd: Some(sub.dir.clone()),
+        env: [
+            ("ANSIBLE_HOST_KEY_CHECKING", "False"),
+            ("ANSIBLE_NOCOLOR", "1"),
+            ("ANSIBLE_RETRY_FILES_ENABLED", "0"),
+            ("ANSIBLE_PIPELINING", "1"),
+            ("ANSIBLE_STDOUT_CALLBACK", "default"),
+            ("ANSIBLE_LOCAL_TEMP", &work.join("tmp").to_string_lossy()),
+            // One connection per task: nothing lingers in the lab's network afterwards.
+            ("ANSIBLE_SSH_ARGS", "-o ControlMaster=no"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        own_group: true,
+    }
+}
+
+/// Where a submission's playbook is, if it has one.
+pub fn playbook_of(sub: &Submission) -> Option<PathBuf> {
+    let dir = sub.dir.canonicalize().unwrap_or_else(|_| sub.dir.clone());
+    sub.playbook.as_ref().map(|p| dir.join(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "PLAY [x] ***\n\nTASK [Gathering] ***\nok: [node1]\n\nTASK [pg_hba allows only what the homework needs] ***\nchanged: [node1]\nok: [node2]\n\nRUNNING HANDLER [Restart PostgreSQL] ***\nchanged: [node1]\n\nTASK [Clone] ***\nfatal: [node2]: FAILED! => {\"msg\": \"boom\"}\n\nPLAY RECAP ***\nnode1 : ok=3 changed=2\n";
+
+    #[test]
+    fn changes_failures_and_per_host_lines() {
+        let r = parse_output(OUTPUT);
+        assert_eq!(
+            r.changed,
+            vec![
+                "pg_hba allows only what the homework needs on node1",
+                "Restart PostgreSQL on node1"
+            ]
+        );
+        assert_eq!(r.failed.len(), 1);
+        assert_eq!(r.failed[0].0, "Clone");
+        assert_eq!(r.failed[0].1, "node2");
+        assert!(r.per_host["node2"].contains("TASK [Clone]\nfatal: [node2]"));
+        assert!(!r.per_host["node1"].contains("node2"));
+    }
+}

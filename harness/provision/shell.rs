@@ -1,0 +1,249 @@
+//! Running a submission's shell steps: each after the step before it or after the steps it
+//! names in `after` (steps whose waits are over run at the same time), on the hosts whose
+//! roles it names, with the lab's environment.
+
+use super::submission::{waits, ProvisionReport, ProvisionStep, Submission};
+use crate::backend::shell_quote;
+use crate::lab::Lab;
+use crate::model::topology::{Role, Topology};
+use crate::report::runlog::RunLog;
+use crate::sys::exec::{failure, scaled};
+use crate::sys::fanout::fan_out;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The environment every step sees: who is who in the lab, and the lab's secrets.
+pub fn lab_env(topo: &Topology, host: &str) -> Vec<(String, String)> {
+    let mut env = vec![("PGLAB_HOST".to_string(), host.to_string())];
+    if let Some(h) = topo.host(host) {
+        env.push(("PGLAB_ADDR".into(), h.address.to_string()));
+    }
+    for (role, key) in [
+        (Role::Primary, "PRIMARY"),
+        (Role::Standby, "STANDBY"),
+        (Role::Backup, "BACKUP"),
+    ] {
+        let h = topo.with_role(role);
+        env.push((format!("PGLAB_{key}"), h.name.clone()));
+        env.push((format!("PGLAB_{key}_ADDR"), h.address.to_string()));
+    }
+    let hosts: Vec<String> = topo
+        .hosts
+        .iter()
+        .map(|h| format!("{}={}", h.name, h.address))
+        .collect();
+    env.push(("PGLAB_HOSTS".into(), hosts.join(" ")));
+    env.push(("PGLAB_SUBNET".into(), topo.subnet.clone()));
+    env
+}
+
+/// `export K='v'` lines; the script travels on stdin, so values never reach a command line.
+pub fn env_prelude(env: &[(String, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
+        .collect()
+}
+
+pub(super) fn run_steps(
+    lab: &Lab,
+    sub: &Submission,
+    steps: &[ProvisionStep],
+    group: &str,
+    log: &RunLog,
+    started: Instant,
+) -> Result<ProvisionReport> {
+    let t0 = Instant::now();
+    let waits = waits(steps, &sub.dir.join("provision.toml"))?;
+    // What each step exported, together with what the steps it waits for saw: a step sees
+    // exactly its ancestors' exports, whatever order concurrent steps finish in.
+    let mut exports: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); steps.len()];
+    let mut changes: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
+    let mut done = vec![false; steps.len()];
+    let mut started_steps = vec![false; steps.len()];
+    let mut first_error: Option<anyhow::Error> = None;
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut running = 0;
+        loop {
+            let stopping = first_error.is_some() || crate::sys::cleanup::aborting();
+            for i in 0..steps.len() {
+                if stopping || started_steps[i] || !waits[i].iter().all(|&w| done[w]) {
+                    continue;
+                }
+                let mut seen = BTreeMap::new();
+                for &w in &waits[i] {
+                    seen.extend(exports[w].clone());
+                }
+                let job = StepJob::new(lab, sub, &steps[i], seen.clone(), group, started)?;
+                exports[i] = seen;
+                started_steps[i] = true;
+                running += 1;
+                let tx = tx.clone();
+                s.spawn(move || {
+                    let _ = tx.send((i, job.run(lab)));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, outputs) = rx.recv().context("a provisioning thread panicked")?;
+            running -= 1;
+            match finish_step(sub, &steps[i], i, group, log, outputs) {
+                Ok((own_export, step_changes)) => {
+                    exports[i].extend(own_export);
+                    changes[i] = step_changes;
+                    done[i] = true;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if done.iter().any(|d| !d) {
+        bail!("interrupted");
+    }
+    Ok(ProvisionReport {
+        changes: changes.into_iter().flatten().collect(),
+        duration: t0.elapsed(),
+    })
+}
+
+/// One step ready to run: its hosts and the script each of them gets.
+struct StepJob {
+    scripts: Vec<(String, String)>,
+}
+
+impl StepJob {
+    fn new(
+        lab: &Lab,
+        sub: &Submission,
+        step: &ProvisionStep,
+        exports: BTreeMap<String, String>,
+        group: &str,
+        started: Instant,
+    ) -> Result<StepJob> {
+        let body = sub.read(&step.script)?;
+        let lib = sub.lib();
+        let topo = lab.topology();
+        let hosts = step_hosts(topo, step);
+        crate::sys::progress::say(
+            started,
+            group,
+            &format!("{} [{}] on {}", step.name, step.script, hosts.join(", ")),
+        );
+        let scripts = hosts
+            .into_iter()
+            .map(|host| {
+                let mut env = lab_env(topo, &host);
+                env.extend(lab.secrets.env());
+                env.extend(exports.clone());
+                let script = format!(
+                    "set -euo pipefail\n{}{lib}\n# --- {} ---\n{body}",
+                    env_prelude(&env),
+                    step.script
+                );
+                (host, script)
+            })
+            .collect();
+        Ok(StepJob { scripts })
+    }
+
+    /// Runs the step on all its hosts at once (they are different machines); results come
+    /// back in the topology's order, so logs and exports do not depend on timing.
+    fn run(&self, lab: &Lab) -> Vec<(String, Result<crate::sys::exec::CmdOutput>)> {
+        let outs = fan_out(&self.scripts, "a provisioning step", |(host, script)| {
+            lab.exec(host, "root", script, scaled(Duration::from_secs(600)))
+        });
+        self.scripts
+            .iter()
+            .map(|(host, _)| host.clone())
+            .zip(outs)
+            .collect()
+    }
+}
+
+fn step_hosts(topo: &Topology, step: &ProvisionStep) -> Vec<String> {
+    topo.hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| step.on.contains(r)))
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+/// Logs a finished step's outputs per host; returns its export and the changes it reported,
+/// or the failure of its first failed host.
+fn finish_step(
+    sub: &Submission,
+    step: &ProvisionStep,
+    index: usize,
+    group: &str,
+    log: &RunLog,
+    outputs: Vec<(String, Result<crate::sys::exec::CmdOutput>)>,
+) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut export = BTreeMap::new();
+    let mut changes = Vec::new();
+    for (host, out) in outputs {
+        let host = host.as_str();
+        let out = out?;
+        let shown = format!(
+            "bash -s < {} (as root, with lib.sh and the lab's environment)",
+            step.script
+        );
+        let path = log.step(group, index + 1, &step.name, host, &shown, &out);
+        if !out.ok() {
+            return Err(failure(
+                &format!("provisioning step {:?} ({}) failed with exit code {}", step.name, step.script, out.code),
+                &format!("host {host}, submission {}, log {}", sub.dir.display(), path.display()),
+                &shown,
+                &log.redact(&out.combined()),
+                "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)",
+            ));
+        }
+        for l in out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .filter(|l| l.starts_with("PGLAB_CHANGED"))
+        {
+            changes.push(format!(
+                "{} on {host}: {}",
+                step.script,
+                log.redact(l.trim_start_matches("PGLAB_CHANGED").trim())
+            ));
+        }
+        if let Some(var) = &step.export {
+            let value = out
+                .stdout
+                .lines()
+                .rfind(|l| !l.starts_with("PGLAB_CHANGED") && !l.trim().is_empty())
+                .unwrap_or("");
+            export.insert(var.clone(), value.trim().to_string());
+        }
+    }
+    Ok((export, changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::topology::Topology;
+
+    #[test]
+    fn env_names_every_role_and_quotes_values() {
+        let t = Topology::default_lab();
+        let env = lab_env(&t, "node2");
+        let get = |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PGLAB_ADDR"), Some("192.168.56.12"));
+        assert_eq!(get("PGLAB_BACKUP"), Some("barman"));
+        assert_eq!(
+            env_prelude(&[("A".into(), "it's".into())]),
+            "export A='it'\\''s'\n"
+        );
+    }
+}

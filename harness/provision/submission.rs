@@ -1,0 +1,293 @@
+//! A submission: its shell steps (`provision.toml` + scripts) or its playbook, each step on
+//! the hosts whose roles it names and after the steps it waits for. The reference solution
+//! is `examples/reference`.
+//!
+//! A submission may name a `base` submission: scripts it does not have are taken from
+//! there (broken fixtures are the reference with one file changed).
+
+use crate::model::topology::Role;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    /// For the reader of provision.toml; pglab does not show it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+    /// Another submission to take missing files (and, without steps, the steps) from.
+    base: Option<PathBuf>,
+    #[serde(default)]
+    step: Vec<ProvisionStep>,
+    /// Steps run after the lab's hosts were restarted from a saved state (`run --isolate`):
+    /// what must be started again that nothing starts at boot.
+    #[serde(default)]
+    resume: Vec<ProvisionStep>,
+    /// Commands the scenarios take from the submission (`{{homework_NAME}}`), e.g. `recover`.
+    #[serde(default)]
+    commands: BTreeMap<String, String>,
+    /// An Ansible playbook provisions the lab instead of shell steps.
+    playbook: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionStep {
+    pub name: String,
+    pub on: Vec<Role>,
+    pub script: String,
+    /// The step's last line of stdout becomes this environment variable for the steps that
+    /// come after it (those that wait for it, directly or through others).
+    pub export: Option<String>,
+    /// Names of earlier steps this one waits for. Without it, a step waits for the step
+    /// before it; with it, it may run alongside steps it does not wait for.
+    pub after: Option<Vec<String>>,
+}
+
+/// For each step, the indices of the steps it waits for (all earlier, so never a cycle).
+pub(super) fn waits(steps: &[ProvisionStep], file: &Path) -> Result<Vec<Vec<usize>>> {
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        if steps[..i].iter().any(|s| s.name == step.name) {
+            bail!(
+                "{}: two steps are named {:?} (`after` needs names to be unique)",
+                file.display(),
+                step.name
+            );
+        }
+        let w = match &step.after {
+            None => (i > 0).then(|| i - 1).into_iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    steps[..i].iter().position(|s| &s.name == n).with_context(|| {
+                        format!(
+                            "{}: step {:?} waits for {n:?}, which is not an earlier step (earlier: {})",
+                            file.display(),
+                            step.name,
+                            steps[..i].iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        out.push(w);
+    }
+    Ok(out)
+}
+
+/// A loaded submission: its steps and where each file is found.
+#[derive(Debug)]
+pub struct Submission {
+    pub dir: PathBuf,
+    pub steps: Vec<ProvisionStep>,
+    pub resume: Vec<ProvisionStep>,
+    /// From `[commands]`, the submission's own first, then its base's.
+    pub commands: BTreeMap<String, String>,
+    /// The submission's playbook (relative to `dir`): Ansible instead of `steps`.
+    pub playbook: Option<String>,
+    search: Vec<PathBuf>,
+}
+
+pub fn reference_dir() -> PathBuf {
+    crate::sys::paths::repo_root().join("examples/reference")
+}
+
+/// `dir`'s provision.toml and those of its `base` chain (at most 8), nearest first.
+fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
+    let mut chain = Vec::new();
+    let mut cur = dir.to_path_buf();
+    for _ in 0..8 {
+        let file = cur.join("provision.toml");
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "{} is not a submission: cannot read {}",
+                cur.display(),
+                file.display()
+            )
+        })?;
+        let m: Manifest =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", file.display()))?;
+        let next = m.base.as_ref().map(|b| cur.join(b));
+        chain.push((cur, m));
+        match next {
+            Some(b) => cur = b,
+            None => break,
+        }
+    }
+    Ok(chain)
+}
+
+impl Submission {
+    /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
+    /// every script exists and every step's waits make sense.
+    pub fn load(dir: &Path) -> Result<Submission> {
+        let chain = manifests(dir)?;
+        // The playbook is the submission's own; steps, resume steps and commands may come
+        // from its bases (the first that has them).
+        let playbook = chain[0].1.playbook.clone();
+        let mut steps = None;
+        let mut resume = Vec::new();
+        let mut commands = BTreeMap::new();
+        for (_, m) in chain.iter() {
+            if steps.is_none() && !m.step.is_empty() && playbook.is_none() {
+                steps = Some(m.step.clone());
+            }
+            if resume.is_empty() {
+                resume = m.resume.clone();
+            }
+            for (k, v) in &m.commands {
+                commands.entry(k.clone()).or_insert(v.clone());
+            }
+        }
+        let steps = match (&playbook, steps) {
+            (Some(_), _) => Vec::new(),
+            (None, Some(s)) => s,
+            (None, None) => bail!(
+                "{}: provision.toml has neither [[step]]s nor a playbook",
+                dir.display()
+            ),
+        };
+        let sub = Submission {
+            dir: dir.into(),
+            steps,
+            resume,
+            commands,
+            playbook,
+            search: chain.into_iter().map(|(d, _)| d).collect(),
+        };
+        sub.check()?;
+        Ok(sub)
+    }
+
+    /// The playbook and every script exist; every step waits only for earlier steps.
+    fn check(&self) -> Result<()> {
+        if let Some(p) = &self.playbook {
+            if !self.dir.join(p).exists() {
+                bail!("submission {}: playbook {p} not found", self.dir.display());
+            }
+        }
+        for s in self.steps.iter().chain(&self.resume) {
+            self.find(&s.script)?;
+        }
+        let manifest = self.dir.join("provision.toml");
+        waits(&self.steps, &manifest)?;
+        waits(&self.resume, &manifest)?;
+        Ok(())
+    }
+
+    pub(super) fn find(&self, file: &str) -> Result<PathBuf> {
+        self.search
+            .iter()
+            .map(|d| d.join(file))
+            .find(|p| p.exists())
+            .with_context(|| format!("submission {}: script {file} not found", self.dir.display()))
+    }
+
+    pub(super) fn read(&self, file: &str) -> Result<String> {
+        let p = self.find(file)?;
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    }
+
+    pub(super) fn lib(&self) -> String {
+        self.find("lib.sh")
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// What a provisioning run did.
+#[derive(Debug, Default)]
+pub struct ProvisionReport {
+    /// `PGLAB_CHANGED` lines per step and host.
+    pub changes: Vec<String>,
+    pub duration: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::topology::Role;
+
+    #[test]
+    fn reference_submission_loads() {
+        let s = Submission::load(&reference_dir()).unwrap();
+        assert!(s.steps.len() >= 8);
+        assert!(s.lib().contains("PG_MAJOR"));
+    }
+
+    #[test]
+    fn base_supplies_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("provision.toml"),
+            format!("base = {:?}\n", reference_dir().display().to_string()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("30-standby.sh"), "echo broken\n").unwrap();
+        let s = Submission::load(dir.path()).unwrap();
+        assert_eq!(s.read("30-standby.sh").unwrap(), "echo broken\n");
+        assert!(s.read("10-postgresql.sh").unwrap().contains("wal_level"));
+    }
+
+    fn step(name: &str, after: Option<&[&str]>) -> ProvisionStep {
+        ProvisionStep {
+            name: name.into(),
+            on: vec![Role::Primary],
+            script: "x.sh".into(),
+            export: None,
+            after: after.map(|a| a.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_step_waits_for_the_one_before_it_or_for_the_ones_it_names() {
+        let f = Path::new("provision.toml");
+        let steps = [
+            step("a", None),
+            step("b", None),
+            step("c", Some(&["a"])),
+            step("d", None),
+            step("e", Some(&["b", "d"])),
+            step("f", Some(&[])),
+        ];
+        let w = waits(&steps, f).unwrap();
+        assert_eq!(
+            w,
+            vec![vec![], vec![0], vec![0], vec![2], vec![1, 3], vec![]]
+        );
+    }
+
+    #[test]
+    fn after_must_name_an_earlier_step_and_names_must_be_unique() {
+        let f = Path::new("provision.toml");
+        let e = waits(&[step("a", Some(&["b"])), step("b", None)], f).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("waits for \"b\", which is not an earlier step"),
+            "{e}"
+        );
+        let e = waits(&[step("a", None), step("a", None)], f).unwrap_err();
+        assert!(e.to_string().contains("two steps are named \"a\""), "{e}");
+    }
+
+    #[test]
+    fn the_reference_runs_its_ssh_steps_alongside_the_standby() {
+        let s = Submission::load(&reference_dir()).unwrap();
+        let w = waits(&s.steps, Path::new("provision.toml")).unwrap();
+        let idx = |n: &str| s.steps.iter().position(|x| x.name == n).unwrap();
+        let ssh = idx("barman ssh key");
+        let standby = idx("standby cloned through its own slot");
+        // The ssh chain does not reach the standby step through its waits.
+        let mut seen = vec![ssh];
+        while let Some(i) = seen.pop() {
+            assert_ne!(i, standby);
+            seen.extend(&w[i]);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Reports of a run: outcomes, the summary table, JUnit, JSON, and the per-run logs.
+
+pub mod json;
+pub mod junit;
+pub mod outcome;
+pub mod runlog;
+pub mod summary;

@@ -1,0 +1,97 @@
+//! Per-run logs: one file per step and host under `<state>/runs/<run-id>/`, named in every
+//! failure message. Everything written here goes through the lab's secret redaction.
+
+use crate::model::secrets::Secrets;
+use crate::sys::exec::CmdOutput;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+pub struct RunLog {
+    pub dir: PathBuf,
+    secrets: Secrets,
+}
+
+/// `Create Database otus!` → `create-database-otus`
+pub fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').chars().take(60).collect()
+}
+
+impl RunLog {
+    pub fn create(run_id: &str, secrets: &Secrets) -> Result<RunLog> {
+        let root = crate::sys::paths::state_root().join("runs");
+        prune(&root, 30);
+        let dir = root.join(run_id);
+        std::fs::create_dir_all(&dir)?;
+        Ok(RunLog {
+            dir,
+            secrets: secrets.clone(),
+        })
+    }
+
+    pub fn redact(&self, s: &str) -> String {
+        self.secrets.redact(s)
+    }
+
+    /// Writes the log of one step on one host; returns its path.
+    pub fn step(
+        &self,
+        group: &str,
+        index: usize,
+        step: &str,
+        host: &str,
+        command: &str,
+        out: &CmdOutput,
+    ) -> PathBuf {
+        let dir = self.dir.join(slug(group));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{index:02}-{}.{host}.log", slug(step)));
+        let text = format!(
+            "step: {step}\nhost: {host}\nexit: {}\nduration: {:.2}s\n--- command ---\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+            out.code,
+            out.duration.as_secs_f64(),
+            command,
+            out.stdout,
+            out.stderr
+        );
+        let _ = std::fs::write(&path, self.redact(&text));
+        path
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        let _ = std::fs::write(&path, self.redact(text));
+        path
+    }
+}
+
+/// Keeps the newest `keep` run directories.
+fn prune(root: &Path, keep: usize) {
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    runs.sort();
+    let n = runs.len();
+    for (_, p) in runs.into_iter().take(n.saturating_sub(keep)) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs() {
+        assert_eq!(super::slug("Create Database otus!"), "create-database-otus");
+        assert_eq!(super::slug("  node2: has otus "), "node2-has-otus");
+    }
+}

@@ -1,0 +1,391 @@
+//! `pglab bench`: whole phases timed over several runs, printed as min / median / max.
+//! Figures are printed, never asserted (a loaded machine must not fail a test).
+
+use crate::lab::{Lab, UpOptions};
+use crate::model::phase::Phase;
+use crate::run::{run, Destroy, RunOptions};
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// A cold box build (into a temporary cache).
+    Box,
+    /// Warm `up` and `down` of the three hosts (box cached).
+    Up,
+    /// Warm full `pglab run`: up, provision, every scenario, down; per phase.
+    Run,
+    /// One lab running `replicate backup` against `--labs N` labs doing it at once.
+    Parallel,
+    /// The homework scenarios through pglab against the same PostgreSQL work done directly
+    /// (`ci/floor.sh`): the harness's overhead as a ratio.
+    Floor,
+    /// `run replicate` on nspawn and on Vagrant + libvirt, phase by phase side by side.
+    Backends,
+    /// Reset to the provisioned state: one save, then `--runs` restores (+ resume steps).
+    Reset,
+}
+
+/// The floor's phases: (host, user, function in ci/floor.sh).
+const FLOOR: &[(&str, &str, &str)] = &[
+    ("node1", "root", "floor_fill"),
+    ("barman", "barman", "floor_backup"),
+    ("node1", "root", "floor_drop"),
+    ("barman", "barman", "floor_archive"),
+    ("node1", "root", "floor_stop"),
+    ("barman", "barman", "floor_recover"),
+    ("node1", "root", "floor_start"),
+    ("node2", "root", "floor_reclone"),
+    ("barman", "barman", "floor_rebackup"),
+];
+
+/// Seconds of the floor's work on a freshly provisioned lab.
+fn floor_once(box_name: &str) -> Result<f64> {
+    let lab = Lab::up(UpOptions {
+        box_name: box_name.into(),
+        ..Default::default()
+    })?;
+    let sub = crate::provision::Submission::load(&crate::provision::reference_dir())?;
+    let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
+    crate::provision::provision(&lab, &sub, &log, Instant::now())?;
+    let repo = crate::sys::paths::repo_root();
+    let mut prelude = crate::scenario::runner::prelude(&lab);
+    prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
+    let t = Instant::now();
+    for (host, user, function) in FLOOR {
+        let out = lab.exec(
+            host,
+            user,
+            &format!("{prelude}\n{function}\n"),
+            std::time::Duration::from_secs(600),
+        )?;
+        if !out.ok() {
+            bail!(
+                "floor step {function} on {host} failed: {}",
+                crate::sys::exec::tail(&out.combined(), 10)
+            );
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    lab.down()?;
+    Ok(secs)
+}
+
+/// Samples per phase, in the order phases were first seen.
+#[derive(Default)]
+pub struct Samples {
+    order: Vec<String>,
+    values: BTreeMap<String, Vec<f64>>,
+}
+
+impl Samples {
+    pub fn add(&mut self, phase: &str, secs: f64) {
+        if !self.values.contains_key(phase) {
+            self.order.push(phase.to_string());
+        }
+        self.values.entry(phase.to_string()).or_default().push(secs);
+    }
+
+    pub fn median(&self, phase: &str) -> f64 {
+        let mut v = self.values.get(phase).cloned().unwrap_or_default();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<28} {:>8} {:>8} {:>8} {:>5}\n",
+            "phase", "min", "median", "max", "runs"
+        );
+        for p in &self.order {
+            let mut v = self.values[p].clone();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let median = self.median(p);
+            s.push_str(&format!(
+                "{p:<28} {:>7.1}s {:>7.1}s {:>7.1}s {:>5}\n",
+                v[0],
+                median,
+                v[v.len() - 1],
+                v.len()
+            ));
+        }
+        s
+    }
+}
+
+fn short_run(box_name: &str) -> Result<f64> {
+    let t = Instant::now();
+    let opts = RunOptions {
+        box_name: box_name.into(),
+        scenarios: vec!["replicate".into(), "backup".into()],
+        ..Default::default()
+    };
+    let report = run(&opts)?;
+    if !report.passed {
+        bail!("a run failed; logs in {}", report.log_dir.display());
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<String> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut samples = Samples::default();
+    match what {
+        What::Box => box_builds(runs, box_name, &mut samples)?,
+        What::Up => ups(runs, box_name, &mut samples)?,
+        What::Floor => return floor(runs, box_name),
+        What::Parallel => return parallel(runs, box_name, labs),
+        What::Backends => return backends(runs, box_name),
+        What::Reset => reset(runs, box_name, &mut samples)?,
+        What::Run => return whole_runs(runs, box_name),
+    }
+    Ok(format!(
+        "pglab bench {what:?} ({runs} runs, box {box_name})\n{}",
+        samples.table()
+    ))
+}
+
+/// Cold box builds, each into a cache of its own.
+fn box_builds(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("pglab-bench-cache-")
+        .tempdir_in("/var/tmp")?;
+    for i in 0..runs {
+        std::env::set_var("PGLAB_CACHE_DIR", tmp.path().join(i.to_string()));
+        let spec = crate::backend::boxes::BoxSpec::load(box_name)?;
+        let t = Instant::now();
+        spec.build()?;
+        samples.add(
+            &format!("box build ({box_name}, cold)"),
+            t.elapsed().as_secs_f64(),
+        );
+        crate::sys::mounts::remove_tree(&spec.dir())?;
+    }
+    Ok(())
+}
+
+/// Bringing a lab up and down.
+fn ups(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let lab = Lab::up(UpOptions {
+            box_name: box_name.into(),
+            ..Default::default()
+        })?;
+        samples.add("up (3 hosts booted)", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        lab.down()?;
+        samples.add("down", t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The four scenarios through pglab against the same work done directly (ci/floor.sh).
+fn floor(runs: usize, box_name: &str) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
+        .map(String::from)
+        .to_vec();
+    for _ in 0..runs {
+        samples.add("floor: the same work directly", floor_once(box_name)?);
+        let report = run(&RunOptions {
+            box_name: box_name.into(),
+            scenarios: homework.clone(),
+            ..Default::default()
+        })?;
+        if !report.passed {
+            bail!("a run failed; logs in {}", report.log_dir.display());
+        }
+        let scenarios: f64 = report
+            .phases
+            .iter()
+            .filter(|(p, _)| matches!(p, Phase::Scenario(_)))
+            .map(|(_, s)| s)
+            .sum();
+        samples.add("pglab: the four scenarios", scenarios);
+    }
+    let ratio = samples.median("pglab: the four scenarios")
+        / samples.median("floor: the same work directly");
+    Ok(format!(
+        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n",
+        samples.table()
+    ))
+}
+
+/// One lab against `labs` labs at once.
+fn parallel(runs: usize, box_name: &str, labs: usize) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    for _ in 0..runs {
+        samples.add("1 lab", short_run(box_name)?);
+        let t = Instant::now();
+        let numbers: Vec<usize> = (1..=labs).collect();
+        crate::sys::fanout::fan_out(&numbers, "a lab", |i| {
+            crate::sys::progress::set_label(&format!("lab {i}"));
+            short_run(box_name)
+        })
+        .into_iter()
+        .collect::<Result<Vec<f64>>>()?;
+        samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
+    }
+    let ratio = samples.median(&format!("{labs} labs at once")) / samples.median("1 lab");
+    Ok(format!(
+        "pglab bench parallel ({runs} runs, box {box_name}, replicate + backup)\n{}{labs} labs at once take {ratio:.2}x the time of one\n",
+        samples.table()
+    ))
+}
+
+/// Whole runs, failed ones counted: this is also the reliability measure.
+fn whole_runs(runs: usize, box_name: &str) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    // Every run is counted, failed or not: this is also the reliability measure.
+    let mut failed = Vec::new();
+    for i in 0..runs {
+        let report = run(&RunOptions {
+            box_name: box_name.into(),
+            destroy: Destroy::Always,
+            ..Default::default()
+        })?;
+        eprintln!(
+            "pglab bench: run {} of {runs}: {}",
+            i + 1,
+            if report.passed { "passed" } else { "FAILED" }
+        );
+        if !report.passed {
+            failed.push(report.log_dir.display().to_string());
+            continue;
+        }
+        for (phase, secs) in &report.phases {
+            samples.add(&phase.to_string(), *secs);
+        }
+    }
+    let mut s = format!(
+        "pglab bench run ({runs} runs, box {box_name})\n{}",
+        samples.table()
+    );
+    s.push_str(&format!("runs passed: {} of {runs}\n", runs - failed.len()));
+    for f in &failed {
+        s.push_str(&format!("failed run, logs in {f}\n"));
+    }
+    Ok(s)
+}
+
+/// A provisioned lab saved once, then restored `runs` times: what `run --isolate` pays per
+/// scenario that starts from the provisioned state.
+fn reset(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    use crate::provision::{provision, reference_dir, resume, Submission};
+    let lab = Lab::up(UpOptions {
+        box_name: box_name.into(),
+        ..Default::default()
+    })?;
+    let sub = Submission::load(&reference_dir())?;
+    let log =
+        crate::report::runlog::RunLog::create(&format!("bench-reset-{}", lab.id()), &lab.secrets)?;
+    provision(&lab, &sub, &log, Instant::now())?;
+    let t = Instant::now();
+    lab.backend().save("provisioned")?;
+    resume(&lab, &sub, &log, Instant::now())?;
+    samples.add("save (stop, copy, boot, resume)", t.elapsed().as_secs_f64());
+    for _ in 0..runs {
+        let t = Instant::now();
+        lab.backend().restore("provisioned")?;
+        samples.add("restore (hosts booted)", t.elapsed().as_secs_f64());
+        let r = Instant::now();
+        resume(&lab, &sub, &log, Instant::now())?;
+        samples.add("resume steps (barman)", r.elapsed().as_secs_f64());
+        samples.add("reset total", t.elapsed().as_secs_f64());
+    }
+    lab.down()
+}
+
+/// The same run (`replicate`, box `box_name`) on each backend; medians side by side.
+fn backends(runs: usize, box_name: &str) -> Result<String> {
+    use crate::lab::BackendChoice;
+    let choices = [
+        BackendChoice::Nspawn,
+        BackendChoice::Vagrant(crate::backend::vagrant::vagrantfile::Provider::Libvirt),
+    ];
+    let mut columns = Vec::new();
+    for backend in choices {
+        let mut samples = Samples::default();
+        for i in 0..runs {
+            let report = run(&RunOptions {
+                box_name: box_name.into(),
+                scenarios: vec!["replicate".into()],
+                backend,
+                ..Default::default()
+            })?;
+            eprintln!(
+                "pglab bench: {} run {} of {runs}: {}",
+                backend.record_name(),
+                i + 1,
+                if report.passed { "passed" } else { "FAILED" }
+            );
+            if !report.passed {
+                bail!("a run failed; logs in {}", report.log_dir.display());
+            }
+            for (phase, secs) in &report.phases {
+                samples.add(&phase.to_string(), *secs);
+            }
+        }
+        columns.push((backend.record_name(), samples));
+    }
+    let mut out = format!(
+        "pglab bench backends ({runs} runs each, box {box_name}, scenario replicate; medians)\n{:<24}",
+        "phase"
+    );
+    for (name, _) in &columns {
+        out.push_str(&format!(" {name:>18}"));
+    }
+    out.push_str("      ratio\n");
+    for phase in &columns[0].1.order {
+        out.push_str(&format!("{phase:<24}"));
+        let mut medians = Vec::new();
+        for (_, s) in &columns {
+            let m = s.values.get(phase).map(|_| s.median(phase));
+            medians.push(m);
+            match m {
+                Some(m) => out.push_str(&format!(" {:>17.1}s", m)),
+                None => out.push_str(&format!(" {:>18}", "-")),
+            }
+        }
+        if let (Some(Some(a)), Some(Some(b))) = (medians.first(), medians.get(1)) {
+            if *a > 0.0 {
+                out.push_str(&format!(" {:>9.1}x", b / a));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_has_min_median_max() {
+        let mut s = super::Samples::default();
+        for v in [3.0, 1.0, 2.0] {
+            s.add("up", v);
+        }
+        s.add("down", 0.5);
+        let t = s.table();
+        assert!(
+            t.contains("up                               1.0s     2.0s     3.0s     3"),
+            "{t}"
+        );
+        assert!(t.find("up").unwrap() < t.find("down").unwrap());
+    }
+}

@@ -1,0 +1,318 @@
+//! Running commands on the machine that runs pglab, with deadlines, captured output and
+//! errors that say what failed, where, the command, the tail of its output and what to try.
+
+use anyhow::{anyhow, Result};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct CmdOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl CmdOutput {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    /// stdout and stderr, for error messages.
+    pub fn combined(&self) -> String {
+        let mut s = self.stdout.clone();
+        if !self.stderr.is_empty() {
+            if !s.is_empty() && !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s.push_str(&self.stderr);
+        }
+        s
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One clear paragraph: what failed, where, the command, the tail of its output, what to try.
+pub fn failure(what: &str, place: &str, command: &str, output: &str, hint: &str) -> anyhow::Error {
+    let mut msg = format!("{what} ({place})\n  command: {command}");
+    let t = tail(output, 15);
+    if !t.trim().is_empty() {
+        msg.push_str("\n  output (last lines):");
+        for l in t.lines() {
+            msg.push_str("\n    | ");
+            msg.push_str(l);
+        }
+    }
+    if !hint.is_empty() {
+        msg.push_str("\n  try: ");
+        msg.push_str(hint);
+    }
+    anyhow!(msg)
+}
+
+/// Runs `argv` to completion with `stdin` fed in, killing it after `timeout`.
+/// A non-zero exit is not an error here; failing to start or timing out is.
+pub fn run(argv: &[String], stdin: Option<&[u8]>, timeout: Duration) -> Result<CmdOutput> {
+    run_with(argv, stdin, timeout, &Setup::default())
+}
+
+/// Where and how a command runs, beyond its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub cwd: Option<std::path::PathBuf>,
+    pub env: Vec<(String, String)>,
+    /// Run in a process group of its own, so that a timeout or pglab's exit can end the
+    /// command and everything it started (Vagrant starts ssh, ruby helpers, qemu-img...).
+    pub own_group: bool,
+}
+
+pub fn run_with(
+    argv: &[String],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+    setup: &Setup,
+) -> Result<CmdOutput> {
+    let start = Instant::now();
+    let mut child = command(argv, stdin.is_some(), setup).spawn().map_err(|e| {
+        failure(
+            &format!("cannot start {}: {e}", argv[0]),
+            "this machine",
+            &argv.join(" "),
+            "",
+            "run `pglab doctor` to see what is missing",
+        )
+    })?;
+    let group = setup.own_group.then(|| child.id());
+    if let Some(pgid) = group {
+        crate::sys::procfs::own_group(pgid);
+    }
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&data);
+        });
+    }
+    // Output is collected as it arrives; a background process started by the command may
+    // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
+    let out_buf = collect(child.stdout.take().expect("piped stdout"));
+    let err_buf = collect(child.stderr.take().expect("piped stderr"));
+    let Some(status) = wait_until(&mut child, group, start + timeout)? else {
+        let (out, err) = (drain(&out_buf), drain(&err_buf));
+        return Err(failure(
+            &format!(
+                "command did not finish within {}",
+                humantime::format_duration(timeout)
+            ),
+            "this machine",
+            &argv.join(" "),
+            &format!("{out}{err}"),
+            "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+        ));
+    };
+    if let Some(pgid) = group {
+        crate::sys::procfs::disown_group(pgid);
+    }
+    let grace = Instant::now() + Duration::from_secs(2);
+    while !(out_buf.1.load(std::sync::atomic::Ordering::SeqCst)
+        && err_buf.1.load(std::sync::atomic::Ordering::SeqCst))
+        && Instant::now() < grace
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(CmdOutput {
+        code,
+        stdout: drain(&out_buf),
+        stderr: drain(&err_buf),
+        duration: start.elapsed(),
+    })
+}
+
+/// The command with its directory, environment, own process group, and pipes.
+fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    if let Some(d) = &setup.cwd {
+        cmd.current_dir(d);
+    }
+    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
+    if setup.own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    cmd.args(&argv[1..])
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for the child until `deadline`; past it, ends the child (and its process group)
+/// and returns None.
+fn wait_until(
+    child: &mut std::process::Child,
+    group: Option<u32>,
+    deadline: Instant,
+) -> Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() > deadline {
+            if let Some(pgid) = group {
+                crate::sys::procfs::kill_group(pgid);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+type Collected = (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
+
+fn collect(mut pipe: impl Read + Send + 'static) -> Collected {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let (b, d) = (buf.clone(), done.clone());
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
+        d.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    (buf, done)
+}
+
+fn drain(c: &Collected) -> String {
+    String::from_utf8_lossy(&c.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+/// Runs a host command that must succeed (setup plumbing: ip, mount, ...).
+pub fn must(argv: &[&str], place: &str, hint: &str) -> Result<CmdOutput> {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let out = run(&argv, None, Duration::from_secs(120))?;
+    if !out.ok() {
+        return Err(failure(
+            &format!("{} exited with code {}", argv[0], out.code),
+            place,
+            &argv.join(" "),
+            &out.combined(),
+            hint,
+        ));
+    }
+    Ok(out)
+}
+
+/// Like `must` but failure is ignored (teardown of things that may already be gone).
+pub fn quiet(argv: &[&str]) -> bool {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    run(&argv, None, Duration::from_secs(60))
+        .map(|o| o.ok())
+        .unwrap_or(false)
+}
+
+/// The global multiplier for every deadline, for slow machines (`PGLAB_TIMEOUT_FACTOR`).
+pub fn timeout_factor() -> f64 {
+    std::env::var("PGLAB_TIMEOUT_FACTOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|f: &f64| *f > 0.0)
+        .unwrap_or(1.0)
+}
+
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(timeout_factor())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn captures_streams_and_code() {
+        let o = run(
+            &sh("echo out; echo err >&2; exit 3"),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.as_str()),
+            (3, "out\n", "err\n")
+        );
+    }
+
+    #[test]
+    fn does_not_hang_on_a_background_child_holding_the_pipe() {
+        let t = Instant::now();
+        let o = run(
+            &sh("echo hi; sleep 20 & exit 0"),
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(o.stdout, "hi\n");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn feeds_stdin() {
+        let o = run(&sh("cat"), Some(b"hello"), Duration::from_secs(5)).unwrap();
+        assert_eq!(o.stdout, "hello");
+    }
+
+    #[test]
+    fn times_out_with_a_clear_error() {
+        let e = run(
+            &sh("echo started; sleep 5"),
+            None,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("did not finish within")
+                && msg.contains("sleep 5")
+                && msg.contains("started"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn failure_is_one_paragraph_with_tail_and_hint() {
+        let out: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+        let msg = failure("x failed", "host node1", "cmd", &out, "do y").to_string();
+        assert!(
+            msg.contains("line 40") && !msg.contains("line 20\n") && msg.contains("try: do y"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! System primitives: processes, paths, progress, cleanup, host prerequisites.
+
+pub mod apt;
+pub mod cleanup;
+pub mod doctor;
+pub mod exec;
+pub mod fanout;
+pub mod mounts;
+pub mod paths;
+pub mod procfs;
+pub mod progress;
