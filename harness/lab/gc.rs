@@ -1,7 +1,8 @@
 //! `pglab gc`: stale labs (owner gone, not kept) and resources whose lab has no record left.
 //! A lab whose record exists but cannot be read is left alone, and said so.
 
-use super::{destroy, list, LabRecord};
+use super::destroy::destroy;
+use super::record::{list, LabRecord};
 use crate::backend::boxes;
 use crate::model::names;
 use crate::sys::{paths, procfs};

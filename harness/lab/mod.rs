@@ -1,14 +1,16 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+mod destroy;
 mod gc;
 mod leftovers;
 pub mod old_boxes;
 mod record;
 
+pub use destroy::destroy;
 pub use gc::gc;
 pub use leftovers::leftovers;
-pub use record::{list, read_record, BackendChoice, LabRecord};
+pub use record::{list, read_record, BackendChoice, LabRecord, UpOptions};
 
 use crate::backend::boxes;
 use crate::backend::vagrant::vagrantfile::Provider;
@@ -21,22 +23,6 @@ use crate::sys::{cleanup, paths};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-pub struct UpOptions {
-    pub box_name: String,
-    pub topology: Topology,
-    pub backend: BackendChoice,
-}
-
-impl Default for UpOptions {
-    fn default() -> Self {
-        UpOptions {
-            box_name: "bookworm".into(),
-            topology: Topology::default_lab(),
-            backend: BackendChoice::Nspawn,
-        }
-    }
-}
 
 pub struct Lab {
     pub record: LabRecord,
@@ -234,38 +220,6 @@ impl Drop for Lab {
             disown_lab(&self.record.id);
         }
     }
-}
-
-/// Removes lab `id` (record or not) by discovery.
-pub fn destroy(id: &str) -> Result<()> {
-    let dir = paths::labs_dir().join(id);
-    // The record says which backend; without one (a lab killed while it was being made),
-    // look for what a Vagrant lab leaves: its directory or libvirt domains (asking libvirt
-    // costs a quarter of a second, so only then).
-    let is_vagrant = match read_record(id) {
-        Ok(r) => r.backend.is_vagrant(),
-        Err(_) => {
-            dir.join("vagrant").exists()
-                || !crate::backend::vagrant::libvirt::domains_matching(
-                    &crate::model::names::host_prefix(id),
-                )
-                .is_empty()
-        }
-    };
-    if is_vagrant {
-        return vagrant::teardown(id, &dir);
-    }
-    let hosts: Vec<String> = match read_record(id) {
-        Ok(r) => r.topology.hosts.iter().map(|h| h.name.clone()).collect(),
-        Err(_) => std::fs::read_dir(dir.join("hosts"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .collect(),
-    };
-    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    crate::backend::nspawn::teardown(id, &dir, &hosts)
 }
 
 /// Registers lab `id` with the signal handler: on SIGINT/SIGTERM it is destroyed.

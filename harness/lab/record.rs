@@ -1,7 +1,6 @@
 //! A lab's record on disk (`<state>/labs/<id>/lab.json`): enough to find and remove the lab
 //! from another process, and which backend made it.
 
-use super::UpOptions;
 use crate::backend::vagrant;
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::model::topology::Topology;
@@ -140,6 +139,23 @@ pub fn list() -> Result<Vec<LabRecord>> {
     }
     out.sort_by_key(|r| r.created_unix);
     Ok(out)
+}
+
+/// What a new lab is made of.
+pub struct UpOptions {
+    pub box_name: String,
+    pub topology: Topology,
+    pub backend: BackendChoice,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            box_name: "bookworm".into(),
+            topology: Topology::default_lab(),
+            backend: BackendChoice::Nspawn,
+        }
+    }
 }
 
 #[cfg(test)]
