@@ -18,6 +18,7 @@ pub mod provision;
 pub mod run;
 pub mod runlog;
 pub mod scenario;
+pub mod script;
 pub mod secrets;
 pub mod topology;
 pub mod vagrantfile;

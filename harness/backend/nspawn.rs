@@ -514,10 +514,10 @@ impl Backend for Nspawn {
                 "-s",
                 "/bin/bash",
                 "-c",
-                "exec bash -s",
+                crate::script::LAUNCHER,
             ],
         );
-        run(&argv, Some(script.as_bytes()), timeout)
+        crate::script::run(&argv, script, timeout)
     }
 
     fn stop_host(&self, host: &str) -> Result<()> {

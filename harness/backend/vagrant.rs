@@ -508,13 +508,15 @@ impl Backend for Vagrant {
 
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
         self.check_host(host)?;
-        // Same as the nspawn backend: a login environment of `user`, bash, script on stdin.
+        // Same as the nspawn backend: a login environment of `user`, the script on stdin,
+        // run by crate::script's launcher (commands inside get /dev/null as stdin).
         let remote = format!(
-            "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; exec /bin/bash -s'",
-            super::shell_quote(user)
+            "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; {}'",
+            super::shell_quote(user),
+            crate::script::LAUNCHER
         );
         let argv = self.ssh_argv(host, &remote);
-        let out = run(&argv, Some(script.as_bytes()), timeout)?;
+        let out = crate::script::run(&argv, script, timeout)?;
         if out.code == 255 {
             return Err(failure(
                 &format!("ssh into {host} failed"),
