@@ -100,13 +100,18 @@ mod tests {
     #[test]
     fn a_command_reading_stdin_gets_eof_and_the_script_goes_on() {
         let o = bash("echo before\ncat\nread x || echo read-eof\necho after\nfalse\n");
-        assert_eq!((o.code, o.stdout.as_str()), (1, "before\nread-eof\nafter\n"));
+        assert_eq!(
+            (o.code, o.stdout.as_str()),
+            (1, "before\nread-eof\nafter\n")
+        );
         assert_eq!(o.stderr, "", "the end marker is removed");
     }
 
     #[test]
     fn fd_3_is_not_inherited_and_line_numbers_are_the_scripts() {
-        let o = bash("echo $LINENO\nsh -c 'ls /proc/$$/fd/3 /proc/$$/fd/255 2>/dev/null || echo closed'\n");
+        let o = bash(
+            "echo $LINENO\nsh -c 'ls /proc/$$/fd/3 /proc/$$/fd/255 2>/dev/null || echo closed'\n",
+        );
         assert_eq!(o.stdout, "1\nclosed\n", "{o:?}");
     }
 
@@ -137,7 +142,10 @@ mod tests {
         assert!(h.contains("~/.pgpass (mode 0600"), "{h}");
         let out = format!("WARNING: password file \"/root/.pgpass\" has group or world access; permissions should be u=rw (0600) or less\n{out}");
         let h = password_hint(&out).unwrap();
-        assert!(h.contains("ignored the password file") && h.contains("/root/.pgpass"), "{h}");
+        assert!(
+            h.contains("ignored the password file") && h.contains("/root/.pgpass"),
+            "{h}"
+        );
         assert_eq!(password_hint("ERROR: relation x does not exist"), None);
     }
 }
