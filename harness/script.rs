@@ -20,6 +20,15 @@ use std::time::Duration;
 /// "/dev/fd/3: No such device or address" (exit 126), through `cat` it ran.
 pub const LAUNCHER: &str = "exec 3< <(exec cat) </dev/null; exec /bin/bash /dev/fd/3";
 
+/// The remote command that runs [`LAUNCHER`] over ssh (the Vagrant backend) in a login
+/// environment of `user`, through sudo from the ssh user.
+pub fn over_ssh(user: &str) -> String {
+    format!(
+        "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; {LAUNCHER}'",
+        crate::backend::shell_quote(user)
+    )
+}
+
 /// Printed on stderr by the line pglab appends after the script: bash reached the end.
 /// pglab removes it from the output again.
 pub const END_MARKER: &str = "PGLAB-SCRIPT-REACHED-ITS-END";

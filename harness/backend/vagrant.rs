@@ -510,12 +510,7 @@ impl Backend for Vagrant {
         self.check_host(host)?;
         // Same as the nspawn backend: a login environment of `user`, the script on stdin,
         // run by crate::script's launcher (commands inside get /dev/null as stdin).
-        let remote = format!(
-            "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; {}'",
-            super::shell_quote(user),
-            crate::script::LAUNCHER
-        );
-        let argv = self.ssh_argv(host, &remote);
+        let argv = self.ssh_argv(host, &crate::script::over_ssh(user));
         let out = crate::script::run(&argv, script, timeout)?;
         if out.code == 255 {
             return Err(failure(

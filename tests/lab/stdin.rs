@@ -138,3 +138,52 @@ fn vagrant_steps_get_no_stdin_and_password_prompts_fail_fast() {
     a_password_prompt_fails_at_once_and_says_why(&lab);
     down_and_check(lab);
 }
+
+/// The remote command of the Vagrant backend (ssh -T, sudo to another user, the launcher),
+/// run over ssh into an nspawn host's sshd: the script comes through sshd and sudo whole,
+/// commands inside get end-of-file, the last line runs.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn over_ssh_and_sudo_commands_get_no_stdin() {
+    let _g = serial();
+    let lab = Lab::up(UpOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let t = lab.backend().ssh_target("node1", &key).unwrap();
+    let mut argv = lab.backend().in_lab_network();
+    argv.extend(
+        [
+            "ssh",
+            "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+        ]
+        .map(String::from),
+    );
+    argv.push(key.to_string_lossy().into());
+    argv.extend(t.ssh_args.iter().cloned());
+    argv.push(format!("{}@{}", t.user, t.address));
+    // What sshd gives the remote command as stdin (a pipe or a socket), for the record.
+    let mut probe = argv.clone();
+    probe.push("readlink /proc/self/fd/0".into());
+    let kind = pglab::exec::run(&probe, Some(b""), Duration::from_secs(60)).unwrap();
+    eprintln!("stdin of a command run by sshd: {}", kind.stdout.trim());
+    argv.push(pglab::script::over_ssh("postgres"));
+    let script = "cat\nread -r x || echo eof\necho \"last as $(id -un)\"\nfalse\n";
+    let o = pglab::script::run(&argv, script, Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (1, "eof\nlast as postgres\n", ""),
+        "{o:?}"
+    );
+    down_and_check(lab);
+}
