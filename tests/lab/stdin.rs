@@ -180,10 +180,13 @@ fn over_ssh_and_sudo_commands_get_no_stdin() {
     argv.push(pglab::script::over_ssh("postgres"));
     let script = "cat\nread -r x || echo eof\necho \"last as $(id -un)\"\nfalse\n";
     let o = pglab::script::run(&argv, script, Duration::from_secs(60)).unwrap();
+    // stderr may hold sudo's "unable to resolve host" (nspawn hosts' names are not in their
+    // /etc/hosts); what matters is that bash reached the end (no note from pglab).
     assert_eq!(
-        (o.code, o.stdout.as_str(), o.stderr.as_str()),
-        (1, "eof\nlast as postgres\n", ""),
+        (o.code, o.stdout.as_str()),
+        (1, "eof\nlast as postgres\n"),
         "{o:?}"
     );
+    assert!(!o.stderr.contains("pglab: bash stopped"), "{o:?}");
     down_and_check(lab);
 }
