@@ -120,17 +120,20 @@ impl BoxSpec {
             format!("--variant={}", self.recipe.variant),
             format!("--include={}", packages.join(",")),
         ];
+        // Commands get /dev/null as stdin, and a script is bash's argument rather than its
+        // stdin: a command in it that reads stdin must not eat the rest of it (issue 17).
         for c in &self.recipe.customize {
             argv.push(format!(
-                "--customize-hook=chroot \"$1\" sh -c {}",
+                "--customize-hook=chroot \"$1\" sh -c {} </dev/null",
                 crate::backend::shell_quote(c)
             ));
         }
         for script in &self.recipe.scripts {
             let path = boxes_dir().join(script);
             argv.push(format!(
-                "--customize-hook=chroot \"$1\" sh -e < {}",
-                crate::backend::shell_quote(&path.to_string_lossy())
+                "--customize-hook=chroot \"$1\" sh -ec \"$(cat {})\" {} </dev/null",
+                crate::backend::shell_quote(&path.to_string_lossy()),
+                crate::backend::shell_quote(script)
             ));
         }
         argv.push(self.recipe.suite.clone());
@@ -161,6 +164,7 @@ impl BoxSpec {
         let log_path = tmp.join("build.log");
         let bar = crate::sys::progress::spinner(&format!("box {}: {what}", self.name));
         let reader = duct::cmd(&argv[0], &argv[1..])
+            .stdin_null()
             .stderr_to_stdout()
             .unchecked()
             .reader()
@@ -359,8 +363,50 @@ mod tests {
         assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
         assert!(
             argv.iter()
-                .any(|a| a.contains("sh -e < ") && a.contains("pg-ctlcluster-fast-start.sh")),
+                .any(|a| a.contains("sh -ec ") && a.contains("pg-ctlcluster-fast-start.sh")),
             "{argv:?}"
+        );
+    }
+
+    /// A recipe's script and customize commands, run as mmdebstrap runs a hook
+    /// (`sh -c HOOK exec ROOT`; here without the chroot): a command that reads stdin gets
+    /// end-of-file and the lines after it run.
+    #[test]
+    fn box_hooks_give_commands_no_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let script = dir.path().join("reads-stdin.sh");
+        let tail = format!(
+            "cat >> {o}\necho \"script's last line\" >> {o}\n",
+            o = out.display()
+        );
+        std::fs::write(&script, &tail).unwrap();
+        let recipe = dir.path().join("r.toml");
+        let text = format!(
+            "description='x'\nsuite='bookworm'\npackages=['a']\ncustomize=['cat >> {o}; echo customize >> {o}']\nscripts=[{s:?}]\n",
+            o = out.display(),
+            s = script.display().to_string()
+        );
+        std::fs::write(&recipe, text).unwrap();
+        let b = BoxSpec::from_file("x", &recipe).unwrap();
+        for hook in b
+            .mmdebstrap_argv(dir.path(), &[])
+            .iter()
+            .filter_map(|a| a.strip_prefix("--customize-hook="))
+        {
+            let hook = hook.replace("chroot \"$1\" ", "");
+            let argv: Vec<String> = ["sh", "-c", &hook, "exec", "/"].map(String::from).into();
+            let o = exec::run(
+                &argv,
+                Some(b"stdin of the hook\n"),
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap();
+            assert!(o.ok(), "{hook}: {o:?}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "customize\nscript's last line\n"
         );
     }
 

@@ -3,6 +3,7 @@
 
 pub mod boxes;
 pub mod nspawn;
+pub mod script;
 pub mod vagrant;
 
 use crate::sys::exec::CmdOutput;
@@ -38,7 +39,8 @@ pub trait Backend: Send + Sync {
     fn up(&mut self) -> Result<()>;
 
     /// Runs `script` with bash as `user` on `host`. The script travels on stdin, so nothing
-    /// in it (secrets included) appears on any command line. A non-zero exit is not an Err.
+    /// in it (secrets included) appears on any command line; `crate::backend::script` runs it so that
+    /// the commands inside get /dev/null as stdin. A non-zero exit is not an Err.
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput>;
 
     /// Stops a host cleanly (its disk is kept) / starts it again and waits for its boot.

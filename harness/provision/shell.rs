@@ -192,7 +192,7 @@ fn finish_step(
         let host = host.as_str();
         let out = out?;
         let shown = format!(
-            "bash -s < {} (as root, with lib.sh and the lab's environment)",
+            "bash < {} (as root, with lib.sh and the lab's environment; stdin /dev/null inside)",
             step.script
         );
         let path = log.step(group, index + 1, &step.name, host, &shown, &out);
@@ -202,7 +202,7 @@ fn finish_step(
                 &format!("host {host}, submission {}, log {}", sub.dir.display(), path.display()),
                 &shown,
                 &log.redact(&out.combined()),
-                "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)",
+                &log.redact(&crate::backend::script::password_hint(&out.combined()).unwrap_or_else(|| "read the step's log; fix the script and run again (`pglab up` keeps a lab to try it by hand)".into())),
             ));
         }
         for l in out

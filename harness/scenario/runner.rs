@@ -386,15 +386,20 @@ impl<'a> Runner<'a> {
             log_path.display()
         );
         if let Some(p) = problem {
-            let hint = st.why.clone().unwrap_or_else(|| {
-                "read the step's log; `pglab run --keep` leaves the lab up to look around".into()
-            });
+            let prompted = crate::backend::script::password_hint(&out.combined());
+            let hint = match (st.why.clone(), prompted) {
+                (Some(why), Some(p)) => format!("{why}; {p}"),
+                (why, p) => why.or(p).unwrap_or_else(|| {
+                    "read the step's log; `pglab run --keep` leaves the lab up to look around"
+                        .into()
+                }),
+            };
             return Err(failure(
                 &format!("step {:?} failed: {p}", st.name),
                 &place,
                 &self.log.redact(&shown),
                 &self.log.redact(&out.combined()),
-                &hint,
+                &self.log.redact(&hint),
             ));
         }
         self.keep_output(sc, st, &shown, &out, &place)

@@ -5,7 +5,7 @@ use pglab::run::{run, RunOptions};
 use pglab::scenario::runner::Status;
 use std::path::{Path, PathBuf};
 
-fn fixture(name: &str) -> PathBuf {
+pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)

@@ -8,5 +8,6 @@ mod fixtures;
 mod lifecycle;
 mod scenarios;
 mod signals;
+mod stdin;
 mod vagrant;
 mod verbs;

@@ -501,10 +501,10 @@ impl Backend for Nspawn {
                 "-s",
                 "/bin/bash",
                 "-c",
-                "exec bash -s",
+                crate::backend::script::LAUNCHER,
             ],
         );
-        run(&argv, Some(script.as_bytes()), timeout)
+        crate::backend::script::run(&argv, script, timeout)
     }
 
     fn stop_host(&self, host: &str) -> Result<()> {

@@ -516,13 +516,10 @@ impl Backend for Vagrant {
 
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
         self.check_host(host)?;
-        // Same as the nspawn backend: a login environment of `user`, bash, script on stdin.
-        let remote = format!(
-            "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; exec /bin/bash -s'",
-            super::shell_quote(user)
-        );
-        let argv = self.ssh_argv(host, &remote);
-        let out = run(&argv, Some(script.as_bytes()), timeout)?;
+        // Same as the nspawn backend: a login environment of `user`, the script on stdin,
+        // run by crate::backend::script's launcher (commands inside get /dev/null as stdin).
+        let argv = self.ssh_argv(host, &crate::backend::script::over_ssh(user));
+        let out = crate::backend::script::run(&argv, script, timeout)?;
         if out.code == 255 {
             return Err(failure(
                 &format!("ssh into {host} failed"),
