@@ -80,6 +80,12 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
             && phases.iter().any(|p| p == "restore provisioned"),
         "no snapshot save/restore in {phases:?}"
     );
+    // Issue 17 over ssh on real VMs, on this lab while it is up: a command that reads stdin
+    // gets end-of-file, the script runs to its end, a password prompt fails at once.
+    let lab = pglab::lab::Lab::attach(Some(&report.lab)).unwrap();
+    super::stdin::stdin_readers_get_eof_and_the_script_runs_to_its_end(&lab);
+    super::stdin::a_password_prompt_fails_at_once_and_says_why(&lab);
+    drop(lab);
     // The VMs are still up: make the lab look like one whose pglab was killed (owner gone,
     // not kept); `gc` must find it and remove the VMs, their disks and networks.
     let dead = Command::new("true").spawn().unwrap();
