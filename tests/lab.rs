@@ -864,4 +864,5 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains("virbr"), "{links}");
 }
-#[path = "lab/platform.rs"] mod platform;
+#[path = "lab/platform.rs"]
+mod platform;
