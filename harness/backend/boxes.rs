@@ -28,6 +28,20 @@ pub struct Recipe {
     /// system after `customize`; shared by recipes, and part of the cache key.
     #[serde(default)]
     pub scripts: Vec<String>,
+    /// Where apt gets the suite: mmdebstrap's default mirrors, or the host's own Debian
+    /// source repeated with this suite (`"host"`, see `apt_sources`).
+    #[serde(default)]
+    pub sources: Sources,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sources {
+    /// mmdebstrap's own choice (deb.debian.org, plus updates and security for a stable suite).
+    #[default]
+    Default,
+    /// The host's configured Debian source, with the recipe's suite (`apt_sources`).
+    Host,
 }
 
 fn default_variant() -> String {
@@ -107,7 +121,7 @@ impl BoxSpec {
     }
 
     /// The mmdebstrap command line for this recipe, writing into `target`.
-    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Vec<String> {
+    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Result<Vec<String>> {
         let packages: Vec<&str> = self
             .recipe
             .packages
@@ -138,7 +152,17 @@ impl BoxSpec {
         }
         argv.push(self.recipe.suite.clone());
         argv.push(target.to_string_lossy().into());
-        argv
+        if self.recipe.sources == Sources::Host {
+            let codename = crate::sys::apt_sources::host_codename()?;
+            let mirrors = crate::sys::apt_sources::mirrors_for(
+                &self.recipe.suite,
+                Path::new("/etc/apt"),
+                &codename,
+            )
+            .with_context(|| format!("box recipe {}", self.file.display()))?;
+            argv.extend(mirrors);
+        }
+        Ok(argv)
     }
 
     /// Returns the box's root file system, building it first if it is not in the cache.
@@ -151,7 +175,7 @@ impl BoxSpec {
 
     pub fn build(&self) -> Result<()> {
         build_cached(&self.name, &self.hash, &self.dir(), |tmp| {
-            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[]);
+            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[])?;
             self.run_build_step(tmp, &argv, "mmdebstrap")?;
             std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
             Ok(())
@@ -357,7 +381,7 @@ mod tests {
     #[test]
     fn mmdebstrap_command_line() {
         let b = BoxSpec::load("bookworm").unwrap();
-        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]).unwrap();
         assert_eq!(argv[0], "mmdebstrap");
         assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
         assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
@@ -391,6 +415,7 @@ mod tests {
         let b = BoxSpec::from_file("x", &recipe).unwrap();
         for hook in b
             .mmdebstrap_argv(dir.path(), &[])
+            .unwrap()
             .iter()
             .filter_map(|a| a.strip_prefix("--customize-hook="))
         {

@@ -2,6 +2,9 @@
 
 use super::outcome::{RunReport, Status, StepOutcome};
 
+/// How the steps of a scenario skipped for its declared versions start their message.
+pub const SKIPPED_BY_NEED: &str = "SKIPPED (declared in the scenario file): ";
+
 /// The summary table printed at the end of a run.
 pub fn summary(r: &RunReport) -> String {
     let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
@@ -21,6 +24,8 @@ pub fn summary(r: &RunReport) -> String {
         let secs: f64 = cs.iter().map(|c| c.duration_secs).sum();
         let result = if cs.iter().any(|c| c.status == Status::Failed) {
             "FAILED"
+        } else if cs.iter().all(|c| c.message.starts_with(SKIPPED_BY_NEED)) {
+            "SKIPPED"
         } else if passed == cs.len() {
             "passed"
         } else {
@@ -37,6 +42,10 @@ pub fn summary(r: &RunReport) -> String {
         .map(|(p, t)| format!("{p} {t:.1}s"))
         .collect();
     s.push_str(&format!("phases: {}\n", phases.join(", ")));
+    let skipped = skipped_by_need(r);
+    for (scenario, file, reason) in &skipped {
+        s.push_str(&format!("\nSKIPPED {scenario} ({file}): {reason}\n"));
+    }
     for c in r.checks.iter().filter(|c| c.status == Status::Failed) {
         s.push_str(&format!(
             "\nFAILED {} / {} ({}):\n{}\n",
@@ -46,9 +55,34 @@ pub fn summary(r: &RunReport) -> String {
     s.push_str(&format!(
         "\nlogs: {}\n{}\n",
         r.log_dir.display(),
-        if r.passed { "ALL PASSED" } else { "FAILED" }
+        match (r.passed, skipped.len()) {
+            (false, _) => "FAILED".to_string(),
+            (true, 0) => "ALL PASSED".to_string(),
+            (true, n) => format!(
+                "ALL PASSED ({n} scenario(s) SKIPPED for their declared versions, see above)"
+            ),
+        }
     ));
     s
+}
+
+/// The scenarios skipped for the versions they declare: (scenario, file, reason), once each.
+fn skipped_by_need(r: &RunReport) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for c in &r.checks {
+        let Some(reason) = c.message.strip_prefix(SKIPPED_BY_NEED) else {
+            continue;
+        };
+        if out.iter().any(|(sc, _, _)| sc == &c.scenario) {
+            continue;
+        }
+        let file = c
+            .location
+            .rsplit_once(':')
+            .map_or(c.location.as_str(), |(f, _)| f);
+        out.push((c.scenario.clone(), file.to_string(), reason.to_string()));
+    }
+    out
 }
 
 /// With several labs: one line each (box, result, total time, lab id).
@@ -64,4 +98,51 @@ pub fn labs_table(reports: &[RunReport]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(scenario: &str, status: Status, message: &str) -> StepOutcome {
+        StepOutcome {
+            scenario: scenario.into(),
+            step: "s".into(),
+            host: "node1".into(),
+            location: format!("scenarios/{scenario}.toml:7"),
+            status,
+            duration_secs: if status == Status::Passed { 0.5 } else { 0.0 },
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_scenario_skipped_for_its_versions_is_shown_with_its_reason() {
+        let reason = "needs PostgreSQL 14 or later (this box has 13): uses X";
+        let skipped = format!("{SKIPPED_BY_NEED}{reason}");
+        let r = RunReport {
+            lab: "abc123".into(),
+            box_name: "bullseye".into(),
+            passed: true,
+            phases: vec![],
+            checks: vec![
+                outcome("replicate", Status::Passed, ""),
+                outcome("newer", Status::Skipped, &skipped),
+                outcome("newer", Status::Skipped, &skipped),
+            ],
+            provision_changes: vec![],
+            log_dir: "/tmp/x".into(),
+            kept: false,
+        };
+        let s = summary(&r);
+        assert!(
+            s.contains("newer                      0/2      0.0s  SKIPPED"),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("SKIPPED newer (scenarios/newer.toml): {reason}")),
+            "{s}"
+        );
+        assert!(s.contains("ALL PASSED (1 scenario(s) SKIPPED"), "{s}");
+    }
 }

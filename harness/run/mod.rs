@@ -8,6 +8,7 @@ use crate::model::phase::Phase;
 use crate::model::topology::{Role, Topology};
 use crate::provision::{provision, resume, Submission};
 use crate::report::runlog::RunLog;
+use crate::report::summary::SKIPPED_BY_NEED;
 use crate::scenario::runner::{Runner, Status, StepOutcome};
 use crate::scenario::spec::{self, Scenario, PROVISIONED};
 use anyhow::{bail, Result};
@@ -349,6 +350,21 @@ impl<'a> ScenarioRun<'a> {
             self.checks.extend(sc.steps.iter().map(|st| {
                 crate::scenario::runner::skipped(sc, st, "skipped: an earlier scenario failed")
             }));
+            return Ok(());
+        }
+        if let Some(reason) = sc.needs.as_ref().and_then(|n| n.unmet(&self.runner.vars)) {
+            // Declared in the scenario file; such a scenario keeps the lab's state.
+            crate::sys::progress::say(
+                self.started,
+                "run",
+                &format!("scenario {}: SKIPPED: {reason}", sc.name),
+            );
+            let msg = format!("{SKIPPED_BY_NEED}{reason}");
+            self.checks.extend(
+                sc.steps
+                    .iter()
+                    .map(|st| crate::scenario::runner::skipped(sc, st, &msg)),
+            );
             return Ok(());
         }
         crate::sys::progress::say(

@@ -1,6 +1,7 @@
 //! System primitives: processes, paths, progress, cleanup, host prerequisites.
 
 pub mod apt;
+pub mod apt_sources;
 pub mod cleanup;
 pub mod doctor;
 pub mod exec;

@@ -22,7 +22,7 @@ fn run_broken(
 }
 
 /// Runs `scenario` (and what leads to it) on a broken submission.
-fn run_broken_with(
+pub fn run_broken_with(
     name: &str,
     scenario: &str,
 ) -> (
@@ -83,7 +83,7 @@ fn a_wrong_pgpass_password_fails_the_clone_step() {
 
 /// The one failed check of a broken submission: its step (name or start of it), and that its
 /// message holds `needles`.
-fn fails_only(failed: &[pglab::scenario::runner::StepOutcome], step: &str, needles: &[&str]) {
+pub fn fails_only(failed: &[pglab::scenario::runner::StepOutcome], step: &str, needles: &[&str]) {
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert!(failed[0].step.starts_with(step), "{failed:#?}");
     for n in needles {

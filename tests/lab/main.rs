@@ -6,6 +6,7 @@
 mod common;
 mod fixtures;
 mod lifecycle;
+mod platform;
 mod scenarios;
 mod signals;
 mod stdin;
