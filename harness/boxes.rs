@@ -28,6 +28,12 @@ pub struct Recipe {
     /// system after `customize`; shared by recipes, and part of the cache key.
     #[serde(default)]
     pub scripts: Vec<String>,
+    /// Scripts (paths relative to `boxes/`) run with `sh -e SCRIPT ROOT` on the building
+    /// machine itself, before `customize`: they may fetch builds from the package registries
+    /// (into `PGLAB_CACHE_DIR`, which they are given) and install them into ROOT. Part of
+    /// the cache key.
+    #[serde(default)]
+    pub host_scripts: Vec<String>,
 }
 
 fn default_variant() -> String {
@@ -71,7 +77,7 @@ impl BoxSpec {
         let mut h = Sha256::new();
         h.update(BUILD_FORMAT);
         h.update(text.as_bytes());
-        for script in &recipe.scripts {
+        for script in recipe.host_scripts.iter().chain(&recipe.scripts) {
             let path = boxes_dir().join(script);
             let body = std::fs::read(&path).with_context(|| {
                 format!(
@@ -120,6 +126,13 @@ impl BoxSpec {
             format!("--variant={}", self.recipe.variant),
             format!("--include={}", packages.join(",")),
         ];
+        for script in &self.recipe.host_scripts {
+            let path = boxes_dir().join(script);
+            argv.push(format!(
+                "--customize-hook=sh -e {} \"$1\"",
+                crate::backend::shell_quote(&path.to_string_lossy())
+            ));
+        }
         for c in &self.recipe.customize {
             argv.push(format!(
                 "--customize-hook=chroot \"$1\" sh -c {}",
@@ -161,6 +174,8 @@ impl BoxSpec {
         let log_path = tmp.join("build.log");
         let bar = crate::progress::spinner(&format!("box {}: {what}", self.name));
         let reader = duct::cmd(&argv[0], &argv[1..])
+            // host_scripts keep what they fetch there (a rebuild does not fetch again).
+            .env("PGLAB_CACHE_DIR", paths::cache_root())
             .stderr_to_stdout()
             .unchecked()
             .reader()
@@ -362,6 +377,25 @@ mod tests {
                 .any(|a| a.contains("sh -e < ") && a.contains("pg-ctlcluster-fast-start.sh")),
             "{argv:?}"
         );
+    }
+
+    #[test]
+    fn host_scripts_run_on_the_host_before_the_chroot_ones() {
+        let b = BoxSpec::load("pg14-barman2").unwrap();
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
+        let host = argv
+            .iter()
+            .position(|a| a.starts_with("--customize-hook=sh -e ") && a.contains("pg14-barman2.sh"))
+            .unwrap_or_else(|| panic!("no host hook in {argv:?}"));
+        let chroot = argv
+            .iter()
+            .position(|a| a.contains("chroot \"$1\""))
+            .unwrap();
+        assert!(host < chroot, "{argv:?}");
+        let e = recipe_error(
+            "description='x'\nsuite='bookworm'\npackages=['a']\nhost_scripts=['nope.sh']\n",
+        );
+        assert!(e.contains("nope.sh"), "{e}");
     }
 
     #[test]
