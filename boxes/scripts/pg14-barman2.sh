@@ -25,8 +25,10 @@
 #   postgresql-contrib (14+238pglab1); python3-barman, barman, barman-cli (2.19-1pglab1).
 # Layout as Debian's: /usr/lib/postgresql/14/{bin,lib}, /usr/share/postgresql/14; the maintainer
 # scripts are Debian's (postgresql-common's configure_version creates 14/main).
-root=$1
-[ -d "$root" ] || { echo "pg14-barman2.sh: usage: pg14-barman2.sh ROOT" >&2; exit 2; }
+root=${1:-}
+# Everything below writes under $root: never into the building machine's own /.
+case $root in ""|/|//) echo "pg14-barman2.sh: usage: pg14-barman2.sh ROOT (the new root, not /)" >&2; exit 2 ;; esac
+[ -d "$root/etc/apt" ] || { echo "pg14-barman2.sh: $root is not a root file system" >&2; exit 2; }
 cache=${PGLAB_CACHE_DIR:-/var/cache/pglab}/downloads
 PG_VERSION=14.23
 PG_DEB=14.23-0pglab1
