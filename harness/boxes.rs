@@ -34,6 +34,20 @@ pub struct Recipe {
     /// the cache key.
     #[serde(default)]
     pub host_scripts: Vec<String>,
+    /// Where apt gets the suite: mmdebstrap's default mirrors, or the host's own Debian
+    /// source repeated with this suite (`"host"`, see `apt_sources`).
+    #[serde(default)]
+    pub sources: Sources,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sources {
+    /// mmdebstrap's own choice (deb.debian.org, plus updates and security for a stable suite).
+    #[default]
+    Default,
+    /// The host's configured Debian source, with the recipe's suite (`apt_sources`).
+    Host,
 }
 
 fn default_variant() -> String {
@@ -113,7 +127,7 @@ impl BoxSpec {
     }
 
     /// The mmdebstrap command line for this recipe, writing into `target`.
-    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Vec<String> {
+    pub fn mmdebstrap_argv(&self, target: &Path, extra_packages: &[String]) -> Result<Vec<String>> {
         let packages: Vec<&str> = self
             .recipe
             .packages
@@ -148,7 +162,17 @@ impl BoxSpec {
         }
         argv.push(self.recipe.suite.clone());
         argv.push(target.to_string_lossy().into());
-        argv
+        if self.recipe.sources == Sources::Host {
+            let codename = crate::apt_sources::host_codename()?;
+            let mirrors = crate::apt_sources::mirrors_for(
+                &self.recipe.suite,
+                Path::new("/etc/apt"),
+                &codename,
+            )
+            .with_context(|| format!("box recipe {}", self.file.display()))?;
+            argv.extend(mirrors);
+        }
+        Ok(argv)
     }
 
     /// Returns the box's root file system, building it first if it is not in the cache.
@@ -161,7 +185,7 @@ impl BoxSpec {
 
     pub fn build(&self) -> Result<()> {
         build_cached(&self.name, &self.hash, &self.dir(), |tmp| {
-            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[]);
+            let argv = self.mmdebstrap_argv(&tmp.join("rootfs"), &[])?;
             self.run_build_step(tmp, &argv, "mmdebstrap")?;
             std::fs::copy(&self.file, tmp.join("recipe.toml"))?;
             Ok(())
@@ -368,7 +392,7 @@ mod tests {
     #[test]
     fn mmdebstrap_command_line() {
         let b = BoxSpec::load("bookworm").unwrap();
-        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]).unwrap();
         assert_eq!(argv[0], "mmdebstrap");
         assert!(argv.iter().any(|a| a.starts_with("--include=systemd,")));
         assert_eq!(&argv[argv.len() - 2..], ["bookworm", "/tmp/x"]);
@@ -382,7 +406,7 @@ mod tests {
     #[test]
     fn host_scripts_run_on_the_host_before_the_chroot_ones() {
         let b = BoxSpec::load("pg14-barman2").unwrap();
-        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]);
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]).unwrap();
         let host = argv
             .iter()
             .position(|a| a.starts_with("--customize-hook=sh -e ") && a.contains("pg14-barman2.sh"))

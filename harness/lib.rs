@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of the code.
 
 pub mod ansible;
+pub mod apt_sources;
 pub mod backend;
 pub mod bench;
 pub mod boxes;

@@ -104,7 +104,7 @@ impl LibvirtBox {
         let name = format!("{}-libvirt", self.base.name);
         crate::boxes::build_cached(&name, &self.hash, &self.dir(), |tmp| {
             let rootfs = tmp.join("rootfs");
-            let argv = self.base.mmdebstrap_argv(&rootfs, &self.layer.packages);
+            let argv = self.base.mmdebstrap_argv(&rootfs, &self.layer.packages)?;
             self.base.run_build_step(tmp, &argv, "mmdebstrap (VM)")?;
             let script = crate::boxes::boxes_dir().join("layers/vagrant-libvirt.sh");
             let argv: Vec<String> = vec![

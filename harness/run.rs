@@ -270,6 +270,17 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                     }));
                     continue;
                 }
+                if let Some(reason) = sc.needs.as_ref().and_then(|n| n.unmet(&runner.vars)) {
+                    // Declared in the scenario file; such a scenario keeps the lab's state.
+                    crate::progress::say(
+                        started,
+                        "run",
+                        &format!("scenario {}: SKIPPED: {reason}", sc.name),
+                    );
+                    let msg = format!("{SKIPPED_BY_NEED}{reason}");
+                    checks.extend(sc.steps.iter().map(|st| StepOutcome::skipped(sc, st, &msg)));
+                    continue;
+                }
                 crate::progress::say(
                     started,
                     "run",
@@ -336,6 +347,9 @@ fn chrono_like_stamp() -> String {
     format!("run-{secs}")
 }
 
+/// How the steps of a scenario skipped for its declared versions start their message.
+pub const SKIPPED_BY_NEED: &str = "SKIPPED (declared in the scenario file): ";
+
 /// The summary table printed at the end of a run.
 pub fn summary(r: &RunReport) -> String {
     let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
@@ -355,6 +369,8 @@ pub fn summary(r: &RunReport) -> String {
         let secs: f64 = cs.iter().map(|c| c.duration_secs).sum();
         let result = if cs.iter().any(|c| c.status == Status::Failed) {
             "FAILED"
+        } else if cs.iter().all(|c| c.message.starts_with(SKIPPED_BY_NEED)) {
+            "SKIPPED"
         } else if passed == cs.len() {
             "passed"
         } else {
@@ -371,6 +387,24 @@ pub fn summary(r: &RunReport) -> String {
         .map(|(p, t)| format!("{p} {t:.1}s"))
         .collect();
     s.push_str(&format!("phases: {}\n", phases.join(", ")));
+    let mut said = Vec::new();
+    for c in r
+        .checks
+        .iter()
+        .filter(|c| c.message.starts_with(SKIPPED_BY_NEED))
+    {
+        if !said.contains(&c.scenario) {
+            said.push(c.scenario.clone());
+            let reason = &c.message[SKIPPED_BY_NEED.len()..];
+            s.push_str(&format!(
+                "\nSKIPPED {} ({}): {reason}\n",
+                c.scenario,
+                c.location
+                    .rsplit_once(':')
+                    .map_or(c.location.as_str(), |(f, _)| f)
+            ));
+        }
+    }
     for c in r.checks.iter().filter(|c| c.status == Status::Failed) {
         s.push_str(&format!(
             "\nFAILED {} / {} ({}):\n{}\n",
@@ -380,7 +414,64 @@ pub fn summary(r: &RunReport) -> String {
     s.push_str(&format!(
         "\nlogs: {}\n{}\n",
         r.log_dir.display(),
-        if r.passed { "ALL PASSED" } else { "FAILED" }
+        match (r.passed, said.len()) {
+            (false, _) => "FAILED".to_string(),
+            (true, 0) => "ALL PASSED".to_string(),
+            (true, n) => format!(
+                "ALL PASSED ({n} scenario(s) SKIPPED for their declared versions, see above)"
+            ),
+        }
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_skipped_for_its_versions_is_shown_with_its_reason() {
+        let outcome = |scenario: &str, status, message: &str| StepOutcome {
+            scenario: scenario.into(),
+            step: "s".into(),
+            host: "node1".into(),
+            location: format!("scenarios/{scenario}.toml:7"),
+            status,
+            duration_secs: if status == Status::Passed { 0.5 } else { 0.0 },
+            message: message.into(),
+        };
+        let reason = "needs PostgreSQL 14 or later (this box has 13): uses X";
+        let r = RunReport {
+            lab: "abc123".into(),
+            box_name: "bullseye".into(),
+            passed: true,
+            phases: vec![],
+            checks: vec![
+                outcome("replicate", Status::Passed, ""),
+                outcome(
+                    "newer",
+                    Status::Skipped,
+                    &format!("{SKIPPED_BY_NEED}{reason}"),
+                ),
+                outcome(
+                    "newer",
+                    Status::Skipped,
+                    &format!("{SKIPPED_BY_NEED}{reason}"),
+                ),
+            ],
+            provision_changes: vec![],
+            log_dir: "/tmp/x".into(),
+            kept: false,
+        };
+        let s = summary(&r);
+        assert!(
+            s.contains("newer                      0/2      0.0s  SKIPPED"),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("SKIPPED newer (scenarios/newer.toml): {reason}")),
+            "{s}"
+        );
+        assert!(s.contains("ALL PASSED (1 scenario(s) SKIPPED"), "{s}");
+    }
 }

@@ -698,7 +698,7 @@ fn bad_environment_gets_one_clear_error_and_leaves_nothing() {
     assert_eq!(code, 1);
     assert!(
         text.contains("no box recipe \"nosuchbox\"")
-            && text.contains("known boxes: bookworm, trixie"),
+            && text.contains("known boxes: bookworm, bullseye, trixie"),
         "{text}"
     );
     // Missing tools, and no apt to install them: the exact command to run.
@@ -864,3 +864,4 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains("virbr"), "{links}");
 }
+#[path = "lab/platform.rs"] mod platform;

@@ -222,3 +222,76 @@ mod fuzz {
         }
     }
 }
+
+/// Declared version requirements: parsed, checked with file:line, and compared with the
+/// lab's versions (`{{major}}`, `{{barman}}`).
+mod needs {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const STEP: &str = "[[step]]\nname = \"x\"\nhost = \"node1\"\nsql = \"select 1\"\n";
+
+    fn needs(head: &str) -> spec::Needs {
+        let text = format!("{HEAD}{head}{STEP}");
+        parse(
+            &text,
+            Path::new("scenarios/n.toml"),
+            &Topology::default_lab(),
+        )
+        .unwrap()
+        .needs
+        .unwrap()
+    }
+
+    fn vars(major: &str, barman: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("major".to_string(), major.to_string()),
+            ("barman".to_string(), barman.to_string()),
+        ])
+    }
+
+    #[test]
+    fn older_versions_get_the_declared_reason() {
+        let n = needs("min_major = 14\nmin_barman = \"2.15\"\nneeds_why = \"uses X\"\n");
+        assert_eq!(n.min_major, Some(14));
+        assert_eq!(n.min_barman, Some((2, 15)));
+        assert_eq!(n.unmet(&vars("15", "3.4")), None);
+        assert_eq!(n.unmet(&vars("14", "2.15")), None);
+        assert_eq!(
+            n.unmet(&vars("13", "2.12")).unwrap(),
+            "needs PostgreSQL 14 or later (this box has 13) and barman 2.15 or later (this box has 2.12): uses X"
+        );
+        // 3.4 is newer than 2.15 and older than 3.13: compared as numbers, not text.
+        let n = needs("min_barman = \"3.13\"\nneeds_why = \"y\"\n");
+        assert!(n.unmet(&vars("17", "3.4")).is_some());
+        assert!(n.unmet(&vars("17", "3.13")).is_none());
+        // A version pglab could not read: the scenario runs (and says for itself).
+        assert!(n.unmet(&vars("17", "")).is_none());
+    }
+
+    #[test]
+    fn a_requirement_needs_a_reason_and_a_version_and_keeps_the_state() {
+        let e = err(&format!("{HEAD}min_major = 14\n{STEP}"));
+        assert!(e.contains("bad.toml:3") && e.contains("needs_why"), "{e}");
+        let e = err(&format!("{HEAD}needs_why = \"x\"\n{STEP}"));
+        assert!(
+            e.contains("bad.toml:3") && e.contains("without min_major"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{HEAD}min_barman = \"two\"\nneeds_why = \"x\"\n{STEP}"
+        ));
+        assert!(e.contains("bad.toml:3") && e.contains("MAJOR.MINOR"), "{e}");
+        let e = err(&format!(
+            "{HEAD}min_major = \"14\"\nneeds_why = \"x\"\n{STEP}"
+        ));
+        assert!(e.contains("bad.toml:3"), "{e}");
+        let e = err(&format!(
+            "{HEAD}provides = \"elsewhere\"\nmin_major = 14\nneeds_why = \"x\"\n{STEP}"
+        ));
+        assert!(
+            e.contains("bad.toml:4") && e.contains("must keep the lab's state"),
+            "{e}"
+        );
+    }
+}

@@ -1,6 +1,9 @@
 # node2 is re-cloned from node1 with its own slot (`-C -S`): the homework's
 # `pg_basebackup -R` alone creates no slot at all.
 SLOT=$PGLAB_HOST
+# pg_stat_wal_receiver's `status` and `slot_name` are the same in PostgreSQL 13, 14, 15 and 17
+# (13 renamed received_lsn to written_lsn/flushed_lsn, which this does not use; checked in
+# system_views.sql of the bullseye and bookworm boxes).
 streaming_through_slot() {
   [ -f "$PG_DATA/standby.signal" ] &&
   [ "$(psql_local -c "SELECT status || ':' || coalesce(slot_name, '') FROM pg_stat_wal_receiver")" = "streaming:$SLOT" ]

@@ -33,6 +33,8 @@ runuser -u barman -- barman -q cron </dev/null >/dev/null 2>&1
 wait_until 60 "barman receive-wal to run" sh -c "runuser -u barman -- barman status $PGLAB_PRIMARY | grep -q 'Active WAL streaming.*True\|streaming.*OK' || runuser -u barman -- barman check $PGLAB_PRIMARY | grep -q 'receive-wal running: OK'"
 # `barman cron` returns before anything is archived: switch-wal --archive blocks until a
 # WAL file is, and only then can `barman check` pass ("WAL archive: OK").
+# `switch-wal --force --archive --archive-timeout` is the same in barman 2.12 (bullseye), 3.4
+# and 3.13 (2.12's cli.py also keeps the old name `switch-xlog` as an alias; not needed).
 if ! runuser -u barman -- barman check "$PGLAB_PRIMARY" >/dev/null 2>&1; then
   # An idle server sends the switched segment's end only with its next WAL record (up to
   # 15 s later): write small ones while the switch waits.

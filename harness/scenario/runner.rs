@@ -81,6 +81,9 @@ fn substitute_once(text: &str, vars: &BTreeMap<String, String>) -> Result<String
             String::new()
         }
     });
+    if let Some(cmd) = missing.as_deref().and_then(|m| m.strip_prefix("homework_")) {
+        bail!("{{{{homework_{cmd}}}}} is not known: the submission's provision.toml has no `{cmd}` in [commands] (see examples/reference/provision.toml)");
+    }
     if let Some(m) = missing {
         bail!(
             "{{{{{m}}}}} is not known: no earlier step saved it (`save = \"{m}\"`); known: {}",
@@ -564,6 +567,10 @@ mod tests {
             e.contains("{{nope}} is not known") && e.contains("known: n"),
             "{e}"
         );
+        let e = substitute("{{homework_after_recover}}", &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no `after_recover` in [commands]"), "{e}");
     }
 
     #[test]

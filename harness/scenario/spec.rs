@@ -17,8 +17,50 @@ struct RawScenario {
     description: String,
     requires: String,
     provides: Option<String>,
+    /// The oldest PostgreSQL major (`{{major}}`) the scenario can work on.
+    min_major: Option<Spanned<u32>>,
+    /// The oldest barman (`{{barman}}`, major.minor) the scenario can work on.
+    min_barman: Option<Spanned<String>>,
+    /// Why it cannot work on older versions: printed when the scenario is skipped.
+    needs_why: Option<Spanned<String>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
+}
+
+/// Versions a scenario needs; on a box with older ones it is skipped, with `why`, never
+/// silently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Needs {
+    pub min_major: Option<u32>,
+    pub min_barman: Option<(u32, u32)>,
+    pub why: String,
+}
+
+/// `"2.12"` → (2, 12).
+pub fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+impl Needs {
+    /// Why the lab's versions (`major`, `barman` in `vars`) fall short; None when they do
+    /// not, or when a version is not known (the scenario then runs and says for itself).
+    pub fn unmet(&self, vars: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        let major = vars.get("major").and_then(|m| m.trim().parse::<u32>().ok());
+        let barman = vars.get("barman").and_then(|b| major_minor(b));
+        let mut short = Vec::new();
+        if let (Some(min), Some(have)) = (self.min_major, major) {
+            if have < min {
+                short.push(format!("PostgreSQL {min} or later (this box has {have})"));
+            }
+        }
+        if let (Some((a, b)), Some((x, y))) = (self.min_barman, barman) {
+            if (x, y) < (a, b) {
+                short.push(format!("barman {a}.{b} or later (this box has {x}.{y})"));
+            }
+        }
+        (!short.is_empty()).then(|| format!("needs {}: {}", short.join(" and "), self.why))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +164,7 @@ pub struct Scenario {
     pub description: String,
     pub requires: String,
     pub provides: String,
+    pub needs: Option<Needs>,
     pub steps: Vec<Step>,
 }
 
@@ -329,14 +372,59 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
         });
     }
     let provides = raw.provides.clone().unwrap_or_else(|| raw.requires.clone());
+    let needs = needs(&raw, text, file, provides != raw.requires)?;
     Ok(Scenario {
         name,
         file: file.into(),
         description: raw.description,
         requires: raw.requires,
         provides,
+        needs,
         steps,
     })
+}
+
+/// `min_major`, `min_barman` and `needs_why`, checked: a requirement says why, and only a
+/// scenario that keeps the lab's state may be skipped (the ones after it need that state).
+fn needs(raw: &RawScenario, text: &str, file: &Path, changes_state: bool) -> Result<Option<Needs>> {
+    let at =
+        |span: std::ops::Range<usize>| format!("{}:{}", file.display(), line_of(text, span.start));
+    let min_barman = match &raw.min_barman {
+        Some(v) => Some(major_minor(v.get_ref()).ok_or_else(|| {
+            anyhow!(
+                "{}: min_barman = {:?} is not a barman version; write it as MAJOR.MINOR, like \"2.15\"",
+                at(v.span()),
+                v.get_ref()
+            )
+        })?),
+        None => None,
+    };
+    let first = match (&raw.min_major, &raw.min_barman) {
+        (Some(m), _) => m.span(),
+        (None, Some(b)) => b.span(),
+        (None, None) => {
+            if let Some(w) = &raw.needs_why {
+                bail!("{}: needs_why without min_major or min_barman: say which versions the scenario needs", at(w.span()));
+            }
+            return Ok(None);
+        }
+    };
+    let Some(why) = raw
+        .needs_why
+        .as_ref()
+        .map(|w| w.get_ref().trim().to_string())
+        .filter(|w| !w.is_empty())
+    else {
+        bail!("{}: min_major/min_barman needs `needs_why = \"...\"`: what the scenario uses that older versions lack (printed when it is skipped)", at(first));
+    };
+    if changes_state {
+        bail!("{}: a scenario with min_major/min_barman may be skipped, so it must keep the lab's state (`provides` = `requires`): the scenarios after it need that state", at(first));
+    }
+    Ok(Some(Needs {
+        min_major: raw.min_major.as_ref().map(|m| *m.get_ref()),
+        min_barman,
+        why,
+    }))
 }
 
 pub fn scenarios_dir() -> PathBuf {
