@@ -280,9 +280,16 @@ Pin-Priority: -1
 EOF
 chroot "$root" apt-get update -qq -o Dir::Etc::sourcelist=sources.list.d/pglab-local.list \
   -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
-# What a jammy playbook runs (the homework's package names).
-chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  postgresql postgresql-contrib barman barman-cli
+# What a jammy playbook runs (the homework's package names). First simulated while Debian's
+# own indexes are still there (bookworm offers postgresql 15+248 and barman 3.4.0): apt must
+# choose ours and nothing of another major.
+jammy_names="postgresql postgresql-contrib barman barman-cli"
+plan=$(chroot "$root" apt-get -s install --no-install-recommends $jammy_names)
+if echo "$plan" | grep -E '^Inst ' | grep -vE 'pglab1 |pglab1\)' ; then
+  echo "pg14-barman2: apt would install the packages above from elsewhere than the local repository:" >&2
+  echo "$plan" >&2; exit 1
+fi
+chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $jammy_names
 rm -rf "$work"
 
 # --- checks: the build fails here, not a lab later ------------------------------------------
