@@ -285,8 +285,8 @@ chroot "$root" apt-get update -qq -o Dir::Etc::sourcelist=sources.list.d/pglab-l
 # choose ours and nothing of another major.
 jammy_names="postgresql postgresql-contrib barman barman-cli"
 plan=$(chroot "$root" apt-get -s install --no-install-recommends $jammy_names)
-if echo "$plan" | grep -E '^Inst ' | grep -vE 'pglab1 |pglab1\)' ; then
-  echo "pg14-barman2: apt would install the packages above from elsewhere than the local repository:" >&2
+if echo "$plan" | grep -E '^Inst (postgresql|libpq|barman|python3-barman)' | grep -v 'pglab1 ' ; then
+  echo "pg14-barman2: apt would install the PostgreSQL/barman packages above from Debian, not from the local repository:" >&2
   echo "$plan" >&2; exit 1
 fi
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $jammy_names
