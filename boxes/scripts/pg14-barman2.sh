@@ -112,7 +112,10 @@ cp -a "$pg/share/psqlrc.sample" "$c/usr/share/postgresql/14/"
 # Server modules and contrib (the libraries for client development are left out, as Debian
 # ships them in libpq-dev/libecpg-dev). The modules that load libpq find Debian's libpq5, as
 # Debian's own postgresql-14 builds for bookworm do.
-find "$pg/lib" -maxdepth 1 -name '*.so' ! -name 'lib*' -exec cp -a {} "$s/usr/lib/postgresql/14/lib/" \;
+find "$pg/lib" -maxdepth 1 -name '*.so' ! -name 'libpq.so' ! -name 'libecpg*' ! -name 'libpgtypes*' \
+  -exec cp -a {} "$s/usr/lib/postgresql/14/lib/" \;
+# Streaming replication (node2, barman's pg_receivewal is a client) loads this one.
+[ -f "$s/usr/lib/postgresql/14/lib/libpqwalreceiver.so" ] || { echo "pg14-barman2: no libpqwalreceiver.so in the build" >&2; exit 1; }
 cp -a "$pg/share" "$s/usr/share/postgresql/14"
 rm -f "$s/usr/share/postgresql/14/psqlrc.sample"
 rm -rf "$s/usr/share/postgresql/14/doc"
