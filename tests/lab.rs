@@ -865,3 +865,4 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     assert!(!links.contains("virbr"), "{links}");
 }
 #[path = "lab/platform.rs"] mod platform;
+#[path = "lab/pg14.rs"] mod pg14;
