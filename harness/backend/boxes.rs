@@ -28,6 +28,12 @@ pub struct Recipe {
     /// system after `customize`; shared by recipes, and part of the cache key.
     #[serde(default)]
     pub scripts: Vec<String>,
+    /// Scripts (paths relative to `boxes/`) run with `sh -e SCRIPT ROOT` on the building
+    /// machine itself, before `customize`: they may fetch builds from the package registries
+    /// (into `PGLAB_CACHE_DIR`, which they are given) and install them into ROOT. Part of
+    /// the cache key.
+    #[serde(default)]
+    pub host_scripts: Vec<String>,
     /// Where apt gets the suite: mmdebstrap's default mirrors, or the host's own Debian
     /// source repeated with this suite (`"host"`, see `apt_sources`).
     #[serde(default)]
@@ -85,7 +91,7 @@ impl BoxSpec {
         let mut h = Sha256::new();
         h.update(BUILD_FORMAT);
         h.update(text.as_bytes());
-        for script in &recipe.scripts {
+        for script in recipe.host_scripts.iter().chain(&recipe.scripts) {
             let path = boxes_dir().join(script);
             let body = std::fs::read(&path).with_context(|| {
                 format!(
@@ -134,6 +140,13 @@ impl BoxSpec {
             format!("--variant={}", self.recipe.variant),
             format!("--include={}", packages.join(",")),
         ];
+        for script in &self.recipe.host_scripts {
+            let path = boxes_dir().join(script);
+            argv.push(format!(
+                "--customize-hook=sh -e {} \"$1\"",
+                crate::backend::shell_quote(&path.to_string_lossy())
+            ));
+        }
         // Commands get /dev/null as stdin, and a script is bash's argument rather than its
         // stdin: a command in it that reads stdin must not eat the rest of it (issue 17).
         for c in &self.recipe.customize {
@@ -188,6 +201,8 @@ impl BoxSpec {
         let log_path = tmp.join("build.log");
         let bar = crate::sys::progress::spinner(&format!("box {}: {what}", self.name));
         let reader = duct::cmd(&argv[0], &argv[1..])
+            // host_scripts keep what they fetch there (a rebuild does not fetch again).
+            .env("PGLAB_CACHE_DIR", paths::cache_root())
             .stdin_null()
             .stderr_to_stdout()
             .unchecked()
@@ -433,6 +448,25 @@ mod tests {
             std::fs::read_to_string(&out).unwrap(),
             "customize\nscript's last line\n"
         );
+    }
+
+    #[test]
+    fn host_scripts_run_on_the_host_before_the_chroot_ones() {
+        let b = BoxSpec::load("pg14-barman2").unwrap();
+        let argv = b.mmdebstrap_argv(Path::new("/tmp/x"), &[]).unwrap();
+        let host = argv
+            .iter()
+            .position(|a| a.starts_with("--customize-hook=sh -e ") && a.contains("pg14-barman2.sh"))
+            .unwrap_or_else(|| panic!("no host hook in {argv:?}"));
+        let chroot = argv
+            .iter()
+            .position(|a| a.contains("chroot \"$1\""))
+            .unwrap();
+        assert!(host < chroot, "{argv:?}");
+        let e = recipe_error(
+            "description='x'\nsuite='bookworm'\npackages=['a']\nhost_scripts=['nope.sh']\n",
+        );
+        assert!(e.contains("nope.sh"), "{e}");
     }
 
     #[test]

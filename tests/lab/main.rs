@@ -6,6 +6,7 @@
 mod common;
 mod fixtures;
 mod lifecycle;
+mod pg14;
 mod platform;
 mod scenarios;
 mod signals;
