@@ -6,7 +6,7 @@
 use super::common;
 use super::verbs::*;
 use pglab::lab::Lab;
-use pglab::run::{run, Destroy, RunOptions};
+use pglab::run::RunOptions;
 
 /// The homework's four scenarios pass on pg14-barman2 with the reference; the hosts have
 /// PostgreSQL 14 where Debian/Ubuntu put it, managed by postgresql-common, barman 2.19 as a
@@ -15,16 +15,11 @@ use pglab::run::{run, Destroy, RunOptions};
 #[ignore = "needs root, systemd-nspawn, mmdebstrap and PyPI (builds the pg14-barman2 box)"]
 fn homework_scenarios_pass_on_postgresql_14_and_barman_2_19() {
     let _g = serial();
-    let report = run(&RunOptions {
+    let (report, _down, lab) = run_kept(RunOptions {
         box_name: "pg14-barman2".into(),
         scenarios: vec!["recover".into()],
-        destroy: Destroy::Never,
         ..Default::default()
-    })
-    .unwrap();
-    let _down = DownOnDrop(report.lab.clone());
-    let lab = Lab::attach(Some(&report.lab)).unwrap();
-    common::assert_all_passed(&report);
+    });
     let ran = common::scenarios_run(&report);
     for name in ["replicate", "backup", "drop", "recover"] {
         assert!(ran.contains(name), "scenario {name} did not run: {ran:?}");

@@ -5,8 +5,7 @@
 use super::common;
 use super::fixtures::{fails_only, run_broken_with};
 use super::verbs::*;
-use pglab::lab::Lab;
-use pglab::run::{run, Destroy, RunOptions};
+use pglab::run::RunOptions;
 
 /// The homework's four scenarios (replicate, backup, drop, recover) pass on bullseye with
 /// the reference, on the versions the box claims to have.
@@ -14,16 +13,11 @@ use pglab::run::{run, Destroy, RunOptions};
 #[ignore = "needs root, systemd-nspawn and mmdebstrap (builds the bullseye box)"]
 fn homework_scenarios_pass_on_bullseye_with_postgresql_13_and_barman_2() {
     let _g = serial();
-    let report = run(&RunOptions {
+    let (report, _down, lab) = run_kept(RunOptions {
         box_name: "bullseye".into(),
         scenarios: vec!["recover".into()],
-        destroy: Destroy::Never,
         ..Default::default()
-    })
-    .unwrap();
-    let _down = DownOnDrop(report.lab.clone());
-    let lab = Lab::attach(Some(&report.lab)).unwrap();
-    common::assert_all_passed(&report);
+    });
     let ran = common::scenarios_run(&report);
     for name in ["replicate", "backup", "drop", "recover"] {
         assert!(ran.contains(name), "scenario {name} did not run: {ran:?}");

@@ -13,14 +13,9 @@ use std::time::Instant;
 #[ignore = "needs root and systemd-nspawn"]
 fn homework_scenarios_pass_without_leaking_secrets() {
     let _g = serial();
-    let report = run(&RunOptions {
-        destroy: Destroy::Never,
+    let (report, _down, lab) = run_kept(RunOptions {
         ..Default::default()
-    })
-    .unwrap();
-    let _down = DownOnDrop(report.lab.clone());
-    let lab = Lab::attach(Some(&report.lab)).unwrap();
-    common::assert_all_passed(&report);
+    });
     for name in [
         "access",
         "replicate",
@@ -57,15 +52,10 @@ fn homework_scenarios_pass_without_leaking_secrets() {
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible-core)"]
 fn ansible_reference_is_idempotent_and_passes_every_scenario() {
     let _g = serial();
-    let report = run(&RunOptions {
+    let (report, _down, lab) = run_kept(RunOptions {
         homework: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference-ansible")),
-        destroy: Destroy::Never,
         ..Default::default()
-    })
-    .unwrap();
-    let _down = DownOnDrop(report.lab.clone());
-    let lab = Lab::attach(Some(&report.lab)).unwrap();
-    common::assert_all_passed(&report);
+    });
     let scenarios = common::scenarios_run(&report);
     assert!(scenarios.len() >= 11, "{scenarios:?}");
     // The first run changed things (a fresh lab), the second nothing (else provisioning fails).

@@ -58,6 +58,20 @@ impl Drop for DownOnDrop {
     }
 }
 
+/// A whole run that keeps its lab for the test's own checks, all of it passed: the report,
+/// the guard that removes the lab when the test ends (also when it fails), the lab itself.
+pub fn run_kept(opts: pglab::run::RunOptions) -> (pglab::run::RunReport, DownOnDrop, Lab) {
+    let report = pglab::run::run(&pglab::run::RunOptions {
+        destroy: pglab::run::Destroy::Never,
+        ..opts
+    })
+    .unwrap();
+    let down = DownOnDrop(report.lab.clone());
+    let lab = Lab::attach(Some(&report.lab)).unwrap();
+    super::common::assert_all_passed(&report);
+    (report, down, lab)
+}
+
 /// Neither of the lab's passwords appears in any of `files`.
 pub fn assert_no_secrets(lab: &Lab, files: &[PathBuf]) {
     for f in files {
