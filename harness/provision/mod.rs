@@ -3,6 +3,7 @@
 pub mod ansible;
 pub mod shell;
 pub mod submission;
+pub mod vagrantfile_read;
 
 pub use shell::{env_prelude, lab_env};
 pub use submission::{reference_dir, ProvisionReport, ProvisionStep, Submission};
