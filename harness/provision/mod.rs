@@ -1,6 +1,7 @@
 //! Provisioning: a submission's shell steps or its Ansible playbook, run on the lab.
 
 pub mod ansible;
+pub mod repo;
 pub mod shell;
 pub mod submission;
 pub mod vagrantfile_read;

@@ -251,7 +251,9 @@ fn provisioner(p: &RawProv, file: &Path) -> Result<Provisioner> {
                     .iter()
                     .map(|v| v.as_str().map(String::from).unwrap_or(v.to_string()))
                     .collect(),
-                Some(serde_json::Value::String(a)) => a.split_whitespace().map(String::from).collect(),
+                Some(serde_json::Value::String(a)) => {
+                    a.split_whitespace().map(String::from).collect()
+                }
                 _ => Vec::new(),
             },
             line,
@@ -306,7 +308,10 @@ end
         .unwrap();
         let names: Vec<_> = spec.machines.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["node1", "node2", "barman"]);
-        assert_eq!(spec.machines[1].addresses, [Ipv4Addr::new(192, 168, 57, 12)]);
+        assert_eq!(
+            spec.machines[1].addresses,
+            [Ipv4Addr::new(192, 168, 57, 12)]
+        );
         assert_eq!(spec.machines[0].box_name.as_deref(), Some("ubuntu/jammy64"));
         assert!(spec.machines[0].provisioners.is_empty());
         let Provisioner::Ansible {
@@ -353,7 +358,10 @@ end
         .unwrap();
         let m = &spec.machines[0];
         assert_eq!(m.box_name.as_deref(), Some("debian/bullseye64"));
-        assert_eq!(spec.machines[1].box_name.as_deref(), Some("debian/bookworm64"));
+        assert_eq!(
+            spec.machines[1].box_name.as_deref(),
+            Some("debian/bookworm64")
+        );
         assert_eq!(m.provisioners.len(), 2);
         assert!(
             matches!(&m.provisioners[0], Provisioner::Shell { inline: Some(i), .. } if i == "apt-get update")
@@ -373,16 +381,27 @@ end
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("Vagrantfile:3: pglab cannot read this Vagrantfile: cannot evaluate vm.cloud_init"), "{e}");
+        assert!(
+            e.contains(
+                "Vagrantfile:3: pglab cannot read this Vagrantfile: cannot evaluate vm.cloud_init"
+            ),
+            "{e}"
+        );
         let e = read_text("Vagrant.configure(\"2\") do |c|\n  c.vm.define \"a\" do |a|\n")
             .unwrap_err()
             .to_string();
         // Ruby names the line where the input ended.
-        assert!(e.contains("Vagrantfile:2: pglab cannot read") && e.contains("SyntaxError"), "{e}");
+        assert!(
+            e.contains("Vagrantfile:2: pglab cannot read") && e.contains("SyntaxError"),
+            "{e}"
+        );
         let e = read_text("Vagrant.configure(\"2\") do |c|\n  c.vm.box = File.read('nope')\nend\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("Vagrantfile:2") && e.contains("No such file"), "{e}");
+        assert!(
+            e.contains("Vagrantfile:2") && e.contains("No such file"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -392,7 +411,10 @@ end
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("Vagrantfile:3: machine a: a private network without `ip:`"), "{e}");
+        assert!(
+            e.contains("Vagrantfile:3: machine a: a private network without `ip:`"),
+            "{e}"
+        );
         let e = read_text("Vagrant.configure(\"2\") do |c|\n  c.vm.box = \"x\"\nend\n")
             .unwrap_err()
             .to_string();
