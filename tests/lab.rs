@@ -872,3 +872,6 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains("virbr"), "{links}");
 }
+
+#[path = "lab/students.rs"]
+mod students;

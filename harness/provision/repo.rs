@@ -155,6 +155,11 @@ fn read_hints(dir: &Path) -> Result<Hints> {
     })
 }
 
+/// `dir` as a submission.
+pub fn submission(dir: &Path) -> Result<super::Submission> {
+    super::Submission::from_repo(load(dir)?)
+}
+
 /// The lab's topology: the machines' names and first private addresses, roles from names.
 pub fn topology(v: &VagrantSpec) -> Result<Topology> {
     let mut hosts = Vec::new();

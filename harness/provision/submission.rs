@@ -89,6 +89,8 @@ pub struct Submission {
     pub commands: BTreeMap<String, String>,
     /// The submission's playbook (relative to `dir`): Ansible instead of `steps`.
     pub playbook: Option<String>,
+    /// A repository as it comes (a Vagrantfile): what pglab read from it and decided.
+    pub repo: Option<super::repo::RepoPlan>,
     search: Vec<PathBuf>,
 }
 
@@ -98,6 +100,9 @@ pub fn reference_dir() -> PathBuf {
 
 impl Submission {
     pub fn load(dir: &Path) -> Result<Submission> {
+        if dir.join("Vagrantfile").exists() {
+            return super::repo::submission(dir);
+        }
         let mut search = Vec::new();
         let mut steps = None;
         let mut resume = Vec::new();
@@ -152,6 +157,7 @@ impl Submission {
             resume,
             commands,
             playbook,
+            repo: None,
             search,
         };
         if let Some(p) = &sub.playbook {
@@ -166,6 +172,29 @@ impl Submission {
         waits(&sub.steps, &manifest)?;
         waits(&sub.resume, &manifest)?;
         Ok(sub)
+    }
+
+    /// A submission read from a repository; the reference's `[commands]` fill what it lacks.
+    pub(super) fn from_repo(plan: super::repo::RepoPlan) -> Result<Submission> {
+        let reference = Submission::load(&reference_dir())?;
+        let mut commands = plan.hints_commands.clone();
+        // The reference's recover with the submission's names (found after provisioning).
+        commands.entry("recover".into()).or_insert_with(|| {
+            "recover --remote-ssh-command 'ssh postgres@{{primary}}' --target-name pglab_before_drop --target-action promote {{barman_server}} {{backup_id}} /var/lib/postgresql/{{major}}/main".into()
+        });
+        for (k, v) in reference.commands {
+            commands.entry(k).or_insert(v);
+        }
+        Ok(Submission {
+            dir: plan.dir.clone(),
+            description: plan.description.clone(),
+            steps: Vec::new(),
+            resume: reference.resume,
+            commands,
+            playbook: None,
+            search: vec![plan.dir.clone()],
+            repo: Some(plan),
+        })
     }
 
     pub(super) fn find(&self, file: &str) -> Result<PathBuf> {

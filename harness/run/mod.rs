@@ -1,6 +1,8 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 pub mod bench;
+pub mod discover;
+pub mod homework;
 pub mod schedule;
 
 use crate::lab::{Lab, LabState, UpOptions};
@@ -149,6 +151,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 .join(" → ")
         ),
     );
+    if let Some(plan) = &sub.repo {
+        for d in plan.decisions() {
+            crate::sys::progress::say(started, "homework", &d);
+        }
+    }
     let mut phases = Vec::new();
     let t = Instant::now();
     let mut lab = Lab::up(UpOptions {
@@ -212,6 +219,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
             state.vars.insert(var.into(), out.stdout.trim().to_string());
         }
+        state.vars.extend(discover::names(&lab)?);
         for (k, v) in &sub.commands {
             state.vars.insert(format!("homework_{k}"), v.clone());
         }

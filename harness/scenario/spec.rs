@@ -171,7 +171,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
         let line = line_of(text, spanned.span().start);
         let r = spanned.get_ref();
         let at = |l: usize| format!("{}:{l}: step {} {:?}", file.display(), i + 1, r.name);
-        let host = r.host.get_ref().clone();
+        let host = super::hosts::resolve(topo, r.host.get_ref());
         if topo.host(&host).is_none() {
             bail!(
                 "{}: unknown host {host:?}; the lab's hosts are {}",
@@ -230,7 +230,8 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
                 let p = r.peer.as_ref().ok_or_else(|| {
                     anyhow!("{}: action {action:?} needs `peer = \"HOST\"`", at(line))
                 })?;
-                if topo.host(p.get_ref()).is_none() || p.get_ref() == &host {
+                let name = super::hosts::resolve(topo, p.get_ref());
+                if topo.host(&name).is_none() || name == host {
                     bail!(
                         "{}: peer {:?} must be another host of the lab ({})",
                         at(line_of(text, p.span().start)),
@@ -238,7 +239,7 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
                         topo.names().join(", ")
                     );
                 }
-                Ok(p.get_ref().clone())
+                Ok(name)
             };
             StepKind::Action(match action {
                 "stop-host" => Action::StopHost,
