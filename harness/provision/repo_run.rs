@@ -26,6 +26,25 @@ pub fn provision(
     started: Instant,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
+    // The hosts' apt reaches Debian through pglab's caching proxy while the submission
+    // provisions (`apt: update_cache: true` and packages the box lacks). Without it the
+    // submission still runs: what it installs must then be in the box.
+    let _proxy = match crate::lab::apt_proxy::start_for(lab) {
+        Ok(p) => {
+            if let Some(p) = &p {
+                crate::sys::progress::say(
+                    started,
+                    "provision",
+                    &format!("apt through {}/debian (approx, cached)", p.url),
+                );
+            }
+            p
+        }
+        Err(e) => {
+            crate::sys::progress::say(started, "provision", &format!("no apt proxy: {e:#}"));
+            None
+        }
+    };
     let mut report = ProvisionReport::default();
     let mut conn: Option<Connections> = None;
     for (i, action) in plan.actions.iter().enumerate() {

@@ -129,6 +129,20 @@ pub fn ensure_vagrant_libvirt() -> Result<()> {
     install_missing(&vagrant_needs(), true, &["--no-install-recommends"])
 }
 
+/// The lab's apt caching proxy (Debian's approx), for submissions that install packages.
+pub fn apt_proxy_needs() -> Vec<Need> {
+    vec![Need {
+        what: "approx (the labs' apt caching proxy)",
+        package: Some("approx"),
+        present: std::path::Path::new("/usr/sbin/approx").exists() || has("approx"),
+    }]
+}
+
+/// Installs approx when missing (without recommends).
+pub fn ensure_apt_proxy() -> Result<()> {
+    install_missing(&apt_proxy_needs(), true, &["--no-install-recommends"])
+}
+
 fn install_missing(needs: &[Need], install: bool, apt_flags: &[&str]) -> Result<()> {
     let missing: Vec<&'static str> = needs
         .iter()

@@ -152,3 +152,73 @@ fn a_red_hat_box_gets_a_verdict_naming_the_vagrant_backend() {
         "{e}"
     );
 }
+
+/// One lab: its hosts' apt through pglab's proxy; returns the seconds `apt-get update &&
+/// apt-get install` took on node1.
+fn install_through_the_proxy() -> f64 {
+    use pglab::lab::{Lab, UpOptions};
+    let lab = Lab::up(UpOptions {
+        box_name: "bookworm".into(),
+        topology: pglab::model::topology::Topology::default_lab(),
+        backend: pglab::lab::BackendChoice::Nspawn,
+    })
+    .unwrap();
+    let proxy = pglab::lab::apt_proxy::start_for(&lab)
+        .unwrap()
+        .expect("nspawn lab");
+    let t = std::time::Instant::now();
+    let out = lab
+        .exec(
+            "node1",
+            "root",
+            "set -e; apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq python3-psycopg2 acl; jq --version",
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(out.ok(), "{}", out.combined());
+    // Nothing but the proxy: the Debian mirror itself (its address, resolved here) is not
+    // reachable from a host.
+    use std::net::ToSocketAddrs;
+    let mirror = ("deb.debian.org", 80)
+        .to_socket_addrs()
+        .unwrap()
+        .find(|a| a.is_ipv4())
+        .expect("deb.debian.org has an IPv4 address");
+    let direct = lab
+        .exec(
+            "node1",
+            "root",
+            &format!(
+                "timeout 5 bash -c 'echo > /dev/tcp/{}/80' 2>&1 && echo reached || echo unreachable",
+                mirror.ip()
+            ),
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(
+        direct.stdout.contains("unreachable"),
+        "{}",
+        direct.combined()
+    );
+    drop(proxy);
+    let id = lab.id().to_string();
+    lab.down().unwrap();
+    assert_nothing_left(&id);
+    secs
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn, approx and Debian's archive"]
+fn apt_installs_through_the_labs_proxy_and_a_second_lab_from_its_cache() {
+    let _g = serial();
+    let first = install_through_the_proxy();
+    let cached = pglab::sys::paths::cache_root().join("apt/cache/debian/pool/main/j/jq");
+    assert!(
+        cached.is_dir(),
+        "jq is not in approx's cache {}",
+        cached.display()
+    );
+    let second = install_through_the_proxy();
+    eprintln!("apt-get update + install jq through the proxy: first lab {first:.1} s, second lab (from the cache) {second:.1} s");
+}

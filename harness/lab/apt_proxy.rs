@@ -1,0 +1,239 @@
+//! The lab's package source: Debian's `approx` (a caching proxy for Debian archives), run by
+//! pglab for an nspawn lab. It listens on the lab bridge's gateway address inside the lab's
+//! own network namespace, so only the lab's hosts reach it, and nothing else leaves the lab.
+//! Each connection is accepted there and served by an `approx` process started in pglab's
+//! own namespace (approx is an inetd service: the connection is its stdin and stdout), which
+//! fetches from the machine's Debian source. Its cache (`<cache>/apt`) is kept between labs,
+//! so a second lab installs from it.
+
+use crate::lab::Lab;
+use anyhow::{bail, Context, Result};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// approx's customary port.
+pub const PORT: u16 = 9999;
+
+/// A running proxy; dropping it stops accepting (the approx processes of open
+/// connections end with their connection).
+pub struct AptProxy {
+    stop: Arc<AtomicBool>,
+    pub url: String,
+}
+
+impl Drop for AptProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn approx_bin() -> Result<PathBuf> {
+    for p in ["/usr/sbin/approx", "/usr/bin/approx"] {
+        if std::path::Path::new(p).exists() {
+            return Ok(p.into());
+        }
+    }
+    which::which("approx").context(
+        "approx is not installed: `pglab doctor --install` installs it (Debian package approx)",
+    )
+}
+
+/// approx's configuration: the cache under pglab's cache root, the machine's Debian mirror.
+fn config() -> Result<PathBuf> {
+    let dir = crate::sys::paths::cache_root().join("apt");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache)?;
+    // approx drops to its own user and keeps its files as that user.
+    let _ = Command::new("chown")
+        .args(["-R", "approx:approx"])
+        .arg(&cache)
+        .status();
+    let mirror = host_mirror();
+    let conf = dir.join("approx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "$cache {}\n$offline true\ndebian {mirror}\nsecurity {}\n",
+            cache.display(),
+            mirror.replace("/debian", "/debian-security")
+        ),
+    )?;
+    Ok(conf)
+}
+
+/// The Debian mirror this machine's apt uses (deb.debian.org when none is found).
+pub fn host_mirror() -> String {
+    let mut text = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in entries.flatten() {
+            text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    mirror_in(&text).unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+fn mirror_in(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian"))
+        .map(|w| w.trim_end_matches('/').to_string())
+}
+
+/// The proxy for `lab` with every host's apt pointed at it: nspawn labs only (a Vagrant
+/// lab's VMs use their own network), None elsewhere.
+pub fn start_for(lab: &Lab) -> Result<Option<AptProxy>> {
+    if lab.backend().kind() != "nspawn" {
+        return Ok(None);
+    }
+    crate::sys::doctor::ensure_apt_proxy()?;
+    let proxy = start(
+        &crate::backend::nspawn::lab_netns(lab.id()),
+        lab.topology().gateway,
+    )?;
+    point_hosts(lab, &proxy)?;
+    Ok(Some(proxy))
+}
+
+/// Starts the proxy for an nspawn lab (`netns` holds the bridge with `gateway`).
+pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
+    let approx = approx_bin()?;
+    let conf = config()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<TcpStream>();
+    let ns = format!("/run/netns/{netns}");
+    let addr = SocketAddr::from((gateway, PORT));
+    // The listener is made by a thread inside the lab's namespace (a socket stays in the
+    // namespace it was made in); connections are served from this one's.
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+    let stop_l = stop.clone();
+    std::thread::spawn(move || {
+        let listener = (|| -> Result<TcpListener> {
+            let f = std::fs::File::open(&ns).with_context(|| format!("cannot open {ns}"))?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("cannot enter {ns}"))?;
+            let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })();
+        let listener = match listener {
+            Ok(l) => {
+                let _ = ready_tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        while !stop_l.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    if tx.send(s).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| bail!("the proxy's listening thread ended"))?;
+    std::thread::spawn(move || {
+        for s in rx {
+            serve(&approx, &conf, s);
+        }
+    });
+    Ok(AptProxy {
+        stop,
+        url: format!("http://{gateway}:{PORT}"),
+    })
+}
+
+/// One connection: approx in inetd mode with the connection as its stdin and stdout.
+fn serve(approx: &PathBuf, conf: &PathBuf, s: TcpStream) {
+    let out: OwnedFd = match s.try_clone() {
+        Ok(c) => c.into(),
+        Err(_) => return,
+    };
+    let inp: OwnedFd = s.into();
+    let child = Command::new(approx)
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::from(inp))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::null())
+        .spawn();
+    if let Ok(mut c) = child {
+        std::thread::spawn(move || {
+            let _ = c.wait();
+        });
+    }
+}
+
+/// Points every host's apt at the proxy: one sources file naming the proxy for the host's
+/// own suite; the box's other sources are set aside (nothing else is reachable anyway).
+pub fn point_hosts(lab: &Lab, proxy: &AptProxy) -> Result<()> {
+    let script = format!(
+        r#"set -e
+. /etc/os-release
+mkdir -p /etc/apt/pglab-disabled
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
+  [ -f "$f" ] && [ "$f" != /etc/apt/sources.list.d/pglab.sources ] && mv "$f" /etc/apt/pglab-disabled/ || true
+done
+cat > /etc/apt/sources.list.d/pglab.sources <<EOF
+Types: deb
+URIs: {url}/debian
+Suites: $VERSION_CODENAME $VERSION_CODENAME-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: {url}/security
+Suites: $VERSION_CODENAME-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+"#,
+        url = proxy.url
+    );
+    for h in &lab.topology().hosts {
+        let out = lab.exec(&h.name, "root", &script, Duration::from_secs(30))?;
+        if !out.ok() {
+            bail!(
+                "pointing apt at {} on {} failed: {}",
+                proxy.url,
+                h.name,
+                out.combined()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_mirror_is_read_from_deb822_and_one_line_sources() {
+        assert_eq!(
+            super::mirror_in("Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n")
+                .as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
+        assert_eq!(
+            super::mirror_in(
+                "# deb http://x/debian\ndeb http://mirror.example/debian/ bookworm main\n"
+            )
+            .as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(super::mirror_in("deb http://x/ubuntu jammy main\n"), None);
+    }
+}
