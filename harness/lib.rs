@@ -1,6 +1,8 @@
 //! pglab: a test harness for PostgreSQL replication and backup labs.
 //! See ARCHITECTURE.md for the map of the code.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod backend;
 pub mod cli;
 pub mod lab;

@@ -1,6 +1,8 @@
 //! The `pglab` binary: parses the command line and dispatches to `pglab::cli`; on the way
 //! out it removes what a failed command left registered (see `sys::cleanup`).
 
+#![warn(clippy::too_many_lines)]
+
 use clap::Parser;
 use pglab::cli::{dispatch, Cli};
 use pglab::sys::cleanup;

@@ -5,7 +5,7 @@ use crate::sys::{paths, procfs};
 
 /// What is left of lab `id`, one line each ("network namespace ...", "process 123").
 pub fn leftovers(id: &str) -> Vec<String> {
-    let tag = format!("pglab-{id}");
+    let tag = crate::model::names::lab_tag(id);
     let mut found = crate::backend::nspawn::leftovers(id);
     for pid in procfs::pids_matching(&tag) {
         found.push(format!("process {pid}"));

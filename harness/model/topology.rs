@@ -90,10 +90,6 @@ impl Topology {
         }
     }
 
-    pub fn prefix(&self) -> u8 {
-        self.network().map(|(_, p)| p).unwrap_or(24)
-    }
-
     pub fn validate(&self) -> Result<()> {
         self.network()?;
         if !self.contains(self.gateway) {

@@ -179,6 +179,8 @@ pub fn parse_output(text: &str) -> PlaybookRun {
     r
 }
 
+/// Runs the submission's playbook twice: to provision, then to prove it idempotent (the
+/// second run must change nothing).
 pub fn provision(
     lab: &Lab,
     sub: &Submission,
@@ -186,68 +188,189 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
-    let key = lab_key(&lab.dir)?;
-    let play = Play {
-        dir: &sub.dir,
-        playbook,
-        inventory: inventory(lab, &key)?,
-        extra: Vec::new(),
-        passes: 2,
-        deadline: Duration::from_secs(1800),
-    };
-    run_playbook(lab, &play, log, started)
+    let t0 = Instant::now();
+    let run = Playbook::prepare(lab, sub, playbook)?;
+    let mut report = ProvisionReport::default();
+    for (pass, what) in [(1, "provision"), (2, "idempotence")] {
+        crate::sys::progress::say(
+            started,
+            "provision",
+            &format!(
+                "ansible-playbook {} (run {pass}: {what})",
+                playbook.display()
+            ),
+        );
+        let (parsed, path) = run.once(pass, what, log)?;
+        if pass == 1 {
+            report.changes = parsed.changed;
+        } else if !parsed.changed.is_empty() {
+            return Err(failure(
+                "the playbook is not idempotent: its second run changed something",
+                &format!("submission {}, log {}", sub.dir.display(), path.display()),
+                &run.shown,
+                &parsed.changed.join("\n"),
+                "a task that reports `changed` every time needs `creates:`, `changed_when:` or a module that compares before it writes",
+            ));
+        }
+    }
+    report.duration = t0.elapsed();
+    Ok(report)
 }
 
-/// One playbook to run: from where, against which inventory, with which extra arguments,
-/// and whether its second run must change nothing (`passes = 2`).
+/// A playbook to run once, from `dir`, against `inventory`, with `extra` arguments, stopped
+/// after `deadline` (students' repositories: `provision::repo_run`).
 pub struct Play<'a> {
     pub dir: &'a Path,
     pub playbook: &'a Path,
     pub inventory: String,
     pub extra: Vec<String>,
-    pub passes: usize,
-    /// How long one run may take before it is stopped.
     pub deadline: Duration,
 }
 
+/// Runs `play` once (as `vagrant up` runs a provisioner); its changes are reported.
 pub fn run_playbook(
     lab: &Lab,
     play: &Play,
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
-    let (playbook, sub_dir) = (play.playbook, play.dir);
     let t0 = Instant::now();
-    let ansible_playbook = ensure_installed()?;
-    let work = lab.dir.join("ansible");
-    std::fs::create_dir_all(&work)?;
-    std::fs::write(work.join("inventory.ini"), &play.inventory)?;
-    let vars = work.join("secrets.yml");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&vars)?;
-        for (k, v) in lab.secrets.env() {
-            writeln!(f, "{}: {}", k.to_lowercase(), serde_json::to_string(&v)?)?;
-        }
+    let run = Playbook::new(lab, play)?;
+    crate::sys::progress::say(
+        started,
+        "provision",
+        &format!(
+            "ansible-playbook {} {}",
+            play.extra.join(" "),
+            play.playbook.display()
+        ),
+    );
+    let (parsed, _) = run.once(1, "provision", log)?;
+    Ok(ProvisionReport {
+        changes: parsed.changed,
+        duration: t0.elapsed(),
+    })
+}
+
+/// `ansible-playbook` ready to run in the lab's network: inventory, secrets as extra vars
+/// (a 0600 file, never a command line), environment.
+struct Playbook {
+    argv: Vec<String>,
+    setup: Setup,
+    /// The command as logs and errors show it.
+    shown: String,
+    submission: PathBuf,
+    deadline: Duration,
+}
+
+impl Playbook {
+    fn prepare(lab: &Lab, sub: &Submission, playbook: &Path) -> Result<Playbook> {
+        let key = lab_key(&lab.dir)?;
+        Playbook::new(
+            lab,
+            &Play {
+                dir: &sub.dir,
+                playbook,
+                inventory: inventory(lab, &key)?,
+                extra: Vec::new(),
+                deadline: Duration::from_secs(1800),
+            },
+        )
     }
-    let mut argv = lab.backend().in_lab_network();
-    argv.extend([
-        ansible_playbook.to_string_lossy().to_string(),
-        "-i".into(),
-        work.join("inventory.ini").to_string_lossy().into(),
-        "-e".into(),
-        format!("@{}", vars.display()),
-    ]);
-    argv.extend(play.extra.iter().cloned());
-    argv.push(playbook.to_string_lossy().into());
-    let setup = Setup {
-        cwd: Some(sub_dir.to_path_buf()),
+
+    fn new(lab: &Lab, play: &Play) -> Result<Playbook> {
+        let playbook = play.playbook;
+        let ansible_playbook = ensure_installed()?;
+        let work = lab.dir.join("ansible");
+        std::fs::create_dir_all(&work)?;
+        std::fs::write(work.join("inventory.ini"), &play.inventory)?;
+        let vars = work.join("secrets.yml");
+        write_secret_vars(lab, &vars)?;
+        let mut argv = lab.backend().in_lab_network();
+        argv.extend([
+            ansible_playbook.to_string_lossy().to_string(),
+            "-i".into(),
+            work.join("inventory.ini").to_string_lossy().into(),
+            "-e".into(),
+            format!("@{}", vars.display()),
+        ]);
+        argv.extend(play.extra.iter().cloned());
+        argv.push(playbook.to_string_lossy().into());
+        Ok(Playbook {
+            argv,
+            setup: ansible_setup(play.dir, &work),
+            shown: format!(
+                "ansible-playbook -i inventory.ini -e @secrets.yml {}{}",
+                play.extra
+                    .iter()
+                    .map(|e| format!("{e} "))
+                    .collect::<String>(),
+                playbook.display()
+            ),
+            submission: play.dir.to_path_buf(),
+            deadline: play.deadline,
+        })
+    }
+
+    /// One run of the playbook, logged as a whole and per host; a failed task or exit code
+    /// is an error naming the host, the log and the line.
+    fn once(&self, pass: usize, what: &str, log: &RunLog) -> Result<(PlaybookRun, PathBuf)> {
+        let out = run_with(&self.argv, None, scaled(self.deadline), &self.setup)?;
+        let parsed = parse_output(&out.stdout);
+        let step = format!("ansible-{what}");
+        let path = log.step("provision", pass, &step, "all", &self.shown, &out);
+        for (host, text) in &parsed.per_host {
+            let per_host = CmdOutput {
+                stdout: text.clone(),
+                ..out.clone()
+            };
+            log.step("provision", pass, &step, host, &self.shown, &per_host);
+        }
+        let sub = self.submission.display();
+        if let Some((task, host, line)) = parsed.failed.first() {
+            return Err(failure(
+                &format!("Ansible task {task:?} failed (playbook run {pass})"),
+                &format!("host {host}, submission {sub}, log {}", path.display()),
+                &self.shown,
+                &log.redact(line),
+                "read the log; fix the playbook and run again",
+            ));
+        }
+        if !out.ok() {
+            return Err(failure(
+                &format!(
+                    "ansible-playbook failed with exit code {} (run {pass})",
+                    out.code
+                ),
+                &format!("submission {sub}, log {}", path.display()),
+                &self.shown,
+                &log.redact(&out.combined()),
+                "read the log; unreachable hosts mean ssh into the lab failed",
+            ));
+        }
+        Ok((parsed, path))
+    }
+}
+
+/// The lab's secrets as Ansible extra vars, in a file only root can read.
+fn write_secret_vars(lab: &Lab, vars: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(vars)?;
+    for (k, v) in lab.secrets.env() {
+        writeln!(f, "{}: {}", k.to_lowercase(), serde_json::to_string(&v)?)?;
+    }
+    Ok(())
+}
+
+fn ansible_setup(dir: &Path, work: &Path) -> Setup {
+    Setup {
+        cwd: Some(dir.to_path_buf()),
         env: [
             ("ANSIBLE_HOST_KEY_CHECKING", "False"),
             ("ANSIBLE_NOCOLOR", "1"),
@@ -262,87 +385,7 @@ pub fn run_playbook(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         own_group: true,
-    };
-    let shown = format!(
-        "ansible-playbook -i inventory.ini -e @secrets.yml {}",
-        playbook.display()
-    );
-    let mut report = ProvisionReport::default();
-    for (pass, what) in [(1, "provision"), (2, "idempotence")]
-        .into_iter()
-        .take(play.passes)
-    {
-        crate::sys::progress::say(
-            started,
-            "provision",
-            &format!(
-                "ansible-playbook {} (run {pass}: {what})",
-                playbook.display()
-            ),
-        );
-        let out = run_with(&argv, None, scaled(play.deadline), &setup)?;
-        let parsed = parse_output(&out.stdout);
-        let path = log.step(
-            "provision",
-            pass,
-            &format!("ansible-{what}"),
-            "all",
-            &shown,
-            &out,
-        );
-        for (host, text) in &parsed.per_host {
-            let per_host = CmdOutput {
-                stdout: text.clone(),
-                ..out.clone()
-            };
-            log.step(
-                "provision",
-                pass,
-                &format!("ansible-{what}"),
-                host,
-                &shown,
-                &per_host,
-            );
-        }
-        if let Some((task, host, line)) = parsed.failed.first() {
-            return Err(failure(
-                &format!("Ansible task {task:?} failed (playbook run {pass})"),
-                &format!(
-                    "host {host}, submission {}, log {}",
-                    sub_dir.display(),
-                    path.display()
-                ),
-                &shown,
-                &log.redact(line),
-                "read the log; fix the playbook and run again",
-            ));
-        }
-        if !out.ok() {
-            return Err(failure(
-                &format!(
-                    "ansible-playbook failed with exit code {} (run {pass})",
-                    out.code
-                ),
-                &format!("submission {}, log {}", sub_dir.display(), path.display()),
-                &shown,
-                &log.redact(&out.combined()),
-                "read the log; unreachable hosts mean ssh into the lab failed",
-            ));
-        }
-        if pass == 1 {
-            report.changes = parsed.changed;
-        } else if !parsed.changed.is_empty() {
-            return Err(failure(
-                "the playbook is not idempotent: its second run changed something",
-                &format!("submission {}, log {}", sub_dir.display(), path.display()),
-                &shown,
-                &parsed.changed.join("\n"),
-                "a task that reports `changed` every time needs `creates:`, `changed_when:` or a module that compares before it writes",
-            ));
-        }
     }
-    report.duration = t0.elapsed();
-    Ok(report)
 }
 
 /// Where a submission's playbook is, if it has one.

@@ -144,8 +144,6 @@ fn playbook(
         playbook: &pb,
         inventory,
         extra,
-        // Students' playbooks are run once, as `vagrant up` runs them.
-        passes: 1,
         deadline: PLAYBOOK_DEADLINE,
     };
     run_playbook(lab, &play, log, started).map_err(|e| {
@@ -181,33 +179,12 @@ fn shell(
     else {
         unreachable!("called for shell provisioners")
     };
-    let (what, body) = match (path, inline) {
-        (Some(p), _) => (
-            p.display().to_string(),
-            std::fs::read_to_string(plan.dir.join(p))
-                .with_context(|| format!("cannot read {} (named in {origin})", p.display()))?,
-        ),
-        (None, Some(i)) => ("inline".to_string(), i.clone()),
-        (None, None) => ("empty".to_string(), String::new()),
-    };
+    let (what, script) = shell_script(plan, path.as_deref(), inline.as_deref(), args, origin)?;
     crate::sys::progress::say(
         started,
         "provision",
         &format!("shell {what} on {machine} ({origin})"),
     );
-    let set_args = if args.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "set -- {}\n",
-            args.iter()
-                .map(|a| crate::backend::shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
-    };
-    // Vagrant uploads the script and runs it as root; here it travels on stdin.
-    let script = format!("{set_args}{body}");
     let out = lab
         .exec(machine, "root", &script, scaled(SHELL_DEADLINE))
         .map_err(|e| {
@@ -243,4 +220,36 @@ fn shell(
         return Err(anyhow::anyhow!("{e}{words}"));
     }
     Ok(())
+}
+
+/// What a shell provisioner runs (its file or inline text, `args` as `$1`...) and how it is
+/// named. Vagrant uploads the script and runs it as root; here it travels on stdin.
+fn shell_script(
+    plan: &RepoPlan,
+    path: Option<&Path>,
+    inline: Option<&str>,
+    args: &[String],
+    origin: &str,
+) -> Result<(String, String)> {
+    let (what, body) = match (path, inline) {
+        (Some(p), _) => (
+            p.display().to_string(),
+            std::fs::read_to_string(plan.dir.join(p))
+                .with_context(|| format!("cannot read {} (named in {origin})", p.display()))?,
+        ),
+        (None, Some(i)) => ("inline".to_string(), i.to_string()),
+        (None, None) => ("empty".to_string(), String::new()),
+    };
+    let set_args = if args.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "set -- {}\n",
+            args.iter()
+                .map(|a| crate::backend::shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    Ok((what, format!("{set_args}{body}")))
 }

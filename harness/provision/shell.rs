@@ -8,6 +8,7 @@ use crate::lab::Lab;
 use crate::model::topology::{Role, Topology};
 use crate::report::runlog::RunLog;
 use crate::sys::exec::{failure, scaled};
+use crate::sys::fanout::fan_out;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -156,27 +157,14 @@ impl StepJob {
     /// Runs the step on all its hosts at once (they are different machines); results come
     /// back in the topology's order, so logs and exports do not depend on timing.
     fn run(&self, lab: &Lab) -> Vec<(String, Result<crate::sys::exec::CmdOutput>)> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .scripts
-                .iter()
-                .map(|(host, script)| {
-                    let out = s.spawn(move || {
-                        lab.exec(host, "root", script, scaled(Duration::from_secs(600)))
-                    });
-                    (host.clone(), out)
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(host, h)| {
-                    let out = h
-                        .join()
-                        .unwrap_or_else(|_| bail!("a provisioning thread panicked"));
-                    (host, out)
-                })
-                .collect()
-        })
+        let outs = fan_out(&self.scripts, "a provisioning step", |(host, script)| {
+            lab.exec(host, "root", script, scaled(Duration::from_secs(600)))
+        });
+        self.scripts
+            .iter()
+            .map(|(host, _)| host.clone())
+            .zip(outs)
+            .collect()
     }
 }
 

@@ -15,7 +15,9 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
+    /// For the reader of provision.toml; pglab does not show it.
     #[serde(default)]
+    #[allow(dead_code)]
     description: String,
     /// Another submission to take missing files (and, without steps, the steps) from.
     base: Option<PathBuf>,
@@ -82,7 +84,6 @@ pub(super) fn waits(steps: &[ProvisionStep], file: &Path) -> Result<Vec<Vec<usiz
 #[derive(Debug)]
 pub struct Submission {
     pub dir: PathBuf,
-    pub description: String,
     pub steps: Vec<ProvisionStep>,
     pub resume: Vec<ProvisionStep>,
     /// From `[commands]`, the submission's own first, then its base's.
@@ -98,48 +99,54 @@ pub fn reference_dir() -> PathBuf {
     crate::sys::paths::repo_root().join("examples/reference")
 }
 
+/// `dir`'s provision.toml and those of its `base` chain (at most 8), nearest first.
+fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
+    let mut chain = Vec::new();
+    let mut cur = dir.to_path_buf();
+    for _ in 0..8 {
+        let file = cur.join("provision.toml");
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "{} is not a submission: cannot read {}",
+                cur.display(),
+                file.display()
+            )
+        })?;
+        let m: Manifest =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", file.display()))?;
+        let next = m.base.as_ref().map(|b| cur.join(b));
+        chain.push((cur, m));
+        match next {
+            Some(b) => cur = b,
+            None => break,
+        }
+    }
+    Ok(chain)
+}
+
 impl Submission {
+    /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
+    /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {
         if dir.join("Vagrantfile").exists() {
             return super::repo::submission(dir);
         }
-        let mut search = Vec::new();
+        let chain = manifests(dir)?;
+        // The playbook is the submission's own; steps, resume steps and commands may come
+        // from its bases (the first that has them).
+        let playbook = chain[0].1.playbook.clone();
         let mut steps = None;
         let mut resume = Vec::new();
-        let mut description = String::new();
         let mut commands = BTreeMap::new();
-        let mut playbook = None;
-        let mut cur = dir.to_path_buf();
-        for _ in 0..8 {
-            let file = cur.join("provision.toml");
-            let text = std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "{} is not a submission: cannot read {}",
-                    cur.display(),
-                    file.display()
-                )
-            })?;
-            let m: Manifest = toml::from_str(&text)
-                .with_context(|| format!("{} is not valid", file.display()))?;
-            search.push(cur.clone());
-            if description.is_empty() {
-                description = m.description.clone();
-            }
-            if cur == dir {
-                playbook = m.playbook.clone();
-            }
+        for (_, m) in chain.iter() {
             if steps.is_none() && !m.step.is_empty() && playbook.is_none() {
-                steps = Some(m.step);
+                steps = Some(m.step.clone());
             }
             if resume.is_empty() {
-                resume = m.resume;
+                resume = m.resume.clone();
             }
-            for (k, v) in m.commands {
-                commands.entry(k).or_insert(v);
-            }
-            match m.base {
-                Some(b) => cur = cur.join(b),
-                None => break,
+            for (k, v) in &m.commands {
+                commands.entry(k.clone()).or_insert(v.clone());
             }
         }
         let steps = match (&playbook, steps) {
@@ -152,33 +159,39 @@ impl Submission {
         };
         let sub = Submission {
             dir: dir.into(),
-            description,
             steps,
             resume,
             commands,
             playbook,
             repo: None,
-            search,
+            search: chain.into_iter().map(|(d, _)| d).collect(),
         };
-        if let Some(p) = &sub.playbook {
-            if !dir.join(p).exists() {
-                bail!("submission {}: playbook {p} not found", dir.display());
-            }
-        }
-        for s in sub.steps.iter().chain(&sub.resume) {
-            sub.find(&s.script)?;
-        }
-        let manifest = dir.join("provision.toml");
-        waits(&sub.steps, &manifest)?;
-        waits(&sub.resume, &manifest)?;
+        sub.check()?;
         Ok(sub)
     }
 
-    /// A submission read from a repository; the reference's `[commands]` fill what it lacks.
+    /// The playbook and every script exist; every step waits only for earlier steps.
+    fn check(&self) -> Result<()> {
+        if let Some(p) = &self.playbook {
+            if !self.dir.join(p).exists() {
+                bail!("submission {}: playbook {p} not found", self.dir.display());
+            }
+        }
+        for s in self.steps.iter().chain(&self.resume) {
+            self.find(&s.script)?;
+        }
+        let manifest = self.dir.join("provision.toml");
+        waits(&self.steps, &manifest)?;
+        waits(&self.resume, &manifest)?;
+        Ok(())
+    }
+
+    /// A submission read from a repository: the reference's resume steps, and its
+    /// `[commands]` where the repository's provision.toml has none (`recover` with the
+    /// submission's names, found after provisioning).
     pub(super) fn from_repo(plan: super::repo::RepoPlan) -> Result<Submission> {
         let reference = Submission::load(&reference_dir())?;
         let mut commands = plan.hints_commands.clone();
-        // The reference's recover with the submission's names (found after provisioning).
         commands.entry("recover".into()).or_insert_with(|| {
             "recover --remote-ssh-command 'ssh postgres@{{primary}}' --target-name pglab_before_drop --target-action promote {{barman_server}} {{backup_id}} /var/lib/postgresql/{{major}}/main".into()
         });
@@ -187,7 +200,6 @@ impl Submission {
         }
         Ok(Submission {
             dir: plan.dir.clone(),
-            description: plan.description.clone(),
             steps: Vec::new(),
             resume: reference.resume,
             commands,

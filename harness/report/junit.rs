@@ -30,57 +30,69 @@ pub fn render(reports: &[RunReport]) -> String {
             }
         }
         for name in names {
-            let cs: Vec<_> = r.checks.iter().filter(|c| c.scenario == name).collect();
-            let (ran, not_run): (Vec<&StepOutcome>, Vec<&StepOutcome>) =
-                cs.iter().partition(|c| c.status != Status::Skipped);
-            let failed = ran.iter().filter(|c| c.status == Status::Failed).count();
-            let time: f64 = ran.iter().map(|c| c.duration_secs).sum();
-            out.push_str(&format!(
-                "  <testsuite package=\"{}\" id=\"{id}\" name=\"{}\" timestamp=\"{stamp}\" hostname=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{time:.3}\">\n",
-                esc(&r.box_name),
-                esc(&format!("{}.{name}", r.box_name)),
-                esc(&format!("pglab-{}", r.lab)),
-                ran.len()
-            ));
+            out.push_str(&suite(r, name, id, stamp));
             id += 1;
-            out.push_str(&format!(
-                "    <properties>\n      <property name=\"box\" value=\"{}\"/>\n      <property name=\"lab\" value=\"{}\"/>\n      <property name=\"logs\" value=\"{}\"/>\n      <property name=\"not_run\" value=\"{}\"/>\n    </properties>\n",
-                esc(&r.box_name),
-                esc(&r.lab),
-                esc(&r.log_dir.display().to_string()),
-                not_run.len()
-            ));
-            for c in &ran {
-                out.push_str(&format!(
-                    "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-                    esc(&format!("{}.{}", r.box_name, c.scenario)),
-                    esc(&format!("{} (on {})", c.step, c.host)),
-                    c.duration_secs,
-                ));
-                if c.status == Status::Failed {
-                    let first = c.message.lines().next().unwrap_or_default();
-                    out.push_str(&format!(
-                        ">\n      <failure message=\"{}\" type=\"{}\">{}\n  at {}</failure>\n    </testcase>\n",
-                        esc(first),
-                        esc(&c.scenario),
-                        esc(&c.message),
-                        esc(&c.location)
-                    ));
-                } else {
-                    out.push_str("/>\n");
-                }
-            }
-            let not_run_text: String = not_run
-                .iter()
-                .map(|c| format!("not run: {} (on {}): {}\n", c.step, c.host, c.message))
-                .collect();
-            out.push_str(&format!(
-                "    <system-out>{}</system-out>\n    <system-err></system-err>\n  </testsuite>\n",
-                esc(&not_run_text)
-            ));
         }
     }
     out.push_str("</testsuites>\n");
+    out
+}
+
+/// One scenario of one report: its steps that ran as testcases, the others in system-out.
+fn suite(r: &RunReport, name: &str, id: usize, stamp: &str) -> String {
+    let cs: Vec<_> = r.checks.iter().filter(|c| c.scenario == name).collect();
+    let (ran, not_run): (Vec<&StepOutcome>, Vec<&StepOutcome>) =
+        cs.iter().partition(|c| c.status != Status::Skipped);
+    let failed = ran.iter().filter(|c| c.status == Status::Failed).count();
+    let time: f64 = ran.iter().map(|c| c.duration_secs).sum();
+    let mut out = format!(
+        "  <testsuite package=\"{}\" id=\"{id}\" name=\"{}\" timestamp=\"{stamp}\" hostname=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{time:.3}\">\n",
+        esc(&r.box_name),
+        esc(&format!("{}.{name}", r.box_name)),
+        esc(&crate::model::names::lab_tag(&r.lab)),
+        ran.len()
+    );
+    out.push_str(&format!(
+        "    <properties>\n      <property name=\"box\" value=\"{}\"/>\n      <property name=\"lab\" value=\"{}\"/>\n      <property name=\"logs\" value=\"{}\"/>\n      <property name=\"not_run\" value=\"{}\"/>\n    </properties>\n",
+        esc(&r.box_name),
+        esc(&r.lab),
+        esc(&r.log_dir.display().to_string()),
+        not_run.len()
+    ));
+    for c in &ran {
+        out.push_str(&testcase(&r.box_name, c));
+    }
+    let not_run_text: String = not_run
+        .iter()
+        .map(|c| format!("not run: {} (on {}): {}\n", c.step, c.host, c.message))
+        .collect();
+    out.push_str(&format!(
+        "    <system-out>{}</system-out>\n    <system-err></system-err>\n  </testsuite>\n",
+        esc(&not_run_text)
+    ));
+    out
+}
+
+/// A step that ran; a failed one carries pglab's message and where the step is written.
+fn testcase(box_name: &str, c: &StepOutcome) -> String {
+    let mut out = format!(
+        "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+        esc(&format!("{}.{}", box_name, c.scenario)),
+        esc(&format!("{} (on {})", c.step, c.host)),
+        c.duration_secs,
+    );
+    if c.status == Status::Failed {
+        let first = c.message.lines().next().unwrap_or_default();
+        out.push_str(&format!(
+            ">\n      <failure message=\"{}\" type=\"{}\">{}\n  at {}</failure>\n    </testcase>\n",
+            esc(first),
+            esc(&c.scenario),
+            esc(&c.message),
+            esc(&c.location)
+        ));
+    } else {
+        out.push_str("/>\n");
+    }
     out
 }
 

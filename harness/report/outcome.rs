@@ -1,5 +1,6 @@
 //! What a run produced, as every report shows it: each step's outcome and the run's phases.
 
+use crate::model::phase::Phase;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -30,7 +31,7 @@ pub struct RunReport {
     pub box_name: String,
     pub passed: bool,
     /// (phase, seconds): box+up, provision, each scenario, down.
-    pub phases: Vec<(String, f64)>,
+    pub phases: Vec<(Phase, f64)>,
     pub checks: Vec<StepOutcome>,
     pub provision_changes: Vec<String>,
     pub log_dir: PathBuf,

@@ -2,6 +2,7 @@
 //! Figures are printed, never asserted (a loaded machine must not fail a test).
 
 use crate::lab::{Lab, UpOptions};
+use crate::model::phase::Phase;
 use crate::run::{run, Destroy, RunOptions};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -49,8 +50,7 @@ fn floor_once(box_name: &str) -> Result<f64> {
     let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
     crate::provision::provision(&lab, &sub, &log, Instant::now())?;
     let repo = crate::sys::paths::repo_root();
-    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
-    prelude.push_str(&std::fs::read_to_string(repo.join("scenarios/prelude.sh"))?);
+    let mut prelude = crate::scenario::runner::prelude(&lab);
     prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
     let t = Instant::now();
     for (host, user, function) in FLOOR {
@@ -141,135 +141,146 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
     }
     let mut samples = Samples::default();
     match what {
-        What::Box => {
-            let tmp = tempfile::Builder::new()
-                .prefix("pglab-bench-cache-")
-                .tempdir_in("/var/tmp")?;
-            for i in 0..runs {
-                std::env::set_var("PGLAB_CACHE_DIR", tmp.path().join(i.to_string()));
-                let spec = crate::backend::boxes::BoxSpec::load(box_name)?;
-                let t = Instant::now();
-                spec.build()?;
-                samples.add(
-                    &format!("box build ({box_name}, cold)"),
-                    t.elapsed().as_secs_f64(),
-                );
-                crate::sys::mounts::remove_tree(&spec.dir())?;
-            }
-        }
-        What::Up => {
-            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
-            for _ in 0..runs {
-                let t = Instant::now();
-                let lab = Lab::up(UpOptions {
-                    box_name: box_name.into(),
-                    ..Default::default()
-                })?;
-                samples.add("up (3 hosts booted)", t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                lab.down()?;
-                samples.add("down", t.elapsed().as_secs_f64());
-            }
-        }
-        What::Floor => {
-            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
-            let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
-                .map(String::from)
-                .to_vec();
-            for _ in 0..runs {
-                samples.add("floor: the same work directly", floor_once(box_name)?);
-                let report = run(&RunOptions {
-                    box_name: box_name.into(),
-                    scenarios: homework.clone(),
-                    ..Default::default()
-                })?;
-                if !report.passed {
-                    bail!("a run failed; logs in {}", report.log_dir.display());
-                }
-                let scenarios: f64 = report
-                    .phases
-                    .iter()
-                    .filter(|(p, _)| p.starts_with("scenario "))
-                    .map(|(_, s)| s)
-                    .sum();
-                samples.add("pglab: the four scenarios", scenarios);
-            }
-            let ratio = samples.median("pglab: the four scenarios")
-                / samples.median("floor: the same work directly");
-            return Ok(format!(
-                "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n",
-                samples.table()
-            ));
-        }
-        What::Parallel => {
-            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
-            for _ in 0..runs {
-                samples.add("1 lab", short_run(box_name)?);
-                let t = Instant::now();
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = (0..labs)
-                        .map(|i| {
-                            s.spawn(move || {
-                                crate::sys::progress::set_label(&format!("lab {}", i + 1));
-                                short_run(box_name)
-                            })
-                        })
-                        .collect();
-                    handles.into_iter().try_for_each(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| bail!("a lab's thread panicked"))
-                            .map(|_| ())
-                    })
-                })?;
-                samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
-            }
-            let ratio = samples.median(&format!("{labs} labs at once")) / samples.median("1 lab");
-            return Ok(format!(
-                "pglab bench parallel ({runs} runs, box {box_name}, replicate + backup)\n{}{labs} labs at once take {ratio:.2}x the time of one\n",
-                samples.table()
-            ));
-        }
+        What::Box => box_builds(runs, box_name, &mut samples)?,
+        What::Up => ups(runs, box_name, &mut samples)?,
+        What::Floor => return floor(runs, box_name),
+        What::Parallel => return parallel(runs, box_name, labs),
         What::Backends => return backends(runs, box_name),
         What::Reset => reset(runs, box_name, &mut samples)?,
-        What::Run => {
-            crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
-            // Every run is counted, failed or not: this is also the reliability measure.
-            let mut failed = Vec::new();
-            for i in 0..runs {
-                let report = run(&RunOptions {
-                    box_name: box_name.into(),
-                    destroy: Destroy::Always,
-                    ..Default::default()
-                })?;
-                eprintln!(
-                    "pglab bench: run {} of {runs}: {}",
-                    i + 1,
-                    if report.passed { "passed" } else { "FAILED" }
-                );
-                if !report.passed {
-                    failed.push(report.log_dir.display().to_string());
-                    continue;
-                }
-                for (phase, secs) in &report.phases {
-                    samples.add(phase, *secs);
-                }
-            }
-            let mut s = format!(
-                "pglab bench run ({runs} runs, box {box_name})\n{}",
-                samples.table()
-            );
-            s.push_str(&format!("runs passed: {} of {runs}\n", runs - failed.len()));
-            for f in &failed {
-                s.push_str(&format!("failed run, logs in {f}\n"));
-            }
-            return Ok(s);
-        }
+        What::Run => return whole_runs(runs, box_name),
     }
     Ok(format!(
         "pglab bench {what:?} ({runs} runs, box {box_name})\n{}",
         samples.table()
-    )
-    .to_lowercase())
+    ))
+}
+
+/// Cold box builds, each into a cache of its own.
+fn box_builds(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("pglab-bench-cache-")
+        .tempdir_in("/var/tmp")?;
+    for i in 0..runs {
+        std::env::set_var("PGLAB_CACHE_DIR", tmp.path().join(i.to_string()));
+        let spec = crate::backend::boxes::BoxSpec::load(box_name)?;
+        let t = Instant::now();
+        spec.build()?;
+        samples.add(
+            &format!("box build ({box_name}, cold)"),
+            t.elapsed().as_secs_f64(),
+        );
+        crate::sys::mounts::remove_tree(&spec.dir())?;
+    }
+    Ok(())
+}
+
+/// Bringing a lab up and down.
+fn ups(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let lab = Lab::up(UpOptions {
+            box_name: box_name.into(),
+            ..Default::default()
+        })?;
+        samples.add("up (3 hosts booted)", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        lab.down()?;
+        samples.add("down", t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The four scenarios through pglab against the same work done directly (ci/floor.sh).
+fn floor(runs: usize, box_name: &str) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
+        .map(String::from)
+        .to_vec();
+    for _ in 0..runs {
+        samples.add("floor: the same work directly", floor_once(box_name)?);
+        let report = run(&RunOptions {
+            box_name: box_name.into(),
+            scenarios: homework.clone(),
+            ..Default::default()
+        })?;
+        if !report.passed {
+            bail!("a run failed; logs in {}", report.log_dir.display());
+        }
+        let scenarios: f64 = report
+            .phases
+            .iter()
+            .filter(|(p, _)| matches!(p, Phase::Scenario(_)))
+            .map(|(_, s)| s)
+            .sum();
+        samples.add("pglab: the four scenarios", scenarios);
+    }
+    let ratio = samples.median("pglab: the four scenarios")
+        / samples.median("floor: the same work directly");
+    Ok(format!(
+        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n",
+        samples.table()
+    ))
+}
+
+/// One lab against `labs` labs at once.
+fn parallel(runs: usize, box_name: &str, labs: usize) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    for _ in 0..runs {
+        samples.add("1 lab", short_run(box_name)?);
+        let t = Instant::now();
+        let numbers: Vec<usize> = (1..=labs).collect();
+        crate::sys::fanout::fan_out(&numbers, "a lab", |i| {
+            crate::sys::progress::set_label(&format!("lab {i}"));
+            short_run(box_name)
+        })
+        .into_iter()
+        .collect::<Result<Vec<f64>>>()?;
+        samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
+    }
+    let ratio = samples.median(&format!("{labs} labs at once")) / samples.median("1 lab");
+    Ok(format!(
+        "pglab bench parallel ({runs} runs, box {box_name}, replicate + backup)\n{}{labs} labs at once take {ratio:.2}x the time of one\n",
+        samples.table()
+    ))
+}
+
+/// Whole runs, failed ones counted: this is also the reliability measure.
+fn whole_runs(runs: usize, box_name: &str) -> Result<String> {
+    let mut samples = Samples::default();
+    crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
+    // Every run is counted, failed or not: this is also the reliability measure.
+    let mut failed = Vec::new();
+    for i in 0..runs {
+        let report = run(&RunOptions {
+            box_name: box_name.into(),
+            destroy: Destroy::Always,
+            ..Default::default()
+        })?;
+        eprintln!(
+            "pglab bench: run {} of {runs}: {}",
+            i + 1,
+            if report.passed { "passed" } else { "FAILED" }
+        );
+        if !report.passed {
+            failed.push(report.log_dir.display().to_string());
+            continue;
+        }
+        for (phase, secs) in &report.phases {
+            samples.add(&phase.to_string(), *secs);
+        }
+    }
+    let mut s = format!(
+        "pglab bench run ({runs} runs, box {box_name})\n{}",
+        samples.table()
+    );
+    s.push_str(&format!("runs passed: {} of {runs}\n", runs - failed.len()));
+    for f in &failed {
+        s.push_str(&format!("failed run, logs in {f}\n"));
+    }
+    Ok(s)
 }
 
 /// A provisioned lab saved once, then restored `runs` times: what `run --isolate` pays per
@@ -327,7 +338,7 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
                 bail!("a run failed; logs in {}", report.log_dir.display());
             }
             for (phase, secs) in &report.phases {
-                samples.add(phase, *secs);
+                samples.add(&phase.to_string(), *secs);
             }
         }
         columns.push((backend.record_name(), samples));

@@ -5,7 +5,8 @@ pub mod discover;
 pub mod homework;
 pub mod schedule;
 
-use crate::lab::{Lab, LabState, UpOptions};
+use crate::lab::{Lab, UpOptions};
+use crate::model::phase::Phase;
 use crate::model::topology::{Role, Topology};
 use crate::provision::{provision, resume, Submission};
 use crate::report::runlog::RunLog;
@@ -135,10 +136,68 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     })
 }
 
+/// One lab, end to end: up, provision, the planned scenarios (stopping at the first that
+/// fails; the rest are reported skipped), down (or kept), and the report.
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let prepared = prepare(opts)?;
-    let (planned, sub) = (&prepared.planned, &prepared.submission);
+    say_plan(started, &prepared.planned);
+    if let Some(plan) = &prepared.submission.repo {
+        for d in plan.decisions() {
+            crate::sys::progress::say(started, "homework", &d);
+        }
+    }
+    let mut phases = Vec::new();
+    let t = Instant::now();
+    let lab = Lab::up(UpOptions {
+        box_name: opts.box_name.clone(),
+        topology: opts.topology.clone(),
+        backend: opts.backend,
+    })?;
+    phases.push((Phase::Up, t.elapsed().as_secs_f64()));
+    let log = RunLog::create(
+        &format!("{}-{}", chrono_like_stamp(), lab.id()),
+        &lab.secrets,
+    )?;
+    crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
+    let t = Instant::now();
+    let provisioned = provision(&lab, &prepared.submission, &log, started);
+    phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
+    let (ok, changes, mut checks) = match provisioned {
+        Ok(r) => (true, r.changes, Vec::new()),
+        Err(e) => (
+            false,
+            Vec::new(),
+            vec![provision_failed(&e, &prepared, &log, t)],
+        ),
+    };
+    let ok = if ok {
+        let mut scenarios = ScenarioRun::start(opts, &prepared, &lab, &log, started)?;
+        let ok = scenarios.all()?;
+        phases.append(&mut scenarios.phases);
+        checks.append(&mut scenarios.checks);
+        ok
+    } else {
+        false
+    };
+    let lab_id = lab.id().to_string();
+    let kept = finish(opts, lab, ok, &mut phases)?;
+    phases.push((Phase::Total, started.elapsed().as_secs_f64()));
+    let report = RunReport {
+        lab: lab_id,
+        box_name: opts.box_name.clone(),
+        passed: ok,
+        phases,
+        checks,
+        provision_changes: changes,
+        log_dir: log.dir.clone(),
+        kept,
+    };
+    log.write("report.json", &serde_json::to_string_pretty(&report)?);
+    Ok(report)
+}
+
+fn say_plan(started: Instant, planned: &[Scenario]) {
     crate::sys::progress::say(
         started,
         "plan",
@@ -151,186 +210,238 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
                 .join(" → ")
         ),
     );
-    if let Some(plan) = &sub.repo {
-        for d in plan.decisions() {
-            crate::sys::progress::say(started, "homework", &d);
-        }
-    }
-    let mut phases = Vec::new();
-    let t = Instant::now();
-    let mut lab = Lab::up(UpOptions {
-        box_name: opts.box_name.clone(),
-        topology: opts.topology.clone(),
-        backend: opts.backend,
-    })?;
-    phases.push(("up".to_string(), t.elapsed().as_secs_f64()));
-    let log = RunLog::create(
-        &format!("{}-{}", chrono_like_stamp(), lab.id()),
-        &lab.secrets,
-    )?;
-    crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
-    let mut checks = Vec::new();
-    let mut changes = Vec::new();
+}
 
-    let t = Instant::now();
-    let provisioned = provision(&lab, sub, &log, started);
-    phases.push(("provision".into(), t.elapsed().as_secs_f64()));
-    let mut ok = match provisioned {
-        Ok(r) => {
-            changes = r.changes;
-            true
-        }
-        Err(e) => {
-            let msg = log.redact(&format!("{e:#}"));
-            eprintln!("{msg}");
-            checks.push(StepOutcome {
-                scenario: "provision".into(),
-                step: "provisioning".into(),
-                host: "".into(),
-                location: sub.dir.join("provision.toml").display().to_string(),
-                status: Status::Failed,
-                duration_secs: t.elapsed().as_secs_f64(),
-                message: msg,
-            });
-            false
-        }
-    };
-    if ok {
-        let mut state = LabState {
-            state: Some(PROVISIONED.into()),
-            ..Default::default()
-        };
-        // Facts found on the hosts, for `{{major}}` and `{{barman}}` in specs. barman's output
-        // changed between versions (3.13 shows the backup type): its snapshots carry its version.
-        let facts = [
-            (
-                "major",
-                Role::Primary,
-                "ls /usr/lib/postgresql | sort -n | tail -1",
-            ),
-            (
-                "barman",
-                Role::Backup,
-                "barman --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d. -f1,2",
-            ),
-        ];
-        for (var, role, probe) in facts {
-            let host = lab.topology().with_role(role).name.clone();
-            let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
-            state.vars.insert(var.into(), out.stdout.trim().to_string());
-        }
-        state.vars.extend(discover::names(&lab)?);
-        for (k, v) in &sub.commands {
-            state.vars.insert(format!("homework_{k}"), v.clone());
-        }
-        let mut runner = Runner::new(&lab, &log, started, state.vars.clone());
-        let mut saved: BTreeMap<String, LabState> = BTreeMap::new();
-        let mut phase = |name: String, t: Instant| phases.push((name, t.elapsed().as_secs_f64()));
-        if opts.isolate {
-            let t = Instant::now();
-            lab.backend().save(PROVISIONED)?;
-            resume(&lab, sub, &log, started)?;
-            saved.insert(PROVISIONED.into(), state.clone());
-            phase(format!("save {PROVISIONED}"), t);
-        }
-        // One line of scenarios, or (isolated) one line per requested scenario.
-        let lines: Vec<Vec<&Scenario>> = if opts.isolate {
-            prepared.requested.iter().map(|sc| vec![sc]).collect()
-        } else {
-            vec![planned.iter().collect()]
-        };
-        for line in lines {
-            if ok && opts.isolate {
-                let wanted = &line[0].requires;
-                if state.state.as_ref() != Some(wanted) {
-                    if let Some(st) = saved.get(wanted) {
-                        let t = Instant::now();
-                        crate::sys::progress::say(
-                            started,
-                            "run",
-                            &format!("restoring the lab to state {wanted:?}"),
-                        );
-                        lab.backend().restore(wanted)?;
-                        resume(&lab, sub, &log, started)?;
-                        state = st.clone();
-                        runner.vars = st.vars.clone();
-                        phase(format!("restore {wanted}"), t);
-                    }
-                }
-            }
-            let current = state.state.clone().unwrap_or_default();
-            let chain: Vec<&Scenario> = if opts.isolate {
-                spec::plan(&line, &prepared.all, &current)?
-            } else {
-                line
-            };
-            for sc in chain {
-                if !ok {
-                    checks.extend(sc.steps.iter().map(|st| {
-                        crate::scenario::runner::skipped(
-                            sc,
-                            st,
-                            "skipped: an earlier scenario failed",
-                        )
-                    }));
-                    continue;
-                }
-                crate::sys::progress::say(
-                    started,
-                    "run",
-                    &format!("scenario {}: {}", sc.name, sc.description),
-                );
-                let t = Instant::now();
-                let outcomes = runner.run(sc);
-                phase(format!("scenario {}", sc.name), t);
-                ok = outcomes.iter().all(|o| o.status == Status::Passed);
-                checks.extend(outcomes);
-                if ok {
-                    state.state = Some(sc.provides.clone());
-                    state.vars = runner.vars.clone();
-                    lab.save_state(&state)?;
-                    if opts.isolate
-                        && sc.provides != sc.requires
-                        && !saved.contains_key(&sc.provides)
-                    {
-                        let t = Instant::now();
-                        lab.backend().save(&sc.provides)?;
-                        resume(&lab, sub, &log, started)?;
-                        saved.insert(sc.provides.clone(), state.clone());
-                        phase(format!("save {}", sc.provides), t);
-                    }
-                }
-            }
-        }
+/// Provisioning failed: one failed check that says why, with the secrets redacted.
+fn provision_failed(
+    e: &anyhow::Error,
+    prepared: &Prepared,
+    log: &RunLog,
+    t: Instant,
+) -> StepOutcome {
+    let msg = log.redact(&format!("{e:#}"));
+    eprintln!("{msg}");
+    StepOutcome {
+        scenario: "provision".into(),
+        step: "provisioning".into(),
+        host: "".into(),
+        location: prepared
+            .submission
+            .dir
+            .join("provision.toml")
+            .display()
+            .to_string(),
+        status: Status::Failed,
+        duration_secs: t.elapsed().as_secs_f64(),
+        message: msg,
     }
+}
 
+/// Keeps the lab (saying how to enter it) when `--destroy` asks for it, otherwise takes it
+/// down (timed); returns whether it was kept.
+fn finish(
+    opts: &RunOptions,
+    mut lab: Lab,
+    ok: bool,
+    phases: &mut Vec<(Phase, f64)>,
+) -> Result<bool> {
     let keep = match opts.destroy {
         Destroy::Always => false,
         Destroy::Passing => !ok,
         Destroy::Never => true,
     };
-    let lab_id = lab.id().to_string();
     if keep {
         lab.keep()?;
         eprintln!("{}", lab.how_to_enter());
     } else {
         let t = Instant::now();
         lab.down()?;
-        phases.push(("down".into(), t.elapsed().as_secs_f64()));
+        phases.push((Phase::Down, t.elapsed().as_secs_f64()));
     }
-    phases.push(("total".into(), started.elapsed().as_secs_f64()));
-    let report = RunReport {
-        lab: lab_id,
-        box_name: opts.box_name.clone(),
-        passed: ok,
-        phases,
-        checks,
-        provision_changes: changes,
-        log_dir: log.dir.clone(),
-        kept: keep,
-    };
-    log.write("report.json", &serde_json::to_string_pretty(&report)?);
-    Ok(report)
+    Ok(keep)
+}
+
+/// Where a lab stands between scenarios.
+#[derive(Debug, Clone, Default)]
+struct LabState {
+    /// None until provisioned; then the `provides` of the last scenario that passed.
+    state: Option<String>,
+    /// Values saved by steps, for later steps and scenarios.
+    vars: BTreeMap<String, String>,
+}
+
+/// The scenarios of one run on a provisioned lab, with the states saved on the way
+/// (`--isolate`) and what each phase took.
+struct ScenarioRun<'a> {
+    opts: &'a RunOptions,
+    prepared: &'a Prepared,
+    lab: &'a Lab,
+    log: &'a RunLog,
+    started: Instant,
+    runner: Runner<'a>,
+    state: LabState,
+    saved: BTreeMap<String, LabState>,
+    phases: Vec<(Phase, f64)>,
+    checks: Vec<StepOutcome>,
+    ok: bool,
+}
+
+impl<'a> ScenarioRun<'a> {
+    /// Reads the facts the specs use from the hosts; with `--isolate`, saves the
+    /// provisioned state first.
+    fn start(
+        opts: &'a RunOptions,
+        prepared: &'a Prepared,
+        lab: &'a Lab,
+        log: &'a RunLog,
+        started: Instant,
+    ) -> Result<ScenarioRun<'a>> {
+        let mut state = LabState {
+            state: Some(PROVISIONED.into()),
+            ..Default::default()
+        };
+        state.vars.extend(host_facts(lab)?);
+        for (k, v) in &prepared.submission.commands {
+            state.vars.insert(format!("homework_{k}"), v.clone());
+        }
+        let mut run = ScenarioRun {
+            opts,
+            prepared,
+            lab,
+            log,
+            started,
+            runner: Runner::new(lab, log, started, state.vars.clone()),
+            state,
+            saved: BTreeMap::new(),
+            phases: Vec::new(),
+            checks: Vec::new(),
+            ok: true,
+        };
+        if opts.isolate {
+            run.save(PROVISIONED)?;
+        }
+        Ok(run)
+    }
+
+    /// One line of scenarios, or (isolated) one line per requested scenario, each from the
+    /// state it requires; true when every step passed.
+    fn all(&mut self) -> Result<bool> {
+        let prepared = self.prepared;
+        let lines: Vec<Vec<&Scenario>> = if self.opts.isolate {
+            prepared.requested.iter().map(|sc| vec![sc]).collect()
+        } else {
+            vec![prepared.planned.iter().collect()]
+        };
+        for line in lines {
+            if self.ok && self.opts.isolate {
+                self.restore(&line[0].requires)?;
+            }
+            let current = self.state.state.clone().unwrap_or_default();
+            let chain: Vec<&Scenario> = if self.opts.isolate {
+                spec::plan(&line, &prepared.all, &current)?
+            } else {
+                line
+            };
+            for sc in chain {
+                self.scenario(sc)?;
+            }
+        }
+        Ok(self.ok)
+    }
+
+    /// Runs one scenario (or reports its steps skipped after a failure); on success the lab
+    /// is in the state it provides, saved when isolated and new.
+    fn scenario(&mut self, sc: &Scenario) -> Result<()> {
+        if !self.ok {
+            self.checks.extend(sc.steps.iter().map(|st| {
+                crate::scenario::runner::skipped(sc, st, "skipped: an earlier scenario failed")
+            }));
+            return Ok(());
+        }
+        crate::sys::progress::say(
+            self.started,
+            "run",
+            &format!("scenario {}: {}", sc.name, sc.description),
+        );
+        let t = Instant::now();
+        let outcomes = self.runner.run(sc);
+        self.phase(Phase::Scenario(sc.name.clone()), t);
+        self.ok = outcomes.iter().all(|o| o.status == Status::Passed);
+        self.checks.extend(outcomes);
+        if self.ok {
+            self.state.state = Some(sc.provides.clone());
+            self.state.vars = self.runner.vars.clone();
+            if self.opts.isolate
+                && sc.provides != sc.requires
+                && !self.saved.contains_key(&sc.provides)
+            {
+                self.save(&sc.provides)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the lab in state `name` (the hosts are restarted: the submission's resume
+    /// steps run after).
+    fn save(&mut self, name: &str) -> Result<()> {
+        let t = Instant::now();
+        self.lab.backend().save(name)?;
+        resume(self.lab, &self.prepared.submission, self.log, self.started)?;
+        self.saved.insert(name.into(), self.state.clone());
+        self.phase(Phase::Save(name.into()), t);
+        Ok(())
+    }
+
+    /// Restarts the lab from the saved state `wanted`, unless it is in that state already.
+    fn restore(&mut self, wanted: &str) -> Result<()> {
+        if self.state.state.as_deref() == Some(wanted) {
+            return Ok(());
+        }
+        let Some(st) = self.saved.get(wanted).cloned() else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        crate::sys::progress::say(
+            self.started,
+            "run",
+            &format!("restoring the lab to state {wanted:?}"),
+        );
+        self.lab.backend().restore(wanted)?;
+        resume(self.lab, &self.prepared.submission, self.log, self.started)?;
+        self.runner.vars = st.vars.clone();
+        self.state = st;
+        self.phase(Phase::Restore(wanted.to_string()), t);
+        Ok(())
+    }
+
+    fn phase(&mut self, name: Phase, t: Instant) {
+        self.phases.push((name, t.elapsed().as_secs_f64()));
+    }
+}
+
+/// Facts found on the hosts, for `{{major}}` and `{{barman}}` in specs. barman's output
+/// changed between versions (3.13 shows the backup type): its snapshots carry its version.
+fn host_facts(lab: &Lab) -> Result<BTreeMap<String, String>> {
+    let facts = [
+        (
+            "major",
+            Role::Primary,
+            "ls /usr/lib/postgresql | sort -n | tail -1",
+        ),
+        (
+            "barman",
+            Role::Backup,
+            "barman --version 2>&1 | head -1 | cut -d' ' -f1 | cut -d. -f1,2",
+        ),
+    ];
+    let mut vars = BTreeMap::new();
+    for (var, role, probe) in facts {
+        let host = lab.topology().with_role(role).name.clone();
+        let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
+        vars.insert(var.into(), out.stdout.trim().to_string());
+    }
+    vars.extend(discover::names(lab)?);
+    Ok(vars)
 }
 
 fn chrono_like_stamp() -> String {

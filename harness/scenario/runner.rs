@@ -128,6 +128,16 @@ fn awaited(check: &Check) -> String {
     parts.join(" and ")
 }
 
+/// What every scenario script starts with: the lab's environment and scenarios/prelude.sh.
+pub fn prelude(lab: &Lab) -> String {
+    let mut prelude = crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
+    prelude.push_str(
+        &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
+            .unwrap_or_default(),
+    );
+    prelude
+}
+
 impl<'a> Runner<'a> {
     pub fn new(
         lab: &'a Lab,
@@ -135,18 +145,12 @@ impl<'a> Runner<'a> {
         started: Instant,
         vars: BTreeMap<String, String>,
     ) -> Runner<'a> {
-        let mut prelude =
-            crate::provision::env_prelude(&crate::provision::lab_env(lab.topology(), ""));
-        prelude.push_str(
-            &std::fs::read_to_string(super::spec::scenarios_dir().join("prelude.sh"))
-                .unwrap_or_default(),
-        );
         Runner {
             lab,
             log,
             started,
             vars,
-            prelude,
+            prelude: prelude(lab),
         }
     }
 
@@ -308,7 +312,7 @@ impl<'a> Runner<'a> {
     }
 
     /// barman does not check whether PostgreSQL runs at the destination of `recover`
-    /// (checks.md, fact 6): pglab does, before barman touches anything.
+    /// (it would overwrite a live data directory): pglab does, before barman touches anything.
     fn guard_recover(&self, sc: &Scenario, st: &Step, args: &str) -> Result<()> {
         let Some((host, dest)) = recover_destination(args) else {
             return Ok(());
@@ -347,6 +351,8 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// One step: its script on its host until its check is met (or its wait is over),
+    /// logged; then what it saves and the snapshot it compares.
     fn step(&mut self, sc: &Scenario, index: usize, st: &Step) -> Result<()> {
         if let StepKind::Action(a) = &st.kind {
             return self.action(st, a).map_err(|e| {
@@ -361,85 +367,14 @@ impl<'a> Runner<'a> {
         if let StepKind::Barman { args } = &st.kind {
             let args = substitute(args, &self.vars)?;
             if let Err(e) = self.guard_recover(sc, st, &args) {
-                let refused = CmdOutput {
-                    code: 1,
-                    stderr: format!("{e:#}"),
-                    ..Default::default()
-                };
-                self.log.step(
-                    &sc.name,
-                    index,
-                    &st.name,
-                    &st.host,
-                    &format!("barman {args}"),
-                    &refused,
-                );
-                // A step that expects the refusal passes on it.
-                if st
-                    .check
-                    .fails_with
-                    .as_deref()
-                    .is_some_and(|f| refused.stderr.contains(f))
-                {
-                    return Ok(());
-                }
-                return Err(e);
+                return self.refused(sc, index, st, &args, e);
             }
         }
         let (user, script, shown) = self
             .script(st)
             .map_err(|e| anyhow!("{}: step {:?}: {e:#}", sc.at(st.line), st.name))?;
-        let check = Check {
-            expect: st
-                .check
-                .expect
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            contains: st
-                .check
-                .contains
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            not_contains: st
-                .check
-                .not_contains
-                .as_deref()
-                .map(|e| substitute(e, &self.vars))
-                .transpose()?,
-            ..st.check.clone()
-        };
-        let deadline = st.wait.map(|w| Instant::now() + scaled(w));
-        let mut attempts = 0;
-        let (out, problem) = loop {
-            attempts += 1;
-            let out = match &st.kind {
-                StepKind::Connect { .. } => self.connect(&st.host, &script),
-                _ => self
-                    .lab
-                    .exec(&st.host, &user, &script, scaled(st.timeout))?,
-            };
-            let problem = unmet(&check, &out);
-            match (problem, deadline) {
-                (None, _) => break (out, None),
-                (Some(p), Some(d)) if Instant::now() < d => {
-                    let _ = p;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                (Some(p), Some(_)) => {
-                    let waited = humantime::format_duration(scaled(st.wait.unwrap_or_default()));
-                    break (
-                        out,
-                        Some(format!(
-                            "waited {waited} ({attempts} tries) for {}; last: {p}",
-                            awaited(&check)
-                        )),
-                    );
-                }
-                (Some(p), None) => break (out, Some(p)),
-            }
-        };
+        let check = self.substituted(&st.check)?;
+        let (out, problem) = self.until_met(st, &user, &script, &check)?;
         let log_path = self
             .log
             .step(&sc.name, index, &st.name, &st.host, &shown, &out);
@@ -462,6 +397,103 @@ impl<'a> Runner<'a> {
                 &hint,
             ));
         }
+        self.keep_output(sc, st, &shown, &out, &place)
+    }
+
+    /// A `barman recover` that `guard_recover` refused: logged as a failed command; a step
+    /// that expects the refusal passes on it.
+    fn refused(
+        &self,
+        sc: &Scenario,
+        index: usize,
+        st: &Step,
+        args: &str,
+        e: anyhow::Error,
+    ) -> Result<()> {
+        let refused = CmdOutput {
+            code: 1,
+            stderr: format!("{e:#}"),
+            ..Default::default()
+        };
+        self.log.step(
+            &sc.name,
+            index,
+            &st.name,
+            &st.host,
+            &format!("barman {args}"),
+            &refused,
+        );
+        if st
+            .check
+            .fails_with
+            .as_deref()
+            .is_some_and(|f| refused.stderr.contains(f))
+        {
+            return Ok(());
+        }
+        Err(e)
+    }
+
+    /// The step's check with saved values filled in.
+    fn substituted(&self, check: &Check) -> Result<Check> {
+        let fill = |text: &Option<String>| -> Result<Option<String>> {
+            text.as_deref()
+                .map(|e| substitute(e, &self.vars))
+                .transpose()
+        };
+        Ok(Check {
+            expect: fill(&check.expect)?,
+            contains: fill(&check.contains)?,
+            not_contains: fill(&check.not_contains)?,
+            ..check.clone()
+        })
+    }
+
+    /// Runs the step's script until `check` is met; with a `wait`, polls every 100 ms up to
+    /// its deadline. Returns the last output and, when unmet, what was awaited and seen.
+    fn until_met(
+        &self,
+        st: &Step,
+        user: &str,
+        script: &str,
+        check: &Check,
+    ) -> Result<(CmdOutput, Option<String>)> {
+        let deadline = st.wait.map(|w| Instant::now() + scaled(w));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let out = match &st.kind {
+                StepKind::Connect { .. } => self.connect(&st.host, script),
+                _ => self.lab.exec(&st.host, user, script, scaled(st.timeout))?,
+            };
+            let problem = unmet(check, &out);
+            match (problem, deadline) {
+                (None, _) => return Ok((out, None)),
+                (Some(_), Some(d)) if Instant::now() < d => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (Some(p), Some(_)) => {
+                    let waited = humantime::format_duration(scaled(st.wait.unwrap_or_default()));
+                    let why = format!(
+                        "waited {waited} ({attempts} tries) for {}; last: {p}",
+                        awaited(check)
+                    );
+                    return Ok((out, Some(why)));
+                }
+                (Some(p), None) => return Ok((out, Some(p))),
+            }
+        }
+    }
+
+    /// What a passed step leaves: the value it saves, the snapshot it is compared with.
+    fn keep_output(
+        &mut self,
+        sc: &Scenario,
+        st: &Step,
+        shown: &str,
+        out: &CmdOutput,
+        place: &str,
+    ) -> Result<()> {
         if let Some(v) = &st.save {
             self.vars.insert(v.clone(), out.stdout.trim().to_string());
         }

@@ -147,6 +147,7 @@ fn duration(s: &Spanned<String>, text: &str, file: &Path, what: &str) -> Result<
     })
 }
 
+/// A scenario file → a validated `Scenario`; every error names the file and line.
 pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
     let name = file
         .file_stem()
@@ -168,166 +169,13 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
     let mut steps = Vec::new();
     let mut snapshots = std::collections::HashSet::new();
     for (i, spanned) in raw.step.iter().enumerate() {
-        let line = line_of(text, spanned.span().start);
-        let r = spanned.get_ref();
-        let at = |l: usize| format!("{}:{l}: step {} {:?}", file.display(), i + 1, r.name);
-        let host = super::hosts::resolve(topo, r.host.get_ref());
-        if topo.host(&host).is_none() {
-            bail!(
-                "{}: unknown host {host:?}; the lab's hosts are {}",
-                at(line_of(text, r.host.span().start)),
-                topo.names().join(", ")
-            );
-        }
-        let kinds: Vec<&str> = [
-            ("sql", r.sql.is_some()),
-            ("psql", r.psql.is_some()),
-            ("shell", r.shell.is_some()),
-            ("barman", r.barman.is_some()),
-            ("action", r.action.is_some()),
-            ("connect", r.connect.is_some()),
-        ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(k, _)| *k)
-        .collect();
-        if kinds.len() != 1 {
-            bail!(
-                "{}: a step has exactly one kind (sql, psql, shell, barman, action or connect); found {}",
-                at(line),
-                if kinds.is_empty() {
-                    "none".to_string()
-                } else {
-                    kinds.join(" and ")
-                }
-            );
-        }
-        let db = r.db.clone().unwrap_or_else(|| "postgres".into());
-        let kind = if let Some(sql) = &r.sql {
-            StepKind::Sql {
-                db,
-                sql: sql.clone(),
-            }
-        } else if let Some(input) = &r.psql {
-            StepKind::Psql {
-                db,
-                input: input.clone(),
-            }
-        } else if let Some(script) = &r.shell {
-            StepKind::Shell {
-                user: r.user.clone().unwrap_or_else(|| "root".into()),
-                script: script.clone(),
-            }
-        } else if let Some(args) = &r.barman {
-            StepKind::Barman { args: args.clone() }
-        } else if let Some(conninfo) = &r.connect {
-            StepKind::Connect {
-                conninfo: conninfo.clone(),
-            }
-        } else {
-            let action = r.action.as_deref().unwrap_or_default();
-            let peer = || -> Result<String> {
-                let p = r.peer.as_ref().ok_or_else(|| {
-                    anyhow!("{}: action {action:?} needs `peer = \"HOST\"`", at(line))
-                })?;
-                let name = super::hosts::resolve(topo, p.get_ref());
-                if topo.host(&name).is_none() || name == host {
-                    bail!(
-                        "{}: peer {:?} must be another host of the lab ({})",
-                        at(line_of(text, p.span().start)),
-                        p.get_ref(),
-                        topo.names().join(", ")
-                    );
-                }
-                Ok(name)
-            };
-            StepKind::Action(match action {
-                "stop-host" => Action::StopHost,
-                "start-host" => Action::StartHost,
-                "cut-link" => Action::CutLink(peer()?),
-                "heal-link" => Action::HealLink(peer()?),
-                other => bail!("{}: unknown action {other:?}; known: stop-host, start-host, cut-link, heal-link", at(line)),
-            })
+        let src = Source {
+            text,
+            file,
+            index: i,
+            name: &spanned.get_ref().name,
         };
-        if r.peer.is_some()
-            && !matches!(
-                kind,
-                StepKind::Action(Action::CutLink(_) | Action::HealLink(_))
-            )
-        {
-            bail!(
-                "{}: `peer` is only for the cut-link and heal-link actions",
-                at(line)
-            );
-        }
-        if r.user.is_some() && !matches!(kind, StepKind::Shell { .. }) {
-            bail!("{}: `user` is only for shell steps (sql and psql run as postgres, barman as barman)", at(line));
-        }
-        let check = Check {
-            expect: r.expect.clone(),
-            contains: r.contains.clone(),
-            not_contains: r.not_contains.clone(),
-            fails_with: r.fails_with.clone(),
-            exit: r.exit,
-        };
-        if check.fails_with.is_some() && check.exit == Some(0) {
-            bail!(
-                "{}: `fails_with` and `exit = 0` contradict each other",
-                at(line)
-            );
-        }
-        let wait = r
-            .wait
-            .as_ref()
-            .map(|w| duration(w, text, file, "wait"))
-            .transpose()?;
-        if wait.is_some() && check == Check::default() {
-            bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", at(line));
-        }
-        let timeout = r
-            .timeout
-            .as_ref()
-            .map(|t| duration(t, text, file, "timeout"))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(300));
-        if let Some(s) = &r.snapshot {
-            let n = s.get_ref();
-            let ok = !n.is_empty()
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.{}".contains(c));
-            if !ok {
-                bail!(
-                    "{}: snapshot name {n:?}: use letters, digits, '-', '_' (and {{{{major}}}})",
-                    at(line_of(text, s.span().start))
-                );
-            }
-            if !snapshots.insert(n.clone()) {
-                bail!(
-                    "{}: snapshot name {n:?} is used twice in this scenario",
-                    at(line_of(text, s.span().start))
-                );
-            }
-        }
-        if let Some(v) = &r.save {
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                bail!(
-                    "{}: save = {v:?}: a variable name is letters, digits and '_'",
-                    at(line)
-                );
-            }
-        }
-        steps.push(Step {
-            name: r.name.clone(),
-            line,
-            host,
-            kind,
-            check,
-            wait,
-            timeout,
-            save: r.save.clone(),
-            snapshot: r.snapshot.as_ref().map(|s| s.get_ref().clone()),
-            why: r.why.clone(),
-        });
+        steps.push(parse_step(&src, spanned, topo, &mut snapshots)?);
     }
     let provides = raw.provides.clone().unwrap_or_else(|| raw.requires.clone());
     Ok(Scenario {
@@ -338,6 +186,236 @@ pub fn parse(text: &str, file: &Path, topo: &Topology) -> Result<Scenario> {
         provides,
         steps,
     })
+}
+
+/// Where a step is written, for its errors.
+struct Source<'a> {
+    text: &'a str,
+    file: &'a Path,
+    index: usize,
+    name: &'a str,
+}
+
+impl Source<'_> {
+    /// `file:line: step N "name"`.
+    fn at(&self, line: usize) -> String {
+        format!(
+            "{}:{line}: step {} {:?}",
+            self.file.display(),
+            self.index + 1,
+            self.name
+        )
+    }
+
+    fn line<T>(&self, s: &Spanned<T>) -> usize {
+        line_of(self.text, s.span().start)
+    }
+}
+
+/// One `[[step]]`: its host, its one kind, its checks, wait, timeout, save and snapshot.
+fn parse_step(
+    src: &Source,
+    spanned: &Spanned<RawStep>,
+    topo: &Topology,
+    snapshots: &mut std::collections::HashSet<String>,
+) -> Result<Step> {
+    let line = src.line(spanned);
+    let r = spanned.get_ref();
+    let host = super::hosts::resolve(topo, r.host.get_ref());
+    if topo.host(&host).is_none() {
+        bail!(
+            "{}: unknown host {host:?}; the lab's hosts are {}",
+            src.at(src.line(&r.host)),
+            topo.names().join(", ")
+        );
+    }
+    let kind = step_kind(src, line, r, topo, &host)?;
+    kind_options_fit(src.at(line), r, &kind)?;
+    let check = Check {
+        expect: r.expect.clone(),
+        contains: r.contains.clone(),
+        not_contains: r.not_contains.clone(),
+        fails_with: r.fails_with.clone(),
+        exit: r.exit,
+    };
+    if check.fails_with.is_some() && check.exit == Some(0) {
+        bail!(
+            "{}: `fails_with` and `exit = 0` contradict each other",
+            src.at(line)
+        );
+    }
+    let wait = r
+        .wait
+        .as_ref()
+        .map(|w| duration(w, src.text, src.file, "wait"))
+        .transpose()?;
+    if wait.is_some() && check == Check::default() {
+        bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", src.at(line));
+    }
+    let timeout = r
+        .timeout
+        .as_ref()
+        .map(|t| duration(t, src.text, src.file, "timeout"))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(300));
+    names_are_valid(src, line, r, snapshots)?;
+    Ok(Step {
+        name: r.name.clone(),
+        line,
+        host,
+        kind,
+        check,
+        wait,
+        timeout,
+        save: r.save.clone(),
+        snapshot: r.snapshot.as_ref().map(|s| s.get_ref().clone()),
+        why: r.why.clone(),
+    })
+}
+
+/// Exactly one of sql, psql, shell, barman, action, connect, with its options.
+fn step_kind(
+    src: &Source,
+    line: usize,
+    r: &RawStep,
+    topo: &Topology,
+    host: &str,
+) -> Result<StepKind> {
+    let kinds: Vec<&str> = [
+        ("sql", r.sql.is_some()),
+        ("psql", r.psql.is_some()),
+        ("shell", r.shell.is_some()),
+        ("barman", r.barman.is_some()),
+        ("action", r.action.is_some()),
+        ("connect", r.connect.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| *k)
+    .collect();
+    if kinds.len() != 1 {
+        bail!(
+            "{}: a step has exactly one kind (sql, psql, shell, barman, action or connect); found {}",
+            src.at(line),
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(" and ")
+            }
+        );
+    }
+    let db = r.db.clone().unwrap_or_else(|| "postgres".into());
+    Ok(if let Some(sql) = &r.sql {
+        StepKind::Sql {
+            db,
+            sql: sql.clone(),
+        }
+    } else if let Some(input) = &r.psql {
+        StepKind::Psql {
+            db,
+            input: input.clone(),
+        }
+    } else if let Some(script) = &r.shell {
+        StepKind::Shell {
+            user: r.user.clone().unwrap_or_else(|| "root".into()),
+            script: script.clone(),
+        }
+    } else if let Some(args) = &r.barman {
+        StepKind::Barman { args: args.clone() }
+    } else if let Some(conninfo) = &r.connect {
+        StepKind::Connect {
+            conninfo: conninfo.clone(),
+        }
+    } else {
+        StepKind::Action(action(src, line, r, topo, host)?)
+    })
+}
+
+/// `action = "..."`: stop-host, start-host, or cut-link / heal-link with another host.
+fn action(src: &Source, line: usize, r: &RawStep, topo: &Topology, host: &str) -> Result<Action> {
+    let action = r.action.as_deref().unwrap_or_default();
+    let peer = || -> Result<String> {
+        let p = r.peer.as_ref().ok_or_else(|| {
+            anyhow!(
+                "{}: action {action:?} needs `peer = \"HOST\"`",
+                src.at(line)
+            )
+        })?;
+        let name = super::hosts::resolve(topo, p.get_ref());
+        if topo.host(&name).is_none() || name == host {
+            bail!(
+                "{}: peer {:?} must be another host of the lab ({})",
+                src.at(src.line(p)),
+                p.get_ref(),
+                topo.names().join(", ")
+            );
+        }
+        Ok(name)
+    };
+    Ok(match action {
+        "stop-host" => Action::StopHost,
+        "start-host" => Action::StartHost,
+        "cut-link" => Action::CutLink(peer()?),
+        "heal-link" => Action::HealLink(peer()?),
+        other => bail!(
+            "{}: unknown action {other:?}; known: stop-host, start-host, cut-link, heal-link",
+            src.at(line)
+        ),
+    })
+}
+
+/// `peer` and `user` belong to the kinds that use them.
+fn kind_options_fit(at: String, r: &RawStep, kind: &StepKind) -> Result<()> {
+    if r.peer.is_some()
+        && !matches!(
+            kind,
+            StepKind::Action(Action::CutLink(_) | Action::HealLink(_))
+        )
+    {
+        bail!("{at}: `peer` is only for the cut-link and heal-link actions");
+    }
+    if r.user.is_some() && !matches!(kind, StepKind::Shell { .. }) {
+        bail!(
+            "{at}: `user` is only for shell steps (sql and psql run as postgres, barman as barman)"
+        );
+    }
+    Ok(())
+}
+
+/// Snapshot names (unique in the scenario) and saved variable names use safe characters.
+fn names_are_valid(
+    src: &Source,
+    line: usize,
+    r: &RawStep,
+    snapshots: &mut std::collections::HashSet<String>,
+) -> Result<()> {
+    if let Some(s) = &r.snapshot {
+        let n = s.get_ref();
+        let ok = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.{}".contains(c));
+        if !ok {
+            bail!(
+                "{}: snapshot name {n:?}: use letters, digits, '-', '_' (and {{{{major}}}})",
+                src.at(src.line(s))
+            );
+        }
+        if !snapshots.insert(n.clone()) {
+            bail!(
+                "{}: snapshot name {n:?} is used twice in this scenario",
+                src.at(src.line(s))
+            );
+        }
+    }
+    if let Some(v) = &r.save {
+        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!(
+                "{}: save = {v:?}: a variable name is letters, digits and '_'",
+                src.at(line)
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn scenarios_dir() -> PathBuf {

@@ -81,24 +81,7 @@ pub fn run_with(
     setup: &Setup,
 ) -> Result<CmdOutput> {
     let start = Instant::now();
-    let mut cmd = Command::new(&argv[0]);
-    if let Some(d) = &setup.cwd {
-        cmd.current_dir(d);
-    }
-    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
-    if setup.own_group {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    cmd.args(&argv[1..])
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = command(argv, stdin.is_some(), setup).spawn().map_err(|e| {
         failure(
             &format!("cannot start {}: {e}", argv[0]),
             "this machine",
@@ -123,29 +106,18 @@ pub fn run_with(
     // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
     let out_buf = collect(child.stdout.take().expect("piped stdout"));
     let err_buf = collect(child.stderr.take().expect("piped stderr"));
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if start.elapsed() > timeout {
-            if let Some(pgid) = group {
-                crate::sys::procfs::kill_group(pgid);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            let (out, err) = (drain(&out_buf), drain(&err_buf));
-            return Err(failure(
-                &format!(
-                    "command did not finish within {}",
-                    humantime::format_duration(timeout)
-                ),
-                "this machine",
-                &argv.join(" "),
-                &format!("{out}{err}"),
-                "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_until(&mut child, group, start + timeout)? else {
+        let (out, err) = (drain(&out_buf), drain(&err_buf));
+        return Err(failure(
+            &format!(
+                "command did not finish within {}",
+                humantime::format_duration(timeout)
+            ),
+            "this machine",
+            &argv.join(" "),
+            &format!("{out}{err}"),
+            "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+        ));
     };
     if let Some(pgid) = group {
         crate::sys::procfs::disown_group(pgid);
@@ -167,6 +139,51 @@ pub fn run_with(
         stderr: drain(&err_buf),
         duration: start.elapsed(),
     })
+}
+
+/// The command with its directory, environment, own process group, and pipes.
+fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    if let Some(d) = &setup.cwd {
+        cmd.current_dir(d);
+    }
+    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
+    if setup.own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    cmd.args(&argv[1..])
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for the child until `deadline`; past it, ends the child (and its process group)
+/// and returns None.
+fn wait_until(
+    child: &mut std::process::Child,
+    group: Option<u32>,
+    deadline: Instant,
+) -> Result<Option<std::process::ExitStatus>> {
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Some(st));
+        }
+        if Instant::now() > deadline {
+            if let Some(pgid) = group {
+                crate::sys::procfs::kill_group(pgid);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 type Collected = (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);

@@ -1,13 +1,15 @@
 //! Students' repositories as they come (tests/fixtures/students/, written for pglab): each
 //! gets its verdict from a real lab, and the verdict names the real cause.
 
-use super::{assert_nothing_left, fixture, serial};
+use crate::verbs::{assert_nothing_left, serial};
 use pglab::run::{run, RunOptions, RunReport};
 use pglab::scenario::runner::{Status, StepOutcome};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn student(name: &str) -> PathBuf {
-    fixture(&format!("students/{name}"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/students")
+        .join(name)
 }
 
 /// `pglab run --homework tests/fixtures/students/NAME SCENARIOS...`: the lab takes the

@@ -12,6 +12,7 @@
 use super::{Backend, HostState};
 use crate::model::topology::Topology;
 use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
+use crate::sys::fanout::fan_out;
 use crate::sys::{cleanup, mounts, procfs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -24,16 +25,18 @@ pub struct Nspawn {
     topo: Topology,
 }
 
+const NETWORK_HINT: &str = "run `pglab doctor`; stale labs are removed by `pglab gc`";
+
 pub fn lab_netns(id: &str) -> String {
-    format!("pglab-{id}")
+    crate::model::names::lab_tag(id)
 }
 
 pub fn host_netns(id: &str, host: &str) -> String {
-    format!("pglab-{id}-{host}")
+    crate::model::names::host_name(id, host)
 }
 
 fn machine_name(id: &str, host: &str) -> String {
-    format!("pglab-{id}-{host}")
+    crate::model::names::host_name(id, host)
 }
 
 /// `nsenter` into every namespace of the container whose init is `init`, then `cmd`.
@@ -148,85 +151,90 @@ impl Nspawn {
 
     /// Powers every host off cleanly, in parallel, and waits for all.
     fn stop_all(&self) -> Result<()> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .topo
-                .hosts
-                .iter()
-                .map(|h| s.spawn(move || self.stop_host(&h.name)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("stopping a host panicked"))
-                })
-                .collect::<Result<Vec<()>>>()
-        })?;
+        fan_out(&self.topo.hosts, "stopping a host", |h| {
+            self.stop_host(&h.name)
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
         Ok(())
     }
 
+    /// The lab's network: a namespace with a bridge at the gateway address, and each host in
+    /// a namespace of its own joined to the bridge by a veth pair.
     fn setup_network(&self) -> Result<()> {
-        let lab_ns = lab_netns(&self.id);
         let (_, prefix) = self.topo.network()?;
-        let place = format!("lab {}", self.id);
-        let hint = "run `pglab doctor`; stale labs are removed by `pglab gc`";
         let _g = cleanup::creating()?;
-        must(&["ip", "netns", "add", &lab_ns], &place, hint)?;
+        self.create_bridge(prefix)?;
+        for h in &self.topo.hosts {
+            self.connect_host(&h.name, &format!("{}/{prefix}", h.address))?;
+        }
+        Ok(())
+    }
+
+    /// The lab's namespace with bridge `br0` holding the gateway address.
+    fn create_bridge(&self, prefix: u8) -> Result<()> {
+        let lab_ns = lab_netns(&self.id);
+        let place = format!("lab {}", self.id);
+        must(&["ip", "netns", "add", &lab_ns], &place, NETWORK_HINT)?;
         must(
             &["ip", "-n", &lab_ns, "link", "set", "lo", "up"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         must(
             &["ip", "-n", &lab_ns, "link", "add", "br0", "type", "bridge"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         let gw = format!("{}/{prefix}", self.topo.gateway);
         must(
             &["ip", "-n", &lab_ns, "addr", "add", &gw, "dev", "br0"],
             &place,
-            hint,
+            NETWORK_HINT,
         )?;
         must(
             &["ip", "-n", &lab_ns, "link", "set", "br0", "up"],
             &place,
+            NETWORK_HINT,
+        )?;
+        Ok(())
+    }
+
+    /// `host`'s namespace, its end of a veth pair (`host0`, with `addr`) and the other end
+    /// (`v-<host>`) on the bridge.
+    fn connect_host(&self, host: &str, addr: &str) -> Result<()> {
+        let lab_ns = lab_netns(&self.id);
+        let ns = host_netns(&self.id, host);
+        let place = self.place(host);
+        let peer = format!("v-{host}");
+        let hint = NETWORK_HINT;
+        must(&["ip", "netns", "add", &ns], &place, hint)?;
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
+        must(
+            &[
+                "ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name", "host0",
+                "netns", &ns,
+            ],
+            &place,
             hint,
         )?;
-        for h in &self.topo.hosts {
-            let ns = host_netns(&self.id, &h.name);
-            let place = self.place(&h.name);
-            let peer = format!("v-{}", h.name);
-            let addr = format!("{}/{prefix}", h.address);
-            must(&["ip", "netns", "add", &ns], &place, hint)?;
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"], &place, hint)?;
-            must(
-                &[
-                    "ip", "-n", &lab_ns, "link", "add", &peer, "type", "veth", "peer", "name",
-                    "host0", "netns", &ns,
-                ],
-                &place,
-                hint,
-            )?;
-            must(
-                &[
-                    "ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up",
-                ],
-                &place,
-                hint,
-            )?;
-            must(
-                &["ip", "-n", &ns, "addr", "add", &addr, "dev", "host0"],
-                &place,
-                hint,
-            )?;
-            must(
-                &["ip", "-n", &ns, "link", "set", "host0", "up"],
-                &place,
-                hint,
-            )?;
-        }
+        must(
+            &[
+                "ip", "-n", &lab_ns, "link", "set", &peer, "master", "br0", "up",
+            ],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &ns, "addr", "add", addr, "dev", "host0"],
+            &place,
+            hint,
+        )?;
+        must(
+            &["ip", "-n", &ns, "link", "set", "host0", "up"],
+            &place,
+            hint,
+        )?;
         Ok(())
     }
 
@@ -254,7 +262,7 @@ impl Nspawn {
                     "tmpfs",
                     "-o",
                     "mode=0755",
-                    &format!("pglab-{}", self.id),
+                    &crate::model::names::lab_tag(&self.id),
                     &at.to_string_lossy(),
                 ],
                 &format!("lab {}", self.id),
@@ -285,7 +293,7 @@ impl Nspawn {
                 "mount",
                 "-t",
                 "overlay",
-                &format!("pglab-{}", self.id),
+                &crate::model::names::lab_tag(&self.id),
                 "-o",
                 &opts,
                 &root.to_string_lossy(),
@@ -463,33 +471,19 @@ impl Backend for Nspawn {
         }
         // What runs now is thrown away: no clean shutdown needed, the hosts are killed.
         self.kill_all()?;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .topo
-                .hosts
-                .iter()
-                .map(|h| {
-                    let saved = dir.join(&h.name);
-                    s.spawn(move || -> Result<()> {
-                        let hd = self.host_dir(&h.name);
-                        mounts::unmount_under(&self.root(&h.name))?;
-                        for sub in ["upper", "work"] {
-                            if hd.join(sub).exists() {
-                                std::fs::remove_dir_all(hd.join(sub))?;
-                            }
-                        }
-                        copy_tree(&saved, &hd.join("upper"), &self.place(&h.name))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| bail!("restoring a host panicked"))
-                })
-                .collect::<Result<Vec<()>>>()
-        })?;
+        fan_out(&self.topo.hosts, "restoring a host", |h| -> Result<()> {
+            let saved = dir.join(&h.name);
+            let hd = self.host_dir(&h.name);
+            mounts::unmount_under(&self.root(&h.name))?;
+            for sub in ["upper", "work"] {
+                if hd.join(sub).exists() {
+                    std::fs::remove_dir_all(hd.join(sub))?;
+                }
+            }
+            copy_tree(&saved, &hd.join("upper"), &self.place(&h.name))
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
         self.boot_all()
     }
 
@@ -678,7 +672,7 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     // Step 2 takes care of anything that survived.
     let _ = lab.kill_hosts(hosts);
     // 2. Anything still carrying the lab id on its command line (including strays).
-    for pid in procfs::pids_matching(&format!("pglab-{id}-")) {
+    for pid in procfs::pids_matching(&crate::model::names::host_prefix(id)) {
         procfs::kill_tree(pid);
     }
     // 3. Mounts under the lab directory, then cgroups and namespaces, then the files.
@@ -687,13 +681,13 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
         for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
             if e.file_name()
                 .to_string_lossy()
-                .starts_with(&format!("pglab-{id}-"))
+                .starts_with(&crate::model::names::host_prefix(id))
             {
                 remove_cgroup(&e.path());
             }
         }
     }
-    for ns in procfs::netns_matching(&format!("pglab-{id}")) {
+    for ns in procfs::netns_matching(&crate::model::names::lab_tag(id)) {
         quiet(&["ip", "netns", "del", &ns]);
     }
     mounts::remove_dir_all_in_parallel(dir, &IN_MEMORY)
@@ -734,7 +728,7 @@ fn remove_cgroup(dir: &Path) {
 /// What an nspawn lab `id` leaves on the machine when it is not torn down: network
 /// namespaces, links, mounts and cgroups carrying its id.
 pub fn leftovers(id: &str) -> Vec<String> {
-    let tag = format!("pglab-{id}");
+    let tag = crate::model::names::lab_tag(id);
     let mut found = Vec::new();
     for ns in procfs::netns_matching(&tag) {
         found.push(format!("network namespace {ns}"));

@@ -63,14 +63,6 @@ impl LibvirtBox {
             .join(format!("{}-libvirt-{}", self.base.name, self.hash))
     }
 
-    pub fn kernel(&self) -> PathBuf {
-        self.dir().join("vmlinuz")
-    }
-
-    pub fn initrd(&self) -> PathBuf {
-        self.dir().join("initrd.img")
-    }
-
     /// Built and known to Vagrant (a box removed with `vagrant box remove` is re-added).
     pub fn is_built(&self) -> bool {
         self.dir().join("built.json").exists() && self.is_added()
@@ -145,12 +137,4 @@ fn insecure_public_key() -> Result<PathBuf> {
                 VAGRANT_KEYS.join(", ")
             )
         })
-}
-
-/// Vagrant's insecure private key, which `vagrant ssh-config` names for boxes built here.
-pub fn insecure_private_key() -> Option<PathBuf> {
-    VAGRANT_KEYS
-        .iter()
-        .map(|d| Path::new(d).join("vagrant"))
-        .find(|p| p.exists())
 }

@@ -68,7 +68,7 @@ impl Vagrant {
     }
 
     fn domain(&self, host: &str) -> String {
-        format!("pglab-{}-{host}", self.id)
+        crate::model::names::host_name(&self.id, host)
     }
 
     fn place(&self, host: &str) -> String {
@@ -152,7 +152,10 @@ impl Vagrant {
     fn control_path(&self) -> String {
         // Named with the lab's tag so that teardown and the leftover check find the master.
         self.vdir()
-            .join(format!("pglab-{}-%h.sock", self.id))
+            .join(format!(
+                "{}.sock",
+                crate::model::names::host_name(&self.id, "%h")
+            ))
             .to_string_lossy()
             .into()
     }
@@ -673,7 +676,7 @@ impl Backend for Vagrant {
 /// directory, and the libvirt daemons pglab started once no VM of pglab is left.
 pub fn teardown(id: &str, dir: &Path) -> Result<()> {
     let vdir = dir.join("vagrant");
-    let tag = format!("pglab-{id}");
+    let tag = crate::model::names::lab_tag(id);
     if vdir.join("Vagrantfile").exists() && vdir.join(".vagrant").exists() {
         let argv: Vec<String> = vec!["vagrant".into(), "destroy".into(), "-f".into()];
         let out = run_with(&argv, None, scaled(DESTROY_TIMEOUT), &vagrant_setup(&vdir));
@@ -708,7 +711,7 @@ pub fn teardown(id: &str, dir: &Path) -> Result<()> {
 
 /// What a Vagrant lab `id` leaves on the machine when it is not torn down: libvirt domains.
 pub fn leftovers(id: &str) -> Vec<String> {
-    libvirt::domains_matching(&format!("pglab-{id}"))
+    libvirt::domains_matching(&crate::model::names::lab_tag(id))
         .into_iter()
         .map(|d| format!("libvirt domain {d}"))
         .collect()

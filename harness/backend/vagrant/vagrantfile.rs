@@ -138,7 +138,7 @@ pub fn render(topo: &Topology, lab_id: &str, opts: &VagrantOptions) -> Result<St
         .map(|h| HostCtx {
             name: h.name.clone(),
             address: h.address.to_string(),
-            vm_name: format!("pglab-{lab_id}-{}", h.name),
+            vm_name: crate::model::names::host_name(lab_id, &h.name),
             console_log: opts
                 .console_dir
                 .join(format!("{}.console.log", h.name))
@@ -147,7 +147,7 @@ pub fn render(topo: &Topology, lab_id: &str, opts: &VagrantOptions) -> Result<St
         })
         .collect();
     ctx.insert("hosts", &hosts);
-    ctx.insert("vm_prefix", &format!("pglab-{lab_id}-"));
+    ctx.insert("vm_prefix", &crate::model::names::host_prefix(lab_id));
     ctx.insert("box", &opts.box_name);
     ctx.insert("box_version", &opts.box_version);
     ctx.insert("memory_mb", &opts.memory_mb);

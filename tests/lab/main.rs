@@ -1,0 +1,14 @@
+//! Lab tests: real systemd-nspawn hosts, real PostgreSQL, real barman. They need root and
+//! are ignored by default: `cargo test --test lab -- --ignored`. They run one at a time.
+//! Split by concern; `verbs` holds what they share.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod fixtures;
+mod lifecycle;
+mod scenarios;
+mod signals;
+mod vagrant;
+mod verbs;
+
+mod students;
