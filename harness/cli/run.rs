@@ -43,14 +43,15 @@ pub struct RunArgs {
 
 /// `pglab run`: every box's labs, `--jobs` at a time, then the reports.
 pub fn run(mut a: RunArgs) -> Result<i32> {
-    let repo = crate::run::homework::repo_lab(a.homework.as_deref())?;
+    let repo = crate::run::homework::repo_plan(a.homework.as_deref())?;
     let mut topology = Topology::load_or_default(a.topology.as_deref())?;
-    if let Some((t, b)) = repo {
+    if let Some(plan) = repo {
         if a.topology.is_none() {
-            topology = t;
+            topology = plan.topology.clone();
         }
+        // A box named on the command line wins (the Vagrant backend with the student's own).
         if a.boxes.is_empty() {
-            a.boxes = vec![b];
+            a.boxes = vec![plan.pglab_box()?];
         }
     }
     if a.boxes.is_empty() {
