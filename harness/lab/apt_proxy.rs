@@ -178,6 +178,21 @@ fn serve(approx: &PathBuf, conf: &PathBuf, s: TcpStream) {
     }
 }
 
+/// The machine's own apt may accept Release files past their Valid-Until (a snapshot
+/// mirror); its hosts then must too, or `apt-get update` through the proxy fails.
+fn valid_until() -> String {
+    let conf = std::process::Command::new("apt-config")
+        .args(["dump", "Acquire::Check-Valid-Until"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    if conf.contains("\"false\"") {
+        "echo 'Acquire::Check-Valid-Until \"false\";' > /etc/apt/apt.conf.d/99pglab-proxy".into()
+    } else {
+        String::new()
+    }
+}
+
 /// Points every host's apt at the proxy: one sources file naming the proxy for the host's
 /// own suite; the box's other sources are set aside (nothing else is reachable anyway).
 pub fn point_hosts(lab: &Lab, proxy: &AptProxy) -> Result<()> {
@@ -188,6 +203,7 @@ mkdir -p /etc/apt/pglab-disabled
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
   [ -f "$f" ] && [ "$f" != /etc/apt/sources.list.d/pglab.sources ] && mv "$f" /etc/apt/pglab-disabled/ || true
 done
+{valid_until}
 cat > /etc/apt/sources.list.d/pglab.sources <<EOF
 Types: deb
 URIs: {url}/debian
@@ -202,7 +218,8 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 "#,
-        url = proxy.url
+        url = proxy.url,
+        valid_until = valid_until()
     );
     for h in &lab.topology().hosts {
         let out = lab.exec(&h.name, "root", &script, Duration::from_secs(30))?;
