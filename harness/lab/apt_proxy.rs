@@ -19,6 +19,24 @@ use std::time::Duration;
 /// approx's customary port.
 pub const PORT: u16 = 9999;
 
+/// approx runs as inetd runs it: as user approx, logging to /dev/log. This machine has no
+/// syslog (approx then exits 1 before reading a byte: measured), so each approx gets a
+/// private mount namespace whose /dev holds the usual devices and, as /dev/log, a socket
+/// pglab reads into `<cache>/apt/approx.log`.
+const WRAP: &str = r#"#!/bin/sh
+# $1 = syslog socket, $2 = approx, $3 = configuration (run under unshare --mount)
+set -e
+d=$(mktemp -d /tmp/pglab-dev.XXXXXX)
+mount --rbind /dev "$d"
+mount -t tmpfs -o mode=755 tmpfs /dev
+for n in null zero random urandom; do touch /dev/$n; mount --bind "$d/$n" /dev/$n; done
+touch /dev/log
+mount --bind "$1" /dev/log
+umount -l "$d"
+rmdir "$d"
+exec setpriv --reuid=approx --regid=approx --init-groups "$2" -c "$3"
+"#;
+
 /// A running proxy; dropping it stops accepting (the approx processes of open
 /// connections end with their connection).
 pub struct AptProxy {
@@ -54,6 +72,10 @@ fn config() -> Result<PathBuf> {
         .arg(&cache)
         .status();
     let mirror = host_mirror();
+    let wrap = dir.join("approx-wrap.sh");
+    std::fs::write(&wrap, WRAP)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755))?;
     let conf = dir.join("approx.conf");
     std::fs::write(
         &conf,
@@ -105,6 +127,7 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
     let approx = approx_bin()?;
     let conf = config()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let log_sock = log_sink(netns, stop.clone())?;
     let (tx, rx) = mpsc::channel::<TcpStream>();
     let ns = format!("/run/netns/{netns}");
     let addr = SocketAddr::from((gateway, PORT));
@@ -148,7 +171,7 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
         .unwrap_or_else(|_| bail!("the proxy's listening thread ended"))?;
     std::thread::spawn(move || {
         for s in rx {
-            serve(&approx, &conf, s);
+            serve(&approx, &conf, &log_sock, s);
         }
     });
     Ok(AptProxy {
@@ -157,15 +180,48 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
     })
 }
 
+/// approx's syslog for this lab: a datagram socket whose messages are appended to
+/// `<cache>/apt/approx.log`; removed when the proxy stops.
+fn log_sink(netns: &str, stop: Arc<AtomicBool>) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::net::UnixDatagram;
+    let dir = crate::sys::paths::cache_root().join("apt");
+    let path = dir.join(format!("log-{netns}.sock"));
+    let _ = std::fs::remove_file(&path);
+    let sock =
+        UnixDatagram::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("approx.log"))?;
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let _ = log.write_all(&buf[..n]);
+                let _ = log.write_all(b"\n");
+            }
+        }
+        let _ = std::fs::remove_file(&p);
+    });
+    Ok(path)
+}
+
 /// One connection: approx in inetd mode with the connection as its stdin and stdout.
-fn serve(approx: &PathBuf, conf: &PathBuf, s: TcpStream) {
+fn serve(approx: &PathBuf, conf: &PathBuf, log_sock: &PathBuf, s: TcpStream) {
     let out: OwnedFd = match s.try_clone() {
         Ok(c) => c.into(),
         Err(_) => return,
     };
     let inp: OwnedFd = s.into();
-    let child = Command::new(approx)
-        .arg("-c")
+    let wrap = conf.with_file_name("approx-wrap.sh");
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(&wrap)
+        .arg(log_sock)
+        .arg(approx)
         .arg(conf)
         .stdin(Stdio::from(inp))
         .stdout(Stdio::from(out))

@@ -102,12 +102,13 @@ fn a_standby_without_a_slot_fails_the_slot_check_with_its_hint() {
 #[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
 fn a_template_never_committed_is_named_with_its_task() {
+    // Ansible names a role's task "ROLE : NAME".
     let _g = serial();
     let r = run_student("missing-template", &["replicate"]);
     provisioning_fails_with(
         &r,
         &[
-            "Ansible task \"postgresql.conf for replication\" failed",
+            "Ansible task \"common : postgresql.conf for replication\" failed",
             "postgresql.conf.j2",
         ],
     );
