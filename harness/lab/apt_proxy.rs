@@ -42,11 +42,14 @@ exec setpriv --reuid=approx --regid=approx --init-groups "$2" -c "$3"
 pub struct AptProxy {
     stop: Arc<AtomicBool>,
     pub url: String,
+    log_sock: PathBuf,
 }
 
 impl Drop for AptProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Here, not only in the log thread: the process may end before that thread wakes.
+        let _ = std::fs::remove_file(&self.log_sock);
     }
 }
 
@@ -128,6 +131,7 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
     let conf = config()?;
     let stop = Arc::new(AtomicBool::new(false));
     let log_sock = log_sink(netns, stop.clone())?;
+    let sock = log_sock.clone();
     let (tx, rx) = mpsc::channel::<TcpStream>();
     let ns = format!("/run/netns/{netns}");
     let addr = SocketAddr::from((gateway, PORT));
@@ -171,12 +175,13 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
         .unwrap_or_else(|_| bail!("the proxy's listening thread ended"))?;
     std::thread::spawn(move || {
         for s in rx {
-            serve(&approx, &conf, &log_sock, s);
+            serve(&approx, &conf, &sock, s);
         }
     });
     Ok(AptProxy {
         stop,
         url: format!("http://{gateway}:{PORT}"),
+        log_sock,
     })
 }
 
