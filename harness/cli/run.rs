@@ -11,7 +11,8 @@ pub struct RunArgs {
     /// Scenarios to run (default: all); the ones they depend on run first.
     scenarios: Vec<String>,
     /// Box recipes, comma-separated: one lab and one full run each (a version matrix).
-    #[arg(long = "box", default_value = "bookworm", value_delimiter = ',')]
+    /// (Default: bookworm, or the box a --homework repository's Vagrantfile maps to.)
+    #[arg(long = "box", value_delimiter = ',')]
     boxes: Vec<String>,
     #[arg(long)]
     topology: Option<PathBuf>,
@@ -41,10 +42,24 @@ pub struct RunArgs {
 }
 
 /// `pglab run`: every box's labs, `--jobs` at a time, then the reports.
-pub fn run(a: RunArgs) -> Result<i32> {
+pub fn run(mut a: RunArgs) -> Result<i32> {
+    let repo = crate::run::homework::repo_plan(a.homework.as_deref())?;
+    let mut topology = Topology::load_or_default(a.topology.as_deref())?;
+    if let Some(plan) = repo {
+        if a.topology.is_none() {
+            topology = plan.topology.clone();
+        }
+        // A box named on the command line wins (the Vagrant backend with the student's own).
+        if a.boxes.is_empty() {
+            a.boxes = vec![plan.pglab_box()?];
+        }
+    }
+    if a.boxes.is_empty() {
+        a.boxes = vec!["bookworm".into()];
+    }
     let base = RunOptions {
         box_name: String::new(),
-        topology: Topology::load_or_default(a.topology.as_deref())?,
+        topology,
         scenarios: a.scenarios,
         homework: a.homework,
         destroy: if a.keep { Destroy::Never } else { a.destroy },

@@ -1,6 +1,7 @@
 //! A lab: its id, its record on disk (`<state>/labs/<id>/lab.json`), its secrets and its
 //! backend. Owns the lifecycle: create → up → (use) → down, with cleanup on every exit path.
 
+pub mod apt_proxy;
 mod destroy;
 mod gc;
 mod leftovers;

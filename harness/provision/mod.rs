@@ -1,8 +1,13 @@
 //! Provisioning: a submission's shell steps or its Ansible playbook, run on the lab.
 
 pub mod ansible;
+pub mod repo;
+pub mod repo_inventory;
+pub mod repo_run;
+pub mod server_words;
 pub mod shell;
 pub mod submission;
+pub mod vagrantfile_read;
 
 pub use shell::{env_prelude, lab_env};
 pub use submission::{reference_dir, ProvisionReport, ProvisionStep, Submission};
@@ -18,6 +23,9 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
+    if let Some(plan) = &sub.repo {
+        return repo_run::provision(lab, plan, log, started);
+    }
     match ansible::playbook_of(sub) {
         Some(playbook) => ansible::provision(lab, sub, &playbook, log, started),
         None => shell::run_steps(lab, sub, &sub.steps, "provision", log, started),

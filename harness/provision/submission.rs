@@ -90,6 +90,8 @@ pub struct Submission {
     pub commands: BTreeMap<String, String>,
     /// The submission's playbook (relative to `dir`): Ansible instead of `steps`.
     pub playbook: Option<String>,
+    /// A repository as it comes (a Vagrantfile): what pglab read from it and decided.
+    pub repo: Option<super::repo::RepoPlan>,
     search: Vec<PathBuf>,
 }
 
@@ -126,6 +128,9 @@ impl Submission {
     /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {
+        if dir.join("Vagrantfile").exists() {
+            return super::repo::submission(dir);
+        }
         let chain = manifests(dir)?;
         // The playbook is the submission's own; steps, resume steps and commands may come
         // from its bases (the first that has them).
@@ -158,6 +163,7 @@ impl Submission {
             resume,
             commands,
             playbook,
+            repo: None,
             search: chain.into_iter().map(|(d, _)| d).collect(),
         };
         sub.check()?;
@@ -178,6 +184,29 @@ impl Submission {
         waits(&self.steps, &manifest)?;
         waits(&self.resume, &manifest)?;
         Ok(())
+    }
+
+    /// A submission read from a repository: the reference's resume steps, and its
+    /// `[commands]` where the repository's provision.toml has none (`recover` with the
+    /// submission's names, found after provisioning).
+    pub(super) fn from_repo(plan: super::repo::RepoPlan) -> Result<Submission> {
+        let reference = Submission::load(&reference_dir())?;
+        let mut commands = plan.hints_commands.clone();
+        commands.entry("recover".into()).or_insert_with(|| {
+            "recover --remote-ssh-command 'ssh postgres@{{primary}}' --target-name pglab_before_drop --target-action promote {{barman_server}} {{backup_id}} /var/lib/postgresql/{{major}}/main".into()
+        });
+        for (k, v) in reference.commands {
+            commands.entry(k).or_insert(v);
+        }
+        Ok(Submission {
+            dir: plan.dir.clone(),
+            steps: Vec::new(),
+            resume: reference.resume,
+            commands,
+            playbook: None,
+            search: vec![plan.dir.clone()],
+            repo: Some(plan),
+        })
     }
 
     pub(super) fn find(&self, file: &str) -> Result<PathBuf> {

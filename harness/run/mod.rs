@@ -1,6 +1,8 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 pub mod bench;
+pub mod discover;
+pub mod homework;
 pub mod schedule;
 
 use crate::lab::{Lab, UpOptions};
@@ -141,6 +143,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let prepared = prepare(opts)?;
     say_plan(started, &prepared.planned);
+    if let Some(plan) = &prepared.submission.repo {
+        for d in plan.decisions() {
+            crate::sys::progress::say(started, "homework", &d);
+        }
+    }
     let mut phases = Vec::new();
     let t = Instant::now();
     let lab = Lab::up(UpOptions {
@@ -449,6 +456,7 @@ fn host_facts(lab: &Lab) -> Result<BTreeMap<String, String>> {
         let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
         vars.insert(var.into(), out.stdout.trim().to_string());
     }
+    vars.extend(discover::names(lab)?);
     Ok(vars)
 }
 

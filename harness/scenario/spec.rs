@@ -266,7 +266,7 @@ fn parse_step(
 ) -> Result<Step> {
     let line = src.line(spanned);
     let r = spanned.get_ref();
-    let host = r.host.get_ref().clone();
+    let host = super::hosts::resolve(topo, r.host.get_ref());
     if topo.host(&host).is_none() {
         bail!(
             "{}: unknown host {host:?}; the lab's hosts are {}",
@@ -386,7 +386,8 @@ fn action(src: &Source, line: usize, r: &RawStep, topo: &Topology, host: &str) -
                 src.at(line)
             )
         })?;
-        if topo.host(p.get_ref()).is_none() || p.get_ref() == host {
+        let name = super::hosts::resolve(topo, p.get_ref());
+        if topo.host(&name).is_none() || name == host {
             bail!(
                 "{}: peer {:?} must be another host of the lab ({})",
                 src.at(src.line(p)),
@@ -394,7 +395,7 @@ fn action(src: &Source, line: usize, r: &RawStep, topo: &Topology, host: &str) -
                 topo.names().join(", ")
             );
         }
-        Ok(p.get_ref().clone())
+        Ok(name)
     };
     Ok(match action {
         "stop-host" => Action::StopHost,

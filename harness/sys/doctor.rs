@@ -134,6 +134,25 @@ pub fn ensure_vagrant_libvirt() -> Result<()> {
     )
 }
 
+/// The lab's apt caching proxy (Debian's approx), for submissions that install packages.
+pub fn apt_proxy_needs() -> Vec<Need> {
+    vec![Need {
+        what: "approx (the labs' apt caching proxy)",
+        package: Some("approx"),
+        present: std::path::Path::new("/usr/sbin/approx").exists() || has("approx"),
+    }]
+}
+
+/// Installs approx when missing (without recommends).
+pub fn ensure_apt_proxy() -> Result<()> {
+    install_missing_for(
+        "the labs' apt proxy",
+        &apt_proxy_needs(),
+        true,
+        &["--no-install-recommends"],
+    )
+}
+
 fn install_missing_for(
     purpose: &str,
     needs: &[Need],

@@ -13,3 +13,5 @@ mod signals;
 mod stdin;
 mod vagrant;
 mod verbs;
+
+mod students;

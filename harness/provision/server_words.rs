@@ -1,0 +1,65 @@
+//! When a submission's provisioning fails, the servers' own words at that moment: what
+//! PostgreSQL logged (a client's "failed" says less than the server's FATAL line: why an
+//! authentication failed, which address it could not bind) and, for a step that was stopped
+//! because it never finished, what each PostgreSQL was doing (`pg_stat_activity` wait events).
+
+use crate::lab::Lab;
+use std::time::Duration;
+
+const LOG_TAIL: &str = r#"for f in /var/log/postgresql/postgresql-*-main.log; do
+  [ -f "$f" ] && tail -n 40 "$f" | grep -E 'FATAL|PANIC|ERROR|could not' | tail -n 4
+done 2>/dev/null || true"#;
+
+const ACTIVITY: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT coalesce(usename, backend_type), coalesce(client_addr::text, 'local'), state, coalesce(wait_event_type || ':' || wait_event, 'running'), left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'" 2>/dev/null || true"#;
+
+/// Lines to append to a provisioning failure; empty when the servers said nothing.
+pub fn at_failure(lab: &Lab, message: &str) -> String {
+    let stuck = message.contains("did not finish within");
+    let mut out = String::new();
+    for h in &lab.topology().hosts {
+        let t = Duration::from_secs(15);
+        if let Ok(o) = lab.exec(&h.name, "root", LOG_TAIL, t) {
+            for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
+                out.push_str(&format!(
+                    "\n    | {}: PostgreSQL's log: {}",
+                    h.name,
+                    l.trim()
+                ));
+            }
+        }
+        if stuck {
+            if let Ok(o) = lab.exec(&h.name, "root", ACTIVITY, t) {
+                for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
+                    out.push_str(&format!(
+                        "\n    | {}: pg_stat_activity: {}",
+                        h.name,
+                        l.trim()
+                    ));
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("\n  the servers at that moment:{out}")
+}
+
+/// For a playbook stopped at its deadline: the task it was in (the last header in its output).
+pub fn last_task(message: &str) -> Option<String> {
+    let i = message.rfind("TASK [")?;
+    let rest = &message[i + 6..];
+    Some(rest.split(']').next().unwrap_or(rest).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_last_task_header_names_where_a_playbook_hung() {
+        let m = "command did not finish within 10m\n    | TASK [a]\n    | ok: [n]\n    | TASK [clone with a password prompt]\n";
+        assert_eq!(
+            super::last_task(m).as_deref(),
+            Some("clone with a password prompt")
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Names the scenarios take from the provisioned lab rather than from pglab's own choices:
+//! the standby's slot (whatever the submission named it) and barman's server name.
+//! `{{primary}}`, `{{standby}}`, `{{backup}}` are the hosts with those roles.
+
+use crate::lab::Lab;
+use crate::model::topology::Role;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
+    let topo = lab.topology();
+    let primary = topo.with_role(Role::Primary);
+    let standby = topo.with_role(Role::Standby);
+    let backup = topo.with_role(Role::Backup);
+    let mut vars = BTreeMap::from([
+        ("primary".to_string(), primary.name.clone()),
+        ("standby".to_string(), standby.name.clone()),
+        ("backup".to_string(), backup.name.clone()),
+    ]);
+    // The slot the standby streams through: the one whose active walsender serves the
+    // standby's address. Without one (no slot), the standby's own name: the checks that
+    // need it then fail with their hint (`-C -S`).
+    // The standby may still be connecting right after provisioning: wait up to 10 s for
+    // its walsender (a standby that never connects costs those 10 s once).
+    let sql = format!(
+        "SELECT coalesce(s.slot_name, '-') FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON r.pid = s.active_pid WHERE r.client_addr = '{}' LIMIT 1",
+        standby.address
+    );
+    let probe = format!(
+        "for _ in $(seq 50); do v=$(runuser -u postgres -- psql -XAtq -c \"{sql}\" 2>/dev/null); [ -n \"$v\" ] && break; sleep 0.2; done; [ \"$v\" = - ] || echo \"$v\""
+    );
+    let out = lab.exec(&primary.name, "root", &probe, Duration::from_secs(30))?;
+    let slot = out.stdout.trim();
+    vars.insert(
+        "standby_slot".into(),
+        if slot.is_empty() {
+            standby.name.clone()
+        } else {
+            slot.to_string()
+        },
+    );
+    // barman's server: the one whose conninfo names the primary, else the only one, else
+    // the primary's name.
+    let probe = "barman list-server --minimal 2>/dev/null || true";
+    let out = lab.exec(&backup.name, "barman", probe, Duration::from_secs(30))?;
+    let servers: Vec<&str> = out.stdout.split_whitespace().collect();
+    let server = if servers.contains(&primary.name.as_str()) || servers.is_empty() {
+        primary.name.clone()
+    } else {
+        servers[0].to_string()
+    };
+    vars.insert("barman_server".into(), server);
+    Ok(vars)
+}

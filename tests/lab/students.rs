@@ -1,0 +1,233 @@
+//! Students' repositories as they come (tests/fixtures/students/, written for pglab): each
+//! gets its verdict from a real lab, and the verdict names the real cause.
+
+use crate::verbs::{assert_nothing_left, serial};
+use pglab::run::{run, RunOptions, RunReport};
+use pglab::scenario::runner::{Status, StepOutcome};
+use std::path::{Path, PathBuf};
+
+fn student(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/students")
+        .join(name)
+}
+
+/// `pglab run --homework tests/fixtures/students/NAME SCENARIOS...`: the lab takes the
+/// repository's topology and box.
+fn run_student(name: &str, scenarios: &[&str]) -> RunReport {
+    let dir = student(name);
+    let (topology, box_name) = pglab::run::homework::repo_lab(Some(&dir))
+        .unwrap()
+        .expect("a repository with a Vagrantfile");
+    let opts = RunOptions {
+        box_name,
+        topology,
+        scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
+        homework: Some(dir),
+        ..Default::default()
+    };
+    let report = run(&opts).unwrap();
+    assert_nothing_left(&report.lab);
+    report
+}
+
+fn failed(r: &RunReport) -> Vec<&StepOutcome> {
+    r.checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .collect()
+}
+
+fn assert_passed(r: &RunReport) {
+    assert!(r.passed && failed(r).is_empty(), "{:#?}", failed(r));
+}
+
+/// Provisioning failed, and its verdict holds every needle.
+fn provisioning_fails_with(r: &RunReport, needles: &[&str]) {
+    let f = failed(r);
+    assert!(!r.passed);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].scenario, "provision", "{f:#?}");
+    for n in needles {
+        assert!(f[0].message.contains(n), "{n:?} not in: {}", f[0].message);
+    }
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn vagrant_ansible_provisioner_with_roles_passes_the_homework() {
+    let _g = serial();
+    let r = run_student("vagrant-roles", &["access", "recover"]);
+    assert_passed(&r);
+    let ran: Vec<&str> = r.checks.iter().map(|c| c.scenario.as_str()).collect();
+    for s in ["access", "replicate", "backup", "drop", "recover"] {
+        assert!(ran.contains(&s), "{s} did not run: {ran:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn static_inventory_master_slave_backup_outside_56_replicates_and_backs_up() {
+    let _g = serial();
+    // 10.44.0.0/24, hosts master/slave/backup, groups [master] [slave] [backup]
+    // [servers:children], two playbooks in README's order, slot `replica_slot`, barman
+    // server `[master]`: the scenarios find the standby's own slot and barman's server.
+    let r = run_student("static-inventory", &["replicate", "backup"]);
+    assert_passed(&r);
+}
+
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn shell_provisioners_leader_replica_replicate_and_back_up() {
+    let _g = serial();
+    let r = run_student("shell-provisioners", &["replicate", "backup"]);
+    assert_passed(&r);
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_standby_without_a_slot_fails_the_slot_check_with_its_hint() {
+    let _g = serial();
+    let r = run_student("no-standby-slot", &["replicate"]);
+    let f = failed(&r);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(
+        f[0].step
+            .starts_with("node2 streams from node1 through slot"),
+        "{f:#?}"
+    );
+    assert!(f[0].message.contains("-C -S node2"), "{}", f[0].message);
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_template_never_committed_is_named_with_its_task() {
+    // Ansible names a role's task "ROLE : NAME".
+    let _g = serial();
+    let r = run_student("missing-template", &["replicate"]);
+    provisioning_fails_with(
+        &r,
+        &[
+            "Ansible task \"common : postgresql.conf for replication\" failed",
+            "postgresql.conf.j2",
+        ],
+    );
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn listen_addresses_copied_from_node1_is_named_by_postgresql_on_node2() {
+    let _g = serial();
+    let r = run_student("listen-addresses-copied", &["replicate"]);
+    // The task that failed (restarting PostgreSQL on node2) and PostgreSQL's own words.
+    provisioning_fails_with(
+        &r,
+        &["host node2", "node2: PostgreSQL's log:", "192.168.56.11"],
+    );
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn an_expect_waiting_for_a_prompt_that_never_comes_is_stopped_and_named() {
+    let _g = serial();
+    let r = run_student("expect-prompt", &["replicate"]);
+    provisioning_fails_with(
+        &r,
+        &[
+            "clone from node1, answering the password prompt",
+            "host node2",
+            "timeout",
+            "Password",
+        ],
+    );
+}
+
+/// No lab needed: the verdict comes before one is made.
+#[test]
+fn a_red_hat_box_gets_a_verdict_naming_the_vagrant_backend() {
+    let e = pglab::run::homework::repo_lab(Some(&student("red-hat-box")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("box rockylinux/9 is of the Red Hat family")
+            && e.contains("PGLAB_BACKEND=vagrant PGLAB_PROVIDER=virtualbox pglab run --homework")
+            && e.contains("--box rockylinux/9"),
+        "{e}"
+    );
+}
+
+/// One lab: its hosts' apt through pglab's proxy; returns the seconds `apt-get update &&
+/// apt-get install` took on node1.
+fn install_through_the_proxy() -> f64 {
+    use pglab::lab::{Lab, UpOptions};
+    let lab = Lab::up(UpOptions {
+        box_name: "bookworm".into(),
+        topology: pglab::model::topology::Topology::default_lab(),
+        backend: pglab::lab::BackendChoice::Nspawn,
+    })
+    .unwrap();
+    let proxy = pglab::lab::apt_proxy::start_for(&lab)
+        .unwrap()
+        .expect("nspawn lab");
+    let t = std::time::Instant::now();
+    let out = lab
+        .exec(
+            "node1",
+            "root",
+            "set -e; apt-get update -q; DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq python3-psycopg2 acl; jq --version",
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(out.ok(), "{}", out.combined());
+    // Nothing but the proxy: the Debian mirror itself (its address, resolved here) is not
+    // reachable from a host.
+    use std::net::ToSocketAddrs;
+    let mirror = ("deb.debian.org", 80)
+        .to_socket_addrs()
+        .unwrap()
+        .find(|a| a.is_ipv4())
+        .expect("deb.debian.org has an IPv4 address");
+    let direct = lab
+        .exec(
+            "node1",
+            "root",
+            &format!(
+                "timeout 5 bash -c 'echo > /dev/tcp/{}/80' 2>&1 && echo reached || echo unreachable",
+                mirror.ip()
+            ),
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(
+        direct.stdout.contains("unreachable"),
+        "{}",
+        direct.combined()
+    );
+    drop(proxy);
+    let id = lab.id().to_string();
+    lab.down().unwrap();
+    assert_nothing_left(&id);
+    secs
+}
+
+#[test]
+#[ignore = "needs root, systemd-nspawn, approx and Debian's archive"]
+fn apt_installs_through_the_labs_proxy_and_a_second_lab_from_its_cache() {
+    let _g = serial();
+    let first = install_through_the_proxy();
+    // jq comes from the main or the security archive, whichever has the newer version.
+    let cache = pglab::sys::paths::cache_root().join("apt/cache");
+    let found = std::process::Command::new("find")
+        .arg(&cache)
+        .args(["-name", "jq_*.deb"])
+        .output()
+        .unwrap();
+    assert!(
+        !found.stdout.is_empty(),
+        "jq is not in approx's cache {}",
+        cache.display()
+    );
+    let second = install_through_the_proxy();
+    eprintln!("apt-get update + install jq through the proxy: first lab {first:.1} s, second lab (from the cache) {second:.1} s");
+}
