@@ -66,7 +66,10 @@ pub(super) fn run_steps(
         let (tx, rx) = std::sync::mpsc::channel();
         let mut running = 0;
         loop {
-            let stopping = first_error.is_some() || crate::sys::cleanup::aborting();
+            // After a failure the steps that do not wait for the failed one (directly or
+            // through others) still run: a broken standby does not hide a working barman.
+            // Steps that wait for it never become ready, since it is never `done`.
+            let stopping = crate::sys::cleanup::aborting();
             for i in 0..steps.len() {
                 if stopping || started_steps[i] || !waits[i].iter().all(|&w| done[w]) {
                     continue;

@@ -1,6 +1,7 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 pub mod bench;
+pub mod grade;
 pub mod schedule;
 
 use crate::lab::{Lab, UpOptions};
@@ -42,6 +43,9 @@ pub struct RunOptions {
     pub isolate: bool,
     /// The CLI takes it from PGLAB_BACKEND / PGLAB_PROVIDER; the library's default is nspawn.
     pub backend: crate::lab::BackendChoice,
+    /// Grading: after a failure (provisioning or a scenario) the later scenarios still run,
+    /// so a broken standby does not hide a working backup; the default stops at the first.
+    pub keep_going: bool,
 }
 
 impl Default for RunOptions {
@@ -54,6 +58,7 @@ impl Default for RunOptions {
             destroy: Destroy::Always,
             isolate: false,
             backend: crate::lab::BackendChoice::Nspawn,
+            keep_going: false,
         }
     }
 }
@@ -142,11 +147,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     say_plan(started, &prepared.planned);
     let mut phases = Vec::new();
     let t = Instant::now();
+    crate::sys::progress::stage("up");
     let lab = Lab::up(UpOptions {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
         backend: opts.backend,
     })?;
+    crate::sys::progress::stage_lab(lab.id());
     phases.push((Phase::Up, t.elapsed().as_secs_f64()));
     let log = RunLog::create(
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
@@ -154,6 +161,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     )?;
     crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let t = Instant::now();
+    crate::sys::progress::stage("provision");
     let provisioned = provision(&lab, &prepared.submission, &log, started);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
     let (ok, changes, mut checks) = match provisioned {
@@ -164,15 +172,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             vec![provision_failed(&e, &prepared, &log, t)],
         ),
     };
-    let ok = if ok {
-        let mut scenarios = ScenarioRun::start(opts, &prepared, &lab, &log, started)?;
-        let ok = scenarios.all()?;
-        phases.append(&mut scenarios.phases);
-        checks.append(&mut scenarios.checks);
-        ok
-    } else {
-        false
-    };
+    let ctx = (opts, &prepared, &lab, &log, started);
+    let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks)? && ok;
     let lab_id = lab.id().to_string();
     let kept = finish(opts, lab, ok, &mut phases)?;
     phases.push((Phase::Total, started.elapsed().as_secs_f64()));
@@ -188,6 +189,40 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     log.write("report.json", &serde_json::to_string_pretty(&report)?);
     Ok(report)
+}
+
+/// The scenarios, when provisioning passed or the run keeps going (`keep_going`); a lab
+/// whose facts cannot even be read gets every step skipped with the reason.
+fn scenarios_after_provisioning(
+    (opts, prepared, lab, log, started): (&RunOptions, &Prepared, &Lab, &RunLog, Instant),
+    provisioned: bool,
+    phases: &mut Vec<(Phase, f64)>,
+    checks: &mut Vec<StepOutcome>,
+) -> Result<bool> {
+    if !provisioned && !opts.keep_going {
+        return Ok(false);
+    }
+    let mut scenarios = match ScenarioRun::start(opts, prepared, lab, log, started) {
+        Ok(s) => s,
+        Err(e) if !provisioned => {
+            let why =
+                format!("skipped: the lab cannot be checked after provisioning failed: {e:#}");
+            for sc in &prepared.planned {
+                checks.extend(
+                    sc.steps
+                        .iter()
+                        .map(|st| crate::scenario::runner::skipped(sc, st, &log.redact(&why))),
+                );
+            }
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    scenarios.ok = provisioned;
+    let ok = scenarios.all()?;
+    phases.append(&mut scenarios.phases);
+    checks.append(&mut scenarios.checks);
+    Ok(ok)
 }
 
 fn say_plan(started: Instant, planned: &[Scenario]) {
@@ -248,6 +283,7 @@ fn finish(
         eprintln!("{}", lab.how_to_enter());
     } else {
         let t = Instant::now();
+        crate::sys::progress::stage("down");
         lab.down()?;
         phases.push((Phase::Down, t.elapsed().as_secs_f64()));
     }
@@ -345,7 +381,7 @@ impl<'a> ScenarioRun<'a> {
     /// Runs one scenario (or reports its steps skipped after a failure); on success the lab
     /// is in the state it provides, saved when isolated and new.
     fn scenario(&mut self, sc: &Scenario) -> Result<()> {
-        if !self.ok {
+        if !self.ok && !self.opts.keep_going {
             self.checks.extend(sc.steps.iter().map(|st| {
                 crate::scenario::runner::skipped(sc, st, "skipped: an earlier scenario failed")
             }));
@@ -357,11 +393,13 @@ impl<'a> ScenarioRun<'a> {
             &format!("scenario {}: {}", sc.name, sc.description),
         );
         let t = Instant::now();
+        crate::sys::progress::stage(&sc.name);
         let outcomes = self.runner.run(sc);
         self.phase(Phase::Scenario(sc.name.clone()), t);
-        self.ok = outcomes.iter().all(|o| o.status == Status::Passed);
+        let passed = outcomes.iter().all(|o| o.status == Status::Passed);
+        self.ok &= passed;
         self.checks.extend(outcomes);
-        if self.ok {
+        if passed {
             self.state.state = Some(sc.provides.clone());
             self.state.vars = self.runner.vars.clone();
             if self.opts.isolate
