@@ -366,3 +366,96 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::cohort::Cell;
+    use crate::report::outcome::Status;
+
+    fn repo(p: &str) -> PathBuf {
+        crate::sys::paths::repo_root().join(p)
+    }
+
+    #[test]
+    fn a_folder_of_submissions_and_a_submission_make_one_cohort() {
+        let e = find_submissions(&[repo("tests/fixtures"), repo("examples/reference")]).unwrap();
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "no-barman-hba",
+                "no-slot",
+                "recovery-without-target",
+                "replicator-without-password",
+                "wrong-path-prefix",
+                "wrong-pgpass",
+                "reference"
+            ]
+        );
+        let again = find_submissions(&[repo("examples/reference")]).unwrap();
+        assert_eq!(again[0].hash, e[6].hash, "the hash depends on content only");
+        assert_ne!(e[0].hash, e[1].hash);
+        let err = find_submissions(&[repo("scenarios")]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("holds no submission"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_changed_file_or_other_groups_regrade_a_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("alice");
+        std::fs::create_dir(&sub).unwrap();
+        let reference = repo("examples/reference");
+        std::fs::write(
+            sub.join("provision.toml"),
+            format!("base = {:?}\n", reference.display().to_string()),
+        )
+        .unwrap();
+        let e = find_submissions(&[dir.path().into()]).unwrap().remove(0);
+        let groups: Vec<String> = vec![PROVISIONED.into()];
+        let row = Row {
+            name: "alice".into(),
+            hash: e.hash.clone().unwrap(),
+            cells: vec![Cell {
+                group: PROVISIONED.into(),
+                status: Status::Passed,
+                why: String::new(),
+            }],
+            lab: String::new(),
+            seconds: 0.0,
+            phases: vec![],
+        };
+        assert!(unchanged(&e, Some(&row), &groups));
+        assert!(!unchanged(
+            &e,
+            Some(&row),
+            &["provisioned".into(), "recover".into()]
+        ));
+        assert!(!unchanged(&e, None, &groups));
+        std::fs::write(sub.join("10-postgresql.sh"), "echo changed\n").unwrap();
+        let changed = find_submissions(&[dir.path().into()]).unwrap().remove(0);
+        assert!(!unchanged(&changed, Some(&row), &groups));
+    }
+
+    #[test]
+    fn the_progress_line_names_each_running_submission_and_its_stage() {
+        let now = Instant::now();
+        let st = |s: &str| progress::Stage {
+            stage: s.into(),
+            since: now,
+            started: now,
+            lab: None,
+        };
+        let stages = BTreeMap::from([
+            ("alice".into(), st("provision")),
+            ("bob".into(), st("recover")),
+        ]);
+        assert_eq!(
+            progress_line(7, 23, &stages),
+            "7/23 graded, 2 running: alice (provision 0 s), bob (recover 0 s)"
+        );
+    }
+}
