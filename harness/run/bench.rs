@@ -376,24 +376,6 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn table_has_min_median_max() {
-        let mut s = super::Samples::default();
-        for v in [3.0, 1.0, 2.0] {
-            s.add("up", v);
-        }
-        s.add("down", 0.5);
-        let t = s.table();
-        assert!(
-            t.contains("up                               1.0s     2.0s     3.0s     3"),
-            "{t}"
-        );
-        assert!(t.find("up").unwrap() < t.find("down").unwrap());
-    }
-}
-
 /// The cohort of the benchmark and of the cohort lab test: every fixture and the reference,
 /// through `recover` (replicate, backup, drop, recover: every check group of the homework).
 pub fn cohort_options(
@@ -450,4 +432,22 @@ fn cohort_figures(jobs: usize, g: &super::grade::Graded) -> String {
         n as f64 * 3600.0 / wall,
         (busy - lab - provision - scenarios).max(0.0)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_has_min_median_max() {
+        let mut s = super::Samples::default();
+        for v in [3.0, 1.0, 2.0] {
+            s.add("up", v);
+        }
+        s.add("down", 0.5);
+        let t = s.table();
+        assert!(
+            t.contains("up                               1.0s     2.0s     3.0s     3"),
+            "{t}"
+        );
+        assert!(t.find("up").unwrap() < t.find("down").unwrap());
+    }
 }

@@ -394,12 +394,19 @@ impl<'a> ScenarioRun<'a> {
         );
         let t = Instant::now();
         crate::sys::progress::stage(&sc.name);
-        let outcomes = self.runner.run(sc);
+        // Kept going past a failure, a scenario may run on a lab that never reached the
+        // state it requires: what passes there passed, what fails is not the scenario's
+        // failure (it may be the earlier one's consequence) and is reported not checked.
+        let met = self.state.state.as_deref() == Some(sc.requires.as_str());
+        let mut outcomes = self.runner.run(sc);
         self.phase(Phase::Scenario(sc.name.clone()), t);
         let passed = outcomes.iter().all(|o| o.status == Status::Passed);
+        if !met {
+            not_checked(&sc.requires, &mut outcomes);
+        }
         self.ok &= passed;
         self.checks.extend(outcomes);
-        if passed {
+        if passed && met {
             self.state.state = Some(sc.provides.clone());
             self.state.vars = self.runner.vars.clone();
             if self.opts.isolate
@@ -447,6 +454,18 @@ impl<'a> ScenarioRun<'a> {
 
     fn phase(&mut self, name: Phase, t: Instant) {
         self.phases.push((name, t.elapsed().as_secs_f64()));
+    }
+}
+
+/// The failed steps of a scenario run on a lab that did not reach `requires`: skipped, with
+/// what happened when run anyway.
+fn not_checked(requires: &str, outcomes: &mut [StepOutcome]) {
+    for o in outcomes.iter_mut().filter(|o| o.status == Status::Failed) {
+        o.status = Status::Skipped;
+        o.message = format!(
+            "not checked: this needs the lab in state {requires:?}, which an earlier failure left unreached (run anyway, it failed: {})",
+            o.message.lines().next().unwrap_or_default()
+        );
     }
 }
 
