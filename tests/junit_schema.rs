@@ -132,3 +132,35 @@ fn the_schema_check_can_fail() {
     );
     assert!(validate(&xml).is_err());
 }
+
+#[test]
+fn the_cohort_junit_validates_too() {
+    use pglab::report::cohort::{junit, Row};
+    let groups: Vec<String> = vec!["provisioned".into(), "replicate".into()];
+    let report = RunReport {
+        lab: "abc123".into(),
+        box_name: "bookworm".into(),
+        passed: false,
+        phases: vec![],
+        checks: vec![
+            outcome("replicate", "otus is on node2", Status::Passed, ""),
+            outcome(
+                "replicate",
+                "slot <node2>",
+                Status::Failed,
+                "no slot & \"x\"",
+            ),
+        ],
+        provision_changes: vec![],
+        log_dir: "/var/lib/pglab/runs/x".into(),
+        kept: false,
+    };
+    let alice = Row::from_report("alice", "h1", &groups, &report);
+    let bob = Row::verdict("bob", "h2", &groups, "provisioned", "cannot be read");
+    let xml = junit(
+        &[alice, bob],
+        &[("alice".into(), Some(report)), ("bob".into(), None)],
+    );
+    assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+    validate(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+}

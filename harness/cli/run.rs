@@ -65,6 +65,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         destroy: if a.keep { Destroy::Never } else { a.destroy },
         isolate: a.isolate,
         backend: BackendChoice::from_env()?,
+        keep_going: false,
     };
     let items = schedule::work_items(&base, &a.boxes, a.jobs)?;
     let reports = schedule::run_all(&items, a.jobs, |r| {

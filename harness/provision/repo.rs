@@ -531,9 +531,9 @@ impl RepoPlan {
         match &self.box_choice {
             BoxChoice::Mapped { to, .. } => Ok(to.clone()),
             BoxChoice::NoEquivalent { from } => bail!(
-                "{}: box {from} is of the Red Hat family, which has no equivalent on pglab's nspawn backend (its boxes are Debian's and PostgreSQL 14 + barman 2)\n  try: the Vagrant backend with the submission's own box: PGLAB_BACKEND=vagrant PGLAB_PROVIDER=virtualbox pglab run --homework {} --box {from}",
-                self.vagrant.file.display(),
-                self.dir.display()
+                "{}: box {from} is of the Red Hat family, which has no equivalent on pglab's nspawn backend (its boxes are Debian's and PostgreSQL 14 + barman 2)\n  try: box {from} (Red Hat family) runs on the Vagrant backend only, with the submission's own box: PGLAB_BACKEND=vagrant PGLAB_PROVIDER=virtualbox pglab run --homework {} --box {from}",
+                crate::sys::paths::shown(&self.vagrant.file),
+                crate::sys::paths::shown(&self.dir)
             ),
         }
     }

@@ -3,7 +3,8 @@
 //! lab address, and no `.vagrant/machines/.../private_key` path is needed).
 
 use super::repo::RepoPlan;
-use anyhow::{bail, Result};
+use super::vagrantfile_read::Machine;
+use anyhow::Result;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -97,31 +98,8 @@ pub fn rewrite_static(
         let mut words = t.split_whitespace();
         let name = words.next().expect("not empty");
         let vars: Vec<&str> = words.collect();
-        let addr = vars
-            .iter()
-            .find_map(|v| {
-                v.strip_prefix("ansible_host=")
-                    .or_else(|| v.strip_prefix("ansible_ssh_host="))
-            })
-            .unwrap_or(name);
-        let machine = plan.machines().iter().find(|m| {
-            m.name == name
-                || addr
-                    .parse::<Ipv4Addr>()
-                    .is_ok_and(|a| m.addresses.contains(&a))
-        });
-        let Some(machine) = machine else {
-            bail!(
-                "{}:{}: host {name} (address {addr}) is none of the Vagrantfile's machines ({})",
-                file.display(),
-                n + 1,
-                plan.machines()
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        };
+        let machine = machine_of(name, &vars, plan)
+            .map_err(|why| anyhow::anyhow!("{}:{}: {why}", file.display(), n + 1))?;
         let kept: Vec<&str> = vars
             .into_iter()
             .filter(|v| !CONNECTION.iter().any(|c| v.split('=').next() == Some(c)))
@@ -131,6 +109,34 @@ pub fn rewrite_static(
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The Vagrantfile's machine an inventory host line names: by name, or by its `ansible_host`
+/// (or the name itself) being the machine's address.
+fn machine_of<'p>(name: &str, vars: &[&str], plan: &'p RepoPlan) -> Result<&'p Machine, String> {
+    let addr = vars
+        .iter()
+        .find_map(|v| {
+            v.strip_prefix("ansible_host=")
+                .or_else(|| v.strip_prefix("ansible_ssh_host="))
+        })
+        .unwrap_or(name);
+    let by_address = |m: &&Machine| {
+        addr.parse::<Ipv4Addr>()
+            .is_ok_and(|a| m.addresses.contains(&a))
+    };
+    let machines = plan.machines();
+    machines
+        .iter()
+        .find(|m| m.name == name)
+        .or_else(|| machines.iter().find(by_address))
+        .ok_or_else(|| {
+            let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+            format!(
+                "host {name} (address {addr}) is none of the Vagrantfile's machines ({})",
+                names.join(", ")
+            )
+        })
 }
 
 #[cfg(test)]

@@ -54,30 +54,14 @@ pub(super) fn run_steps(
     started: Instant,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
-    let waits = waits(steps, &sub.dir.join("provision.toml"))?;
-    // What each step exported, together with what the steps it waits for saw: a step sees
-    // exactly its ancestors' exports, whatever order concurrent steps finish in.
-    let mut exports: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); steps.len()];
-    let mut changes: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
-    let mut done = vec![false; steps.len()];
-    let mut started_steps = vec![false; steps.len()];
+    let mut graph = StepGraph::new(waits(steps, &sub.dir.join("provision.toml"))?);
     let mut first_error: Option<anyhow::Error> = None;
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut running = 0;
         loop {
-            let stopping = first_error.is_some() || crate::sys::cleanup::aborting();
-            for i in 0..steps.len() {
-                if stopping || started_steps[i] || !waits[i].iter().all(|&w| done[w]) {
-                    continue;
-                }
-                let mut seen = BTreeMap::new();
-                for &w in &waits[i] {
-                    seen.extend(exports[w].clone());
-                }
-                let job = StepJob::new(lab, sub, &steps[i], seen.clone(), group, started)?;
-                exports[i] = seen;
-                started_steps[i] = true;
+            for i in graph.ready() {
+                let job = StepJob::new(lab, sub, &steps[i], graph.start(i), group, started)?;
                 running += 1;
                 let tx = tx.clone();
                 s.spawn(move || {
@@ -90,11 +74,7 @@ pub(super) fn run_steps(
             let (i, outputs) = rx.recv().context("a provisioning thread panicked")?;
             running -= 1;
             match finish_step(sub, &steps[i], i, group, log, outputs) {
-                Ok((own_export, step_changes)) => {
-                    exports[i].extend(own_export);
-                    changes[i] = step_changes;
-                    done[i] = true;
-                }
+                Ok((export, changes)) => graph.finish(i, export, changes),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -105,13 +85,71 @@ pub(super) fn run_steps(
     if let Some(e) = first_error {
         return Err(e);
     }
-    if done.iter().any(|d| !d) {
+    if !graph.all_done() {
         bail!("interrupted");
     }
     Ok(ProvisionReport {
-        changes: changes.into_iter().flatten().collect(),
+        changes: graph.changes.into_iter().flatten().collect(),
         duration: t0.elapsed(),
     })
+}
+
+/// The steps as a graph of waits: which may start, and what each sees. A step sees exactly
+/// its ancestors' exports, whatever order concurrent steps finish in.
+struct StepGraph {
+    waits: Vec<Vec<usize>>,
+    /// What each step exported, together with what the steps it waits for saw.
+    exports: Vec<BTreeMap<String, String>>,
+    changes: Vec<Vec<String>>,
+    done: Vec<bool>,
+    started: Vec<bool>,
+}
+
+impl StepGraph {
+    fn new(waits: Vec<Vec<usize>>) -> StepGraph {
+        let n = waits.len();
+        StepGraph {
+            waits,
+            exports: vec![BTreeMap::new(); n],
+            changes: vec![Vec::new(); n],
+            done: vec![false; n],
+            started: vec![false; n],
+        }
+    }
+
+    /// Steps not started whose waits are all done. After a failure the steps that do not
+    /// wait for the failed one (directly or through others) still run: a broken standby does
+    /// not hide a working barman. Steps that wait for it never become ready, since it is
+    /// never `done`. Nothing starts once pglab is stopping.
+    fn ready(&self) -> Vec<usize> {
+        if crate::sys::cleanup::aborting() {
+            return Vec::new();
+        }
+        (0..self.waits.len())
+            .filter(|&i| !self.started[i] && self.waits[i].iter().all(|&w| self.done[w]))
+            .collect()
+    }
+
+    /// Marks step `i` started; returns what it sees (its ancestors' exports).
+    fn start(&mut self, i: usize) -> BTreeMap<String, String> {
+        let mut seen = BTreeMap::new();
+        for &w in &self.waits[i] {
+            seen.extend(self.exports[w].clone());
+        }
+        self.exports[i] = seen.clone();
+        self.started[i] = true;
+        seen
+    }
+
+    fn finish(&mut self, i: usize, export: BTreeMap<String, String>, changes: Vec<String>) {
+        self.exports[i].extend(export);
+        self.changes[i] = changes;
+        self.done[i] = true;
+    }
+
+    fn all_done(&self) -> bool {
+        self.done.iter().all(|d| *d)
+    }
 }
 
 /// One step ready to run: its hosts and the script each of them gets.
@@ -245,5 +283,28 @@ mod tests {
             env_prelude(&[("A".into(), "it's".into())]),
             "export A='it'\\''s'\n"
         );
+    }
+
+    /// 0 → 1 → 3, 0 → 2: a step sees its ancestors' exports, not a sibling's; a failed step's
+    /// descendants never become ready while the others still run.
+    #[test]
+    fn a_step_sees_its_ancestors_and_a_failure_blocks_only_its_descendants() {
+        let export = |k: &str| BTreeMap::from([(k.to_string(), "1".to_string())]);
+        let mut g = StepGraph::new(vec![vec![], vec![0], vec![0], vec![1]]);
+        assert_eq!(g.ready(), [0]);
+        assert!(g.start(0).is_empty());
+        assert!(g.ready().is_empty(), "0 runs");
+        g.finish(0, export("A"), vec!["a".into()]);
+        assert_eq!(g.ready(), [1, 2]);
+        assert_eq!(g.start(1).keys().collect::<Vec<_>>(), ["A"]);
+        assert_eq!(g.start(2).keys().collect::<Vec<_>>(), ["A"]);
+        g.finish(2, export("C"), vec![]);
+        assert!(g.ready().is_empty(), "3 waits for 1, which failed or runs");
+        g.finish(1, export("B"), vec![]);
+        assert_eq!(g.start(3).keys().collect::<Vec<_>>(), ["A", "B"]);
+        assert!(!g.all_done());
+        g.finish(3, BTreeMap::new(), vec!["d".into()]);
+        assert!(g.all_done());
+        assert_eq!(g.changes.concat(), ["a", "d"]);
     }
 }

@@ -124,7 +124,57 @@ fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
     Ok(chain)
 }
 
+/// Whether `dir` holds a submission in a form pglab reads: a `provision.toml`, or a
+/// repository as students hand it in (a `Vagrantfile`). `pglab grade` asks this to tell a
+/// submission from a folder of them; `Submission::load` reads both.
+pub fn is_submission(dir: &Path) -> bool {
+    dir.join("provision.toml").is_file() || dir.join("Vagrantfile").is_file()
+}
+
+/// Files a submission's content is made of: every file under `dir`, relative, sorted;
+/// version-control and Vagrant state are not content.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if matches!(name.to_str(), Some(".git" | ".vagrant")) {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 impl Submission {
+    /// A hash of everything the submission is made of: its files and those of its `base`
+    /// chain (a fixture changes when the reference it builds on does), names and contents.
+    pub fn content_hash(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for dir in &self.search {
+            for f in files_under(dir) {
+                let rel = f.strip_prefix(dir).unwrap_or(&f);
+                h.update(rel.to_string_lossy().as_bytes());
+                h.update([0]);
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            h.update([1]);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
     /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {

@@ -3,7 +3,7 @@
 
 use super::outcome::{RunReport, Status, StepOutcome};
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.chars()
         .filter(|c| matches!(c, '\t' | '\n' | '\r') || !c.is_control())
         .collect::<String>()
@@ -74,7 +74,7 @@ fn suite(r: &RunReport, name: &str, id: usize, stamp: &str) -> String {
 }
 
 /// A step that ran; a failed one carries pglab's message and where the step is written.
-fn testcase(box_name: &str, c: &StepOutcome) -> String {
+pub(super) fn testcase(box_name: &str, c: &StepOutcome) -> String {
     let mut out = format!(
         "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
         esc(&format!("{}.{}", box_name, c.scenario)),

@@ -1,5 +1,6 @@
 //! Reports of a run: outcomes, the summary table, JUnit, JSON, and the per-run logs.
 
+pub mod cohort;
 pub mod json;
 pub mod junit;
 pub mod outcome;

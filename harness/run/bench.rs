@@ -25,6 +25,9 @@ pub enum What {
     Backends,
     /// Reset to the provisioned state: one save, then `--runs` restores (+ resume steps).
     Reset,
+    /// `pglab grade` over the fixture submissions and the reference with `--jobs 1` and
+    /// `--jobs 2`: submissions per hour and where the time goes.
+    Cohort,
 }
 
 /// The floor's phases: (host, user, function in ci/floor.sh).
@@ -148,6 +151,8 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
         What::Backends => return backends(runs, box_name),
         What::Reset => reset(runs, box_name, &mut samples)?,
         What::Run => return whole_runs(runs, box_name),
+        // Each submission on its own box (a repository's Vagrantfile box, else bookworm).
+        What::Cohort => return cohort(""),
     }
     Ok(format!(
         "pglab bench {what:?} ({runs} runs, box {box_name})\n{}",
@@ -370,6 +375,70 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A cohort graded through `recover` (replicate, backup, drop, recover: every check group of
+/// the homework): `dirs` relative to the repository, each a submission or a folder of them.
+/// An empty `box_name` lets each submission bring its own (a repository's Vagrantfile box).
+pub fn cohort_options(
+    dirs: &[&str],
+    box_name: &str,
+    jobs: usize,
+    out: &std::path::Path,
+) -> super::grade::GradeOptions {
+    let repo = crate::sys::paths::repo_root();
+    super::grade::GradeOptions {
+        dirs: dirs.iter().map(|d| repo.join(d)).collect(),
+        base: RunOptions {
+            box_name: box_name.into(),
+            scenarios: vec!["recover".into()],
+            keep_going: true,
+            ..Default::default()
+        },
+        jobs,
+        out: out.into(),
+        all: true,
+        deadline: std::time::Duration::from_secs(1200),
+    }
+}
+
+/// The benchmark's cohort: the students' repositories as they come (issue 14's fixtures, each
+/// on the box its Vagrantfile names) and the reference.
+const BENCH_COHORT: [&str; 2] = ["tests/fixtures/students", "examples/reference"];
+
+/// `grade` of the fixture cohort with 1 and 2 labs at once: submissions per hour, and the
+/// labs' time split into lab up/down, provisioning, scenarios, and slots left idle.
+fn cohort(box_name: &str) -> Result<String> {
+    let mut s = String::new();
+    for jobs in [1, 2] {
+        let out = tempfile::tempdir()?;
+        let g = super::grade::grade(&cohort_options(&BENCH_COHORT, box_name, jobs, out.path()))?;
+        s.push_str(&cohort_figures(jobs, &g));
+    }
+    Ok(s)
+}
+
+fn cohort_figures(jobs: usize, g: &super::grade::Graded) -> String {
+    let wall = g.wall.as_secs_f64();
+    let sum = |f: &dyn Fn(&str) -> bool| -> f64 {
+        g.rows
+            .iter()
+            .flat_map(|r| &r.phases)
+            .filter(|(p, _)| f(p))
+            .map(|(_, t)| t)
+            .sum()
+    };
+    let lab = sum(&|p| p == "up" || p == "down");
+    let provision = sum(&|p| p == "provision");
+    let scenarios = sum(&|p| p.starts_with("scenario "));
+    let busy: f64 = g.rows.iter().map(|r| r.seconds).sum();
+    let idle = (wall * jobs as f64 - busy).max(0.0);
+    let n = g.rows.len();
+    format!(
+        "--jobs {jobs}: {n} submissions in {wall:.0} s = {:.0} submissions per hour\n  lab time {busy:.0} s: up+down {lab:.0} s, provisioning {provision:.0} s, scenarios {scenarios:.0} s, other {:.0} s; slots idle {idle:.0} s\n",
+        n as f64 * 3600.0 / wall,
+        (busy - lab - provision - scenarios).max(0.0)
+    )
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod discover;
+pub mod grade;
 pub mod homework;
 pub mod schedule;
 
@@ -45,6 +46,9 @@ pub struct RunOptions {
     pub isolate: bool,
     /// The CLI takes it from PGLAB_BACKEND / PGLAB_PROVIDER; the library's default is nspawn.
     pub backend: crate::lab::BackendChoice,
+    /// Grading: after a failure (provisioning or a scenario) the later scenarios still run,
+    /// so a broken standby does not hide a working backup; the default stops at the first.
+    pub keep_going: bool,
 }
 
 impl Default for RunOptions {
@@ -57,6 +61,7 @@ impl Default for RunOptions {
             destroy: Destroy::Always,
             isolate: false,
             backend: crate::lab::BackendChoice::Nspawn,
+            keep_going: false,
         }
     }
 }
@@ -150,11 +155,13 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     }
     let mut phases = Vec::new();
     let t = Instant::now();
+    crate::sys::progress::stage("up");
     let lab = Lab::up(UpOptions {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
         backend: opts.backend,
     })?;
+    crate::sys::progress::stage_lab(lab.id());
     phases.push((Phase::Up, t.elapsed().as_secs_f64()));
     let log = RunLog::create(
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
@@ -162,6 +169,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     )?;
     crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let t = Instant::now();
+    crate::sys::progress::stage("provision");
     let provisioned = provision(&lab, &prepared.submission, &log, started);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
     let (ok, changes, mut checks) = match provisioned {
@@ -172,15 +180,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
             vec![provision_failed(&e, &prepared, &log, t)],
         ),
     };
-    let ok = if ok {
-        let mut scenarios = ScenarioRun::start(opts, &prepared, &lab, &log, started)?;
-        let ok = scenarios.all()?;
-        phases.append(&mut scenarios.phases);
-        checks.append(&mut scenarios.checks);
-        ok
-    } else {
-        false
-    };
+    let ctx = (opts, &prepared, &lab, &log, started);
+    let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks)? && ok;
     let lab_id = lab.id().to_string();
     let kept = finish(opts, lab, ok, &mut phases)?;
     phases.push((Phase::Total, started.elapsed().as_secs_f64()));
@@ -196,6 +197,40 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     log.write("report.json", &serde_json::to_string_pretty(&report)?);
     Ok(report)
+}
+
+/// The scenarios, when provisioning passed or the run keeps going (`keep_going`); a lab
+/// whose facts cannot even be read gets every step skipped with the reason.
+fn scenarios_after_provisioning(
+    (opts, prepared, lab, log, started): (&RunOptions, &Prepared, &Lab, &RunLog, Instant),
+    provisioned: bool,
+    phases: &mut Vec<(Phase, f64)>,
+    checks: &mut Vec<StepOutcome>,
+) -> Result<bool> {
+    if !provisioned && !opts.keep_going {
+        return Ok(false);
+    }
+    let mut scenarios = match ScenarioRun::start(opts, prepared, lab, log, started) {
+        Ok(s) => s,
+        Err(e) if !provisioned => {
+            let why =
+                format!("skipped: the lab cannot be checked after provisioning failed: {e:#}");
+            for sc in &prepared.planned {
+                checks.extend(
+                    sc.steps
+                        .iter()
+                        .map(|st| crate::scenario::runner::skipped(sc, st, &log.redact(&why))),
+                );
+            }
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    scenarios.ok = provisioned;
+    let ok = scenarios.all()?;
+    phases.append(&mut scenarios.phases);
+    checks.append(&mut scenarios.checks);
+    Ok(ok)
 }
 
 fn say_plan(started: Instant, planned: &[Scenario]) {
@@ -256,6 +291,7 @@ fn finish(
         eprintln!("{}", lab.how_to_enter());
     } else {
         let t = Instant::now();
+        crate::sys::progress::stage("down");
         lab.down()?;
         phases.push((Phase::Down, t.elapsed().as_secs_f64()));
     }
@@ -353,7 +389,7 @@ impl<'a> ScenarioRun<'a> {
     /// Runs one scenario (or reports its steps skipped after a failure); on success the lab
     /// is in the state it provides, saved when isolated and new.
     fn scenario(&mut self, sc: &Scenario) -> Result<()> {
-        if !self.ok {
+        if !self.ok && !self.opts.keep_going {
             self.checks.extend(sc.steps.iter().map(|st| {
                 crate::scenario::runner::skipped(sc, st, "skipped: an earlier scenario failed")
             }));
@@ -380,11 +416,20 @@ impl<'a> ScenarioRun<'a> {
             &format!("scenario {}: {}", sc.name, sc.description),
         );
         let t = Instant::now();
-        let outcomes = self.runner.run(sc);
+        crate::sys::progress::stage(&sc.name);
+        // Kept going past a failure, a scenario may run on a lab that never reached the
+        // state it requires: what passes there passed, what fails is not the scenario's
+        // failure (it may be the earlier one's consequence) and is reported not checked.
+        let met = self.state.state.as_deref() == Some(sc.requires.as_str());
+        let mut outcomes = self.runner.run(sc);
         self.phase(Phase::Scenario(sc.name.clone()), t);
-        self.ok = outcomes.iter().all(|o| o.status == Status::Passed);
+        let passed = outcomes.iter().all(|o| o.status == Status::Passed);
+        if !met {
+            not_checked(&sc.requires, &mut outcomes);
+        }
+        self.ok &= passed;
         self.checks.extend(outcomes);
-        if self.ok {
+        if passed && met {
             self.state.state = Some(sc.provides.clone());
             self.state.vars = self.runner.vars.clone();
             if self.opts.isolate
@@ -432,6 +477,18 @@ impl<'a> ScenarioRun<'a> {
 
     fn phase(&mut self, name: Phase, t: Instant) {
         self.phases.push((name, t.elapsed().as_secs_f64()));
+    }
+}
+
+/// The failed steps of a scenario run on a lab that did not reach `requires`: skipped, with
+/// what happened when run anyway.
+fn not_checked(requires: &str, outcomes: &mut [StepOutcome]) {
+    for o in outcomes.iter_mut().filter(|o| o.status == Status::Failed) {
+        o.status = Status::Skipped;
+        o.message = format!(
+            "not checked: this needs the lab in state {requires:?}, which an earlier failure left unreached (run anyway, it failed: {})",
+            o.message.lines().next().unwrap_or_default()
+        );
     }
 }
 

@@ -81,6 +81,40 @@ pub fn run_with(
     setup: &Setup,
 ) -> Result<CmdOutput> {
     let start = Instant::now();
+    let mut child = spawn(argv, stdin, setup)?;
+    let group = setup.own_group.then(|| child.id());
+    // Output is collected as it arrives; a background process started by the command may
+    // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
+    let out_buf = collect(child.stdout.take().expect("piped stdout"));
+    let err_buf = collect(child.stderr.take().expect("piped stderr"));
+    let Some(status) = wait_until(&mut child, group, start + timeout)? else {
+        let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
+        return Err(failure(
+            &format!(
+                "command did not finish within {}",
+                humantime::format_duration(timeout)
+            ),
+            "this machine",
+            &argv.join(" "),
+            &output,
+            "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+        ));
+    };
+    if let Some(pgid) = group {
+        crate::sys::procfs::disown_group(pgid);
+    }
+    wait_for_readers(&[&out_buf, &err_buf], Duration::from_secs(2));
+    Ok(CmdOutput {
+        code: exit_code(status),
+        stdout: drain(&out_buf),
+        stderr: drain(&err_buf),
+        duration: start.elapsed(),
+    })
+}
+
+/// Starts the command (in its own process group when asked) and feeds `stdin` from a thread
+/// of its own, so that a command that reads slowly cannot block the caller.
+fn spawn(argv: &[String], stdin: Option<&[u8]>, setup: &Setup) -> Result<std::process::Child> {
     let mut child = command(argv, stdin.is_some(), setup).spawn().map_err(|e| {
         failure(
             &format!("cannot start {}: {e}", argv[0]),
@@ -90,9 +124,8 @@ pub fn run_with(
             "run `pglab doctor` to see what is missing",
         )
     })?;
-    let group = setup.own_group.then(|| child.id());
-    if let Some(pgid) = group {
-        crate::sys::procfs::own_group(pgid);
+    if setup.own_group {
+        crate::sys::procfs::own_group(child.id());
     }
     if let Some(data) = stdin {
         let mut pipe = child.stdin.take().expect("piped stdin");
@@ -102,43 +135,27 @@ pub fn run_with(
             let _ = pipe.write_all(&data);
         });
     }
-    // Output is collected as it arrives; a background process started by the command may
-    // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
-    let out_buf = collect(child.stdout.take().expect("piped stdout"));
-    let err_buf = collect(child.stderr.take().expect("piped stderr"));
-    let Some(status) = wait_until(&mut child, group, start + timeout)? else {
-        let (out, err) = (drain(&out_buf), drain(&err_buf));
-        return Err(failure(
-            &format!(
-                "command did not finish within {}",
-                humantime::format_duration(timeout)
-            ),
-            "this machine",
-            &argv.join(" "),
-            &format!("{out}{err}"),
-            "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
-        ));
-    };
-    if let Some(pgid) = group {
-        crate::sys::procfs::disown_group(pgid);
-    }
-    let grace = Instant::now() + Duration::from_secs(2);
-    while !(out_buf.1.load(std::sync::atomic::Ordering::SeqCst)
-        && err_buf.1.load(std::sync::atomic::Ordering::SeqCst))
-        && Instant::now() < grace
+    Ok(child)
+}
+
+/// Until both readers saw end of file, or `grace` passed.
+fn wait_for_readers(bufs: &[&Collected], grace: Duration) {
+    let until = Instant::now() + grace;
+    while !bufs
+        .iter()
+        .all(|b| b.1.load(std::sync::atomic::Ordering::SeqCst))
+        && Instant::now() < until
     {
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The exit code, or 128 + the signal that ended the command (as a shell reports it).
+fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    let code = status
+    status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(CmdOutput {
-        code,
-        stdout: drain(&out_buf),
-        stderr: drain(&err_buf),
-        duration: start.elapsed(),
-    })
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The command with its directory, environment, own process group, and pipes.

@@ -31,3 +31,13 @@ pub fn repo_root() -> PathBuf {
     }
     std::env::current_dir().unwrap_or(built_in)
 }
+
+/// `p` as a user would type it here: relative to the current directory when under it (so a
+/// message reads the same in any clone of the repository), else as it is.
+pub fn shown(p: &std::path::Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| p.display().to_string())
+}

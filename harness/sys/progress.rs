@@ -36,3 +36,77 @@ pub fn say(started: std::time::Instant, phase: &str, msg: &str) {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Where each labelled thread stands (`provision`, `recover`...), since when, and its lab, for
+/// a caller that reports many runs at once (`pglab grade`).
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub stage: String,
+    pub since: std::time::Instant,
+    /// When the thread was `track`ed: its run's start.
+    pub started: std::time::Instant,
+    pub lab: Option<String>,
+}
+
+static STAGES: std::sync::Mutex<std::collections::BTreeMap<String, Stage>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+thread_local! {
+    static LABEL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Names this thread for `stage` and `stages` (and prefixes its lines, as `set_label`).
+pub fn track(label: &str) {
+    set_label(label);
+    LABEL.with(|l| *l.borrow_mut() = label.to_string());
+    let now = std::time::Instant::now();
+    with_stages(|s| {
+        s.insert(
+            label.to_string(),
+            Stage {
+                stage: "start".into(),
+                since: now,
+                started: now,
+                lab: None,
+            },
+        )
+    });
+}
+
+fn with_stages<R>(f: impl FnOnce(&mut std::collections::BTreeMap<String, Stage>) -> R) -> R {
+    f(&mut STAGES.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// This thread (when `track`ed) enters `name`.
+pub fn stage(name: &str) {
+    let label = LABEL.with(|l| l.borrow().clone());
+    if label.is_empty() {
+        return;
+    }
+    with_stages(|s| {
+        if let Some(st) = s.get_mut(&label) {
+            st.stage = name.to_string();
+            st.since = std::time::Instant::now();
+        }
+    });
+}
+
+/// This thread (when `track`ed) works on lab `id`.
+pub fn stage_lab(id: &str) {
+    let label = LABEL.with(|l| l.borrow().clone());
+    with_stages(|s| {
+        if let Some(st) = s.get_mut(&label) {
+            st.lab = Some(id.to_string());
+        }
+    });
+}
+
+/// Every tracked thread's stage, by label.
+pub fn stages() -> std::collections::BTreeMap<String, Stage> {
+    with_stages(|s| s.clone())
+}
+
+/// Forgets `label` (its run ended).
+pub fn untrack(label: &str) {
+    with_stages(|s| s.remove(label));
+}

@@ -2,6 +2,7 @@
 //! are ignored by default: `cargo test --test lab -- --ignored`. They run one at a time.
 //! Split by concern; `verbs` holds what they share.
 
+mod cohort;
 #[path = "../common/mod.rs"]
 mod common;
 mod fixtures;

@@ -1,0 +1,76 @@
+use crate::lab::BackendChoice;
+use crate::model::topology::Topology;
+use crate::run::grade::{grade as grade_cohort, GradeOptions};
+use crate::run::{Destroy, RunOptions};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct GradeArgs {
+    /// Submissions, or folders whose subfolders are submissions.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Scenarios every submission runs (default: all); the ones they depend on run first.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// How many labs at once.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Where the cohort report goes: cohort.md, cohort.csv, junit.xml, cohort.json and one
+    /// folder per submission.
+    #[arg(long, default_value = "grades")]
+    out: PathBuf,
+    /// Grade every submission again, even those whose content did not change.
+    #[arg(long)]
+    all: bool,
+    /// A submission still running after this gets a verdict and its lab is removed.
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// The box of every submission (default: the one a repository's Vagrantfile maps to,
+    /// else bookworm).
+    #[arg(long = "box")]
+    box_name: Option<String>,
+    #[arg(long)]
+    topology: Option<PathBuf>,
+}
+
+/// `pglab grade`: the cohort, `--jobs` labs at once, then the table.
+pub fn grade(a: GradeArgs) -> Result<i32> {
+    crate::sys::doctor::require_root("grade submissions")?;
+    let opts = GradeOptions {
+        dirs: a.dirs,
+        base: RunOptions {
+            box_name: a.box_name.unwrap_or_default(),
+            topology: Topology::load_or_default(a.topology.as_deref())?,
+            scenarios: a.scenarios,
+            homework: None,
+            destroy: Destroy::Always,
+            isolate: false,
+            backend: BackendChoice::from_env()?,
+            keep_going: true,
+        },
+        jobs: a.jobs,
+        out: a.out,
+        all: a.all,
+        deadline: a.deadline,
+    };
+    let g = grade_cohort(&opts)?;
+    print!(
+        "{}",
+        crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
+    );
+    let kept = g.rows.len() - g.regraded.len();
+    println!(
+        "\n{} graded in {:.0} s ({kept} unchanged, kept); report in {}",
+        g.regraded.len(),
+        g.wall.as_secs_f64(),
+        opts.out.display()
+    );
+    Ok(if g.rows.iter().all(|r| r.passed()) {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,434 @@
+//! The cohort report of `pglab grade`: one row per submission, one column per check group
+//! (`provisioned`, then each scenario), each cell passed / failed / skipped, and the first
+//! failure's `why` in plain words; written as Markdown (teacher), CSV (gradebook) and JUnit
+//! (one testsuite per submission). `cohort.json` keeps the rows and the content hash each was
+//! graded at, so that grading again keeps what did not change.
+
+use super::junit::{esc, testcase};
+use super::outcome::{RunReport, Status, StepOutcome};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The first column: provisioning, before any scenario.
+pub const PROVISIONED: &str = "provisioned";
+
+/// One check group of one submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub group: String,
+    pub status: Status,
+    /// For a failed cell: what went wrong, in words a student understands; for a skipped
+    /// one: why it did not run.
+    pub why: String,
+}
+
+/// One submission's grade.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub name: String,
+    /// `Submission::content_hash` when it was graded ("" when it could not be read).
+    pub hash: String,
+    pub cells: Vec<Cell>,
+    /// The lab it ran in, its total seconds and phases (not in Markdown/CSV: they change).
+    pub lab: String,
+    pub seconds: f64,
+    pub phases: Vec<(String, f64)>,
+}
+
+impl Row {
+    /// The row of a run: `groups` in order; steps of a group decide its cell.
+    pub fn from_report(name: &str, hash: &str, groups: &[String], r: &RunReport) -> Row {
+        let cells = groups
+            .iter()
+            .map(|g| {
+                let steps: Vec<&StepOutcome> =
+                    r.checks.iter().filter(|c| group_of(c) == g).collect();
+                cell(g, &steps)
+            })
+            .collect();
+        Row {
+            name: name.into(),
+            hash: hash.into(),
+            cells,
+            lab: r.lab.clone(),
+            seconds: r.phases.last().map(|p| p.1).unwrap_or(0.0),
+            phases: r.phases.iter().map(|(p, t)| (p.to_string(), *t)).collect(),
+        }
+    }
+
+    /// A submission that got no run at all (unreadable, or stuck past its deadline): the
+    /// first group failed with `why`, the others skipped.
+    pub fn verdict(name: &str, hash: &str, groups: &[String], failed: &str, why: &str) -> Row {
+        let cells = groups
+            .iter()
+            .map(|g| {
+                if g == failed {
+                    Cell {
+                        group: g.clone(),
+                        status: Status::Failed,
+                        why: why.into(),
+                    }
+                } else {
+                    Cell {
+                        group: g.clone(),
+                        status: Status::Skipped,
+                        why: format!("not run: {failed} failed"),
+                    }
+                }
+            })
+            .collect();
+        Row {
+            name: name.into(),
+            hash: hash.into(),
+            cells,
+            lab: String::new(),
+            seconds: 0.0,
+            phases: vec![],
+        }
+    }
+
+    /// `group: why` of the first failed cell.
+    pub fn first_failure(&self) -> Option<String> {
+        self.cells
+            .iter()
+            .find(|c| c.status == Status::Failed)
+            .map(|c| format!("{}: {}", c.group, c.why))
+    }
+
+    pub fn passed(&self) -> bool {
+        self.cells.iter().all(|c| c.status == Status::Passed)
+    }
+}
+
+fn group_of(c: &StepOutcome) -> &str {
+    if c.scenario == "provision" {
+        PROVISIONED
+    } else {
+        &c.scenario
+    }
+}
+
+/// A group's cell from its steps: failed when one failed (its why), passed when all passed
+/// (provisioning that passed leaves no step: passed), skipped otherwise.
+fn cell(group: &str, steps: &[&StepOutcome]) -> Cell {
+    let (status, why) = if let Some(f) = steps.iter().find(|c| c.status == Status::Failed) {
+        (Status::Failed, plain_why(&f.message))
+    } else if steps.iter().all(|c| c.status == Status::Passed)
+        && (!steps.is_empty() || group == PROVISIONED)
+    {
+        (Status::Passed, String::new())
+    } else {
+        let why = steps
+            .iter()
+            .find(|c| c.status == Status::Skipped)
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "not run".into());
+        (Status::Skipped, why)
+    };
+    Cell {
+        group: group.into(),
+        status,
+        why,
+    }
+}
+
+/// Hints that say where to look rather than what is wrong: not a student's `why`.
+const GENERIC_HINTS: &[&str] = &["read the step's log"];
+
+/// What went wrong in words a student understands, from a failure paragraph
+/// (`sys::exec::failure`): the step's own `why` when the spec gives one; otherwise the
+/// failure's first line without where it happened (paths, logs), and the output line that
+/// names the error. Timestamps and process ids are removed: the same mistake reads the same.
+pub fn plain_why(message: &str) -> String {
+    let hint = message
+        .split("\n  try: ")
+        .nth(1)
+        .map(|h| h.lines().next().unwrap_or_default().trim().to_string())
+        .filter(|h| !h.is_empty() && !GENERIC_HINTS.iter().any(|g| h.starts_with(g)));
+    if let Some(h) = hint {
+        return h;
+    }
+    let first = message.lines().next().unwrap_or_default();
+    let host = regex::Regex::new(r"\(.*\bhost ([\w.-]+)")
+        .expect("valid regex")
+        .captures(first)
+        .map(|c| c[1].to_string());
+    let what = match first.rfind(" (") {
+        Some(i) if first.ends_with(')') => &first[..i],
+        _ => first,
+    };
+    let what = regex::Regex::new(r" \([\w./-]+\.sh\)")
+        .expect("valid regex")
+        .replace(what, "");
+    let mut out = what.to_string();
+    if let Some(h) = host {
+        out.push_str(&format!(" on {h}"));
+    }
+    if let Some(line) = error_line(message) {
+        out.push_str(": ");
+        out.push_str(&line);
+    }
+    out
+}
+
+/// The last output line that names an error, without its timestamp and process id.
+fn error_line(message: &str) -> Option<String> {
+    let errors = regex::Regex::new(r"(?i)\b(fatal|error|failed|denied|refused|not found)\b")
+        .expect("valid regex");
+    let noise = regex::Regex::new(
+        r"\d{4}-\d\d-\d\d[ T][\d:.,]+( ?[A-Z]{2,4}| ?[+-]\d\d(:?\d\d)?)?|\[\d+\]|\b[0-9A-F]{24}\b",
+    )
+    .expect("valid regex");
+    message
+        .lines()
+        .rev()
+        .filter_map(|l| l.trim_start().strip_prefix("| "))
+        .find(|l| errors.is_match(l))
+        .map(|l| {
+            let l = noise.replace_all(l, "");
+            l.split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+}
+
+/// One word per status, as the table shows it.
+fn word(s: Status) -> &'static str {
+    match s {
+        Status::Passed => "passed",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// The Markdown table; `legend` (group, description) follows it.
+pub fn markdown(groups: &[String], rows: &[Row], legend: &[(String, String)]) -> String {
+    let mut s = format!("| submission | {} | first failure |\n", groups.join(" | "));
+    s.push_str(&format!("|---|{}---|\n", "---|".repeat(groups.len())));
+    for r in rows {
+        let cells: Vec<&str> = r.cells.iter().map(|c| word(c.status)).collect();
+        let first = r.first_failure().unwrap_or_default().replace('|', "\\|");
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            r.name,
+            cells.join(" | "),
+            first.replace('\n', " ")
+        ));
+    }
+    let graded = rows.iter().filter(|r| r.passed()).count();
+    s.push_str(&format!(
+        "\n{graded} of {} submissions passed every group.\n\n",
+        rows.len()
+    ));
+    for (g, d) in legend {
+        s.push_str(&format!("- **{g}**: {d}\n"));
+    }
+    s
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV for a gradebook: the table's columns, plus how many groups passed.
+pub fn csv(groups: &[String], rows: &[Row]) -> String {
+    let mut s = format!(
+        "submission,{},groups_passed,first_failure\n",
+        groups.join(",")
+    );
+    for r in rows {
+        let cells: Vec<&str> = r
+            .cells
+            .iter()
+            .map(|c| word(c.status))
+            .map(|w| if w == "FAILED" { "failed" } else { w })
+            .collect();
+        let passed = r
+            .cells
+            .iter()
+            .filter(|c| c.status == Status::Passed)
+            .count();
+        s.push_str(&format!(
+            "{},{},{passed},{}\n",
+            csv_field(&r.name),
+            cells.join(","),
+            csv_field(&r.first_failure().unwrap_or_default())
+        ));
+    }
+    s
+}
+
+/// JUnit: one testsuite per submission, one testcase per step that ran (a submission with no
+/// run has one testcase per group: its verdict).
+pub fn junit(rows: &[Row], reports: &[(String, Option<RunReport>)]) -> String {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp = stamp.trim_end_matches('Z');
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for (id, row) in rows.iter().enumerate() {
+        let report = reports
+            .iter()
+            .find(|(n, _)| n == &row.name)
+            .and_then(|(_, r)| r.as_ref());
+        out.push_str(&suite(row, report, id, stamp));
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn suite(row: &Row, report: Option<&RunReport>, id: usize, stamp: &str) -> String {
+    let cases: Vec<StepOutcome> = match report {
+        Some(r) => r.checks.clone(),
+        None => row.cells.iter().map(|c| verdict_case(row, c)).collect(),
+    };
+    let ran: Vec<&StepOutcome> = cases
+        .iter()
+        .filter(|c| c.status != Status::Skipped)
+        .collect();
+    let failed = ran.iter().filter(|c| c.status == Status::Failed).count();
+    let mut out = format!(
+        "  <testsuite package=\"{n}\" id=\"{id}\" name=\"{n}\" timestamp=\"{stamp}\" hostname=\"localhost\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{:.3}\">\n    <properties>\n      <property name=\"content_hash\" value=\"{}\"/>\n    </properties>\n",
+        ran.len(),
+        row.seconds,
+        esc(&row.hash),
+        n = esc(&row.name),
+    );
+    for c in &ran {
+        out.push_str(&testcase(&row.name, c));
+    }
+    let not_run: String = cases
+        .iter()
+        .filter(|c| c.status == Status::Skipped)
+        .map(|c| format!("not run: {}.{}: {}\n", c.scenario, c.step, c.message))
+        .collect();
+    out.push_str(&format!(
+        "    <system-out>{}</system-out>\n    <system-err></system-err>\n  </testsuite>\n",
+        esc(&not_run)
+    ));
+    out
+}
+
+fn verdict_case(row: &Row, c: &Cell) -> StepOutcome {
+    StepOutcome {
+        scenario: c.group.clone(),
+        step: c.group.clone(),
+        host: "lab".into(),
+        location: row.name.clone(),
+        status: c.status,
+        duration_secs: 0.0,
+        message: c.why.clone(),
+    }
+}
+
+/// The rows of an earlier grading in `dir` (none when there is none or it cannot be read:
+/// then everything is graded again).
+pub fn load_rows(dir: &Path) -> Vec<Row> {
+    std::fs::read_to_string(dir.join("cohort.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// A submission's report card: its cells with their whys, for the student.
+pub fn card(row: &Row, legend: &[(String, String)]) -> String {
+    let mut s = format!(
+        "# {}\n\n| check group | result | why |\n|---|---|---|\n",
+        row.name
+    );
+    for c in &row.cells {
+        let why = if c.status == Status::Passed {
+            ""
+        } else {
+            &c.why
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            c.group,
+            word(c.status),
+            why.replace('|', "\\|").replace('\n', " ")
+        ));
+    }
+    s.push('\n');
+    for (g, d) in legend {
+        s.push_str(&format!("- **{g}**: {d}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provisioning_failure_reads_as_step_host_and_error() {
+        let m = "provisioning step \"standby cloned through its own slot\" (30-standby.sh) failed with exit code 1 (host node2, submission /x/y, log /var/lib/pglab/runs/r/a.log)\n  command: bash\n  output (last lines):\n    | 2026-11-24 19:00:01.123 UTC [4242] LOG:  x\n    | pg_basebackup: error: connection to server at \"192.168.56.11\", port 5432 failed: FATAL:  password authentication failed for user \"replicator\"\n    | done\n  try: read the step's log; fix the script";
+        assert_eq!(
+            plain_why(m),
+            "provisioning step \"standby cloned through its own slot\" failed with exit code 1 on node2: pg_basebackup: error: connection to server at \"192.168.56.11\", port 5432 failed: FATAL: password authentication failed for user \"replicator\""
+        );
+    }
+
+    #[test]
+    fn a_step_with_a_why_reads_as_its_why_and_timestamps_go() {
+        let m = "step \"x\" failed: expected t (scenario replicate at scenarios/replicate.toml:6, host node2, log /l)\n  command: c\n  try: clone it with -C -S node2";
+        assert_eq!(plain_why(m), "clone it with -C -S node2");
+        let m = "step \"x\" failed (scenario r at f:1, host node1, log /l)\n  output (last lines):\n    | 2026-11-24 19:00:01.123 UTC [77] FATAL:  no pg_hba.conf entry";
+        assert_eq!(
+            plain_why(m),
+            "step \"x\" failed on node1: FATAL: no pg_hba.conf entry"
+        );
+    }
+
+    fn row(name: &str, statuses: &[Status]) -> Row {
+        let groups = ["provisioned", "replicate", "backup"];
+        Row {
+            name: name.into(),
+            hash: "h".into(),
+            cells: statuses
+                .iter()
+                .zip(groups)
+                .map(|(s, g)| Cell {
+                    group: g.into(),
+                    status: *s,
+                    why: if *s == Status::Passed {
+                        ""
+                    } else {
+                        "no slot, \"node2\""
+                    }
+                    .into(),
+                })
+                .collect(),
+            lab: "l".into(),
+            seconds: 1.0,
+            phases: vec![],
+        }
+    }
+
+    #[test]
+    fn markdown_and_csv_show_each_cell_and_the_first_failure() {
+        use Status::*;
+        let groups: Vec<String> = ["provisioned", "replicate", "backup"]
+            .map(String::from)
+            .into();
+        let rows = [
+            row("alice", &[Passed, Passed, Passed]),
+            row("bob", &[Passed, Failed, Skipped]),
+        ];
+        let md = markdown(&groups, &rows, &[]);
+        assert!(
+            md.contains("| alice | passed | passed | passed |  |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| bob | passed | FAILED | skipped | replicate: no slot, \"node2\" |"),
+            "{md}"
+        );
+        assert!(md.contains("1 of 2 submissions passed"), "{md}");
+        let csv = csv(&groups, &rows);
+        assert_eq!(
+            csv,
+            "submission,provisioned,replicate,backup,groups_passed,first_failure\nalice,passed,passed,passed,3,\nbob,passed,failed,skipped,1,\"replicate: no slot, \"\"node2\"\"\"\n"
+        );
+    }
+}

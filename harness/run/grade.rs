@@ -1,0 +1,491 @@
+//! `pglab grade`: a cohort of submissions, each in its own lab, `jobs` labs at once, the
+//! same scenarios for all. A slot takes the next submission as soon as its lab is done (a
+//! submission that fails early frees it at once); one stuck past its deadline gets a verdict
+//! and its lab is removed. Submissions whose content did not change since the last grading
+//! in the same `--out` keep their row.
+
+use super::{run, RunOptions, RunReport};
+use crate::provision::submission::is_submission;
+use crate::provision::Submission;
+use crate::report::cohort::{self, Row, PROVISIONED};
+use crate::sys::progress;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct GradeOptions {
+    /// Submissions, or folders of them.
+    pub dirs: Vec<PathBuf>,
+    /// Everything of a run but the submission (`scenarios`: the same for all).
+    pub base: RunOptions,
+    pub jobs: usize,
+    pub out: PathBuf,
+    /// Grade every submission, changed or not.
+    pub all: bool,
+    /// A submission still running after this gets a verdict and its lab is removed.
+    pub deadline: Duration,
+}
+
+/// A submission of the cohort: its name in the table (its folder's), where it is, and its
+/// content hash (None: it cannot be read; its row says why).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub dir: PathBuf,
+    pub hash: Result<String, String>,
+}
+
+/// The cohort: each DIR is a submission or a folder whose subfolders are; names are folder
+/// names, made unique with `-2`, `-3`.
+pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
+    let mut found = Vec::new();
+    for d in dirs {
+        if is_submission(d) {
+            found.push(d.clone());
+            continue;
+        }
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(d)
+            .with_context(|| format!("{} is neither a submission nor a folder", d.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && is_submission(p))
+            .collect();
+        if subs.is_empty() {
+            bail!(
+                "{} holds no submission (a folder with a provision.toml or a Vagrantfile, or folders of them)",
+                d.display()
+            );
+        }
+        subs.sort();
+        found.extend(subs);
+    }
+    let mut names = BTreeSet::new();
+    Ok(found
+        .into_iter()
+        .map(|dir| {
+            let base = dir
+                .canonicalize()
+                .unwrap_or(dir.clone())
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "submission".into());
+            let name = (1..)
+                .map(|i| {
+                    if i == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{i}")
+                    }
+                })
+                .find(|n| names.insert(n.clone()))
+                .expect("a free name");
+            let hash = Submission::load(&dir)
+                .and_then(|s| s.content_hash())
+                .map_err(|e| format!("{e:#}"));
+            Entry { name, dir, hash }
+        })
+        .collect())
+}
+
+/// What a grading produced: the table's columns, their descriptions, every row (regraded or
+/// kept), and the runs of those regraded.
+pub struct Graded {
+    pub groups: Vec<String>,
+    pub legend: Vec<(String, String)>,
+    pub rows: Vec<Row>,
+    pub reports: Vec<(String, Option<RunReport>)>,
+    /// Names regraded now, and the wall time it took.
+    pub regraded: Vec<String>,
+    pub wall: Duration,
+}
+
+/// The check groups: provisioning, then the scenarios in the order they run.
+/// Each check group with its description, for the legend.
+pub type Legend = Vec<(String, String)>;
+
+fn groups(base: &RunOptions) -> Result<(Vec<String>, Legend)> {
+    let prepared = super::prepare(base)?;
+    let mut groups = vec![PROVISIONED.to_string()];
+    let mut legend = vec![(
+        PROVISIONED.to_string(),
+        "the submission's provisioning ran without an error".to_string(),
+    )];
+    for sc in &prepared.planned {
+        groups.push(sc.name.clone());
+        legend.push((sc.name.clone(), sc.description.clone()));
+    }
+    Ok((groups, legend))
+}
+
+/// Grades the cohort and writes its report under `opts.out`.
+pub fn grade(opts: &GradeOptions) -> Result<Graded> {
+    let entries = find_submissions(&opts.dirs)?;
+    let (groups, legend) = groups(&opts.base)?;
+    let before: BTreeMap<String, Row> = cohort::load_rows(&opts.out)
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    let todo: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| opts.all || !unchanged(e, before.get(&e.name), &groups))
+        .collect();
+    let t = Instant::now();
+    let mut results: BTreeMap<String, Outcome> = run_pool(&todo, opts).into_iter().collect();
+    let wall = t.elapsed();
+    let mut reports = Vec::new();
+    let mut rows = Vec::new();
+    for e in &entries {
+        match results.remove(&e.name) {
+            Some(outcome) => {
+                let (row, report) = row_of(e, outcome, &groups, opts.deadline);
+                rows.push(row);
+                reports.push((e.name.clone(), report));
+            }
+            None => rows.push(before[&e.name].clone()),
+        }
+    }
+    let graded = Graded {
+        groups,
+        legend,
+        rows,
+        reports,
+        regraded: todo.iter().map(|e| e.name.clone()).collect(),
+        wall,
+    };
+    write(&opts.out, &graded)?;
+    Ok(graded)
+}
+
+/// Kept from the last grading: same content, same check groups.
+fn unchanged(e: &Entry, before: Option<&Row>, groups: &[String]) -> bool {
+    let Some(row) = before else { return false };
+    let same_groups = row.cells.iter().map(|c| &c.group).eq(groups.iter());
+    matches!(&e.hash, Ok(h) if *h == row.hash) && same_groups
+}
+
+/// How one submission's grading ended.
+pub enum Outcome {
+    Ran(RunReport),
+    /// The run could not complete (an error outside the checks).
+    Error(String),
+    /// Past the deadline, in this stage; its lab was removed.
+    TimedOut(String),
+}
+
+fn row_of(
+    e: &Entry,
+    outcome: Outcome,
+    groups: &[String],
+    deadline: Duration,
+) -> (Row, Option<RunReport>) {
+    let hash = e.hash.clone().unwrap_or_default();
+    match (outcome, &e.hash) {
+        (_, Err(why)) => (
+            Row::verdict(
+                &e.name,
+                "",
+                groups,
+                PROVISIONED,
+                &format!("the submission cannot be read: {why}"),
+            ),
+            None,
+        ),
+        (Outcome::Ran(r), _) => (Row::from_report(&e.name, &hash, groups, &r), Some(r)),
+        (Outcome::Error(why), _) => (
+            Row::verdict(&e.name, &hash, groups, PROVISIONED, &why),
+            None,
+        ),
+        (Outcome::TimedOut(stage), _) => {
+            let why = format!(
+                "still running after the deadline of {} s (in {stage}): the lab was removed",
+                deadline.as_secs()
+            );
+            let failed = if groups.contains(&stage) {
+                stage.as_str()
+            } else {
+                PROVISIONED
+            };
+            (Row::verdict(&e.name, &hash, groups, failed, &why), None)
+        }
+    }
+}
+
+/// The submissions, `jobs` at a time: each slot takes the next as soon as it is free. This
+/// thread prints progress and removes the lab of a submission past its deadline.
+fn run_pool(todo: &[&Entry], opts: &GradeOptions) -> Vec<(String, Outcome)> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
+    let timed_out: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
+            s.spawn(|| worker(todo, opts, &next, &results, &timed_out));
+        }
+        watch(todo.len(), opts.deadline, &results, &timed_out);
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+type Shared<T> = Mutex<T>;
+
+fn worker(
+    todo: &[&Entry],
+    opts: &GradeOptions,
+    next: &AtomicUsize,
+    results: &Shared<Vec<(String, Outcome)>>,
+    timed_out: &Shared<BTreeMap<String, String>>,
+) {
+    while let Some(e) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
+        let outcome = if e.hash.is_err() {
+            Outcome::Error(String::new())
+        } else {
+            progress::track(&e.name);
+            let o = options_for(&e.dir, &opts.base).and_then(|o| run(&o));
+            progress::untrack(&e.name);
+            match (o, timed_out.lock().expect("lock").get(&e.name)) {
+                (_, Some(stage)) => Outcome::TimedOut(stage.clone()),
+                (Ok(r), None) => Outcome::Ran(r),
+                (Err(err), None) => Outcome::Error(cohort::plain_why(&format!("{err:#}"))),
+            }
+        };
+        results
+            .lock()
+            .expect("lock")
+            .push((e.name.clone(), outcome));
+    }
+}
+
+/// One submission's run: a repository (a Vagrantfile) brings its own topology and box, unless
+/// the grader named a box; a box with no equivalent here (Red Hat family) is its verdict.
+fn options_for(dir: &Path, base: &RunOptions) -> Result<RunOptions> {
+    let mut o = RunOptions {
+        homework: Some(dir.to_path_buf()),
+        keep_going: true,
+        ..base.clone()
+    };
+    if let Some(plan) = super::homework::repo_plan(Some(dir))? {
+        o.topology = plan.topology.clone();
+        if o.box_name.is_empty() {
+            o.box_name = plan.pglab_box()?;
+        }
+    }
+    if o.box_name.is_empty() {
+        o.box_name = DEFAULT_BOX.into();
+    }
+    Ok(o)
+}
+
+/// The box of a submission that names none, when the grader named none.
+pub const DEFAULT_BOX: &str = "bookworm";
+
+/// Until every submission is graded: a progress line when something changes (and every
+/// 30 s), and the deadline.
+fn watch(
+    total: usize,
+    deadline: Duration,
+    results: &Shared<Vec<(String, Outcome)>>,
+    timed_out: &Shared<BTreeMap<String, String>>,
+) {
+    let mut last = (String::new(), Instant::now());
+    loop {
+        let done = results.lock().expect("lock").len();
+        if done >= total {
+            break;
+        }
+        let stages = progress::stages();
+        let line = progress_line(done, total, &stages);
+        let shape = line.split(':').next().unwrap_or_default().to_string()
+            + &stages
+                .values()
+                .map(|s| s.stage.as_str())
+                .collect::<String>();
+        if shape != last.0 || last.1.elapsed() > Duration::from_secs(30) {
+            eprintln!("{line}");
+            last = (shape, Instant::now());
+        }
+        for (name, st) in &stages {
+            if st.started.elapsed() > deadline
+                && !timed_out.lock().expect("lock").contains_key(name)
+            {
+                timed_out
+                    .lock()
+                    .expect("lock")
+                    .insert(name.clone(), st.stage.clone());
+                eprintln!(
+                    "{name}: past the deadline of {} s in {}: removing its lab",
+                    deadline.as_secs(),
+                    st.stage
+                );
+                if let Some(lab) = &st.lab {
+                    if let Err(e) = crate::lab::destroy(lab) {
+                        eprintln!("{name}: removing lab {lab}: {e:#}");
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `7/23 graded, 2 running: alice (provision 40 s), bob (recover 3 s)`
+pub fn progress_line(
+    done: usize,
+    total: usize,
+    stages: &BTreeMap<String, progress::Stage>,
+) -> String {
+    let running: Vec<String> = stages
+        .iter()
+        .map(|(n, s)| format!("{n} ({} {} s)", s.stage, s.since.elapsed().as_secs()))
+        .collect();
+    format!(
+        "{done}/{total} graded, {} running: {}",
+        running.len(),
+        running.join(", ")
+    )
+}
+
+/// Markdown, CSV, JUnit, cohort.json, and a folder per regraded submission (its report card,
+/// report.json, and its logs).
+fn write(out: &Path, g: &Graded) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let put = |name: &str, text: String| {
+        std::fs::write(out.join(name), text)
+            .with_context(|| format!("cannot write {}", out.join(name).display()))
+    };
+    put("cohort.md", cohort::markdown(&g.groups, &g.rows, &g.legend))?;
+    put("cohort.csv", cohort::csv(&g.groups, &g.rows))?;
+    put("cohort.json", serde_json::to_string_pretty(&g.rows)?)?;
+    put("junit.xml", cohort::junit(&g.rows, &g.reports))?;
+    for row in g.rows.iter().filter(|r| g.regraded.contains(&r.name)) {
+        let dir = out.join(&row.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("report.md"), cohort::card(row, &g.legend))?;
+        if let Some((_, Some(r))) = g.reports.iter().find(|(n, _)| n == &row.name) {
+            std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
+            std::fs::write(dir.join("summary.txt"), crate::report::summary::summary(r))?;
+            copy_dir(&r.log_dir, &dir.join("logs"))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(&p, to.join(e.file_name()))
+                .with_context(|| format!("cannot copy {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::cohort::Cell;
+    use crate::report::outcome::Status;
+
+    fn repo(p: &str) -> PathBuf {
+        crate::sys::paths::repo_root().join(p)
+    }
+
+    #[test]
+    fn a_folder_of_submissions_and_a_submission_make_one_cohort() {
+        let e = find_submissions(&[
+            repo("tests/fixtures/students"),
+            repo("tests/fixtures/no-slot"),
+            repo("examples/reference"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "expect-prompt",
+                "listen-addresses-copied",
+                "missing-template",
+                "no-standby-slot",
+                "red-hat-box",
+                "shell-provisioners",
+                "static-inventory",
+                "vagrant-roles",
+                "no-slot",
+                "reference"
+            ]
+        );
+        let again = find_submissions(&[repo("examples/reference")]).unwrap();
+        assert_eq!(again[0].hash, e[9].hash, "the hash depends on content only");
+        assert_ne!(e[0].hash, e[1].hash);
+        let twice = find_submissions(&[repo("examples/reference"), repo("examples/reference")]);
+        let twice: Vec<String> = twice.unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(twice, ["reference", "reference-2"]);
+        let err = find_submissions(&[repo("scenarios")]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("holds no submission"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn a_changed_file_or_other_groups_regrade_a_submission() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("alice");
+        std::fs::create_dir(&sub).unwrap();
+        let reference = repo("examples/reference");
+        std::fs::write(
+            sub.join("provision.toml"),
+            format!("base = {:?}\n", reference.display().to_string()),
+        )
+        .unwrap();
+        let e = find_submissions(&[dir.path().into()]).unwrap().remove(0);
+        let groups: Vec<String> = vec![PROVISIONED.into()];
+        let row = Row {
+            name: "alice".into(),
+            hash: e.hash.clone().unwrap(),
+            cells: vec![Cell {
+                group: PROVISIONED.into(),
+                status: Status::Passed,
+                why: String::new(),
+            }],
+            lab: String::new(),
+            seconds: 0.0,
+            phases: vec![],
+        };
+        assert!(unchanged(&e, Some(&row), &groups));
+        assert!(!unchanged(
+            &e,
+            Some(&row),
+            &["provisioned".into(), "recover".into()]
+        ));
+        assert!(!unchanged(&e, None, &groups));
+        std::fs::write(sub.join("10-postgresql.sh"), "echo changed\n").unwrap();
+        let changed = find_submissions(&[dir.path().into()]).unwrap().remove(0);
+        assert!(!unchanged(&changed, Some(&row), &groups));
+    }
+
+    #[test]
+    fn the_progress_line_names_each_running_submission_and_its_stage() {
+        let now = Instant::now();
+        let st = |s: &str| progress::Stage {
+            stage: s.into(),
+            since: now,
+            started: now,
+            lab: None,
+        };
+        let stages = BTreeMap::from([
+            ("alice".into(), st("provision")),
+            ("bob".into(), st("recover")),
+        ]);
+        assert_eq!(
+            progress_line(7, 23, &stages),
+            "7/23 graded, 2 running: alice (provision 0 s), bob (recover 0 s)"
+        );
+    }
+}

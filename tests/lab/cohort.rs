@@ -1,0 +1,173 @@
+//! `pglab grade`: the fixture submissions and the reference graded as one cohort, two labs at
+//! once. The scenarios are `recover` and what leads to it (replicate, backup, drop): every
+//! check group of the homework, each fixture's known mistake among them, in about 20 s of
+//! lab time per submission (the fault scenarios would add minutes per submission for no
+//! check group that these fixtures fail).
+
+use super::verbs::*;
+use pglab::report::cohort::Row;
+use pglab::report::outcome::Status;
+use pglab::run::bench::cohort_options;
+use pglab::run::grade::grade;
+
+/// The row's cells as words, in the table's order.
+fn cells(row: &Row) -> Vec<&'static str> {
+    row.cells
+        .iter()
+        .map(|c| match c.status {
+            Status::Passed => "passed",
+            Status::Failed => "FAILED",
+            Status::Skipped => "skipped",
+        })
+        .collect()
+}
+
+/// The row of `name`: its cells, and that its first failure names `needles`.
+fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
+    let row = rows.iter().find(|r| r.name == name).expect(name);
+    assert_eq!(cells(row), want, "{name}: {row:#?}");
+    let first = row.first_failure().unwrap_or_default();
+    for n in needles {
+        assert!(first.contains(n), "{name}: {n:?} not in {first:?}");
+    }
+    if !row.lab.is_empty() {
+        assert_nothing_left(&row.lab);
+    }
+}
+
+/// Six of the provision.toml fixtures (each one mistake), the reference, and three students'
+/// repositories as they come: a Vagrant shell provisioner, an ansible one without a standby
+/// slot, and a Red Hat box that gets its verdict without a lab.
+const COHORT: [&str; 10] = [
+    "tests/fixtures/no-slot",
+    "tests/fixtures/no-barman-hba",
+    "tests/fixtures/recovery-without-target",
+    "tests/fixtures/replicator-without-password",
+    "tests/fixtures/wrong-pgpass",
+    "tests/fixtures/wrong-path-prefix",
+    "examples/reference",
+    "tests/fixtures/students/shell-provisioners",
+    "tests/fixtures/students/no-standby-slot",
+    "tests/fixtures/students/red-hat-box",
+];
+
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
+    let _g = serial();
+    let out = tempfile::tempdir().unwrap();
+    let g = grade(&cohort_options(&COHORT, "", 2, out.path())).unwrap();
+    assert_eq!(
+        g.groups,
+        ["provisioned", "replicate", "backup", "drop", "recover"]
+    );
+    assert_eq!(g.rows.len(), COHORT.len());
+    let md = std::fs::read_to_string(out.path().join("cohort.md")).unwrap();
+    let csv = std::fs::read_to_string(out.path().join("cohort.csv")).unwrap();
+    eprintln!("{md}");
+    check_rows(&g.rows);
+    insta::assert_snapshot!("cohort-md", md);
+    insta::assert_snapshot!("cohort-csv", csv);
+    for r in &g.rows {
+        let card = out.path().join(&r.name).join("report.md");
+        assert!(card.is_file(), "{}", card.display());
+        assert!(out.path().join(&r.name).join("logs").is_dir());
+    }
+    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), COHORT.len());
+    regrade_keeps_unchanged(out.path());
+}
+
+/// Grading again with nothing changed runs no lab and keeps every row.
+fn regrade_keeps_unchanged(out: &std::path::Path) {
+    let before = std::fs::read_to_string(out.join("cohort.csv")).unwrap();
+    let mut opts = cohort_options(&COHORT, "", 2, out);
+    opts.all = false;
+    let g = grade(&opts).unwrap();
+    assert!(g.regraded.is_empty(), "{:?}", g.regraded);
+    assert_eq!(
+        std::fs::read_to_string(out.join("cohort.csv")).unwrap(),
+        before
+    );
+}
+
+/// Each row as the fixtures make it (tests/lab/fixtures.rs names each one's mistake). Groups
+/// still run after a failure: a provisioning failure leaves the lab as the submission made
+/// it, so later groups are checked on it; a group that needs a state an earlier group failed
+/// to reach counts what passes, and is skipped (not failed) where it fails.
+fn check_rows(rows: &[Row]) {
+    const P: &str = "passed";
+    const F: &str = "FAILED";
+    const S: &str = "skipped";
+    assert_row(rows, "reference", &[P, P, P, P, P], &[]);
+    assert_row(
+        rows,
+        "no-slot",
+        &[P, F, P, S, S],
+        &["replicate: ", "-C -S node2"],
+    );
+    assert_row(
+        rows,
+        "no-barman-hba",
+        &[F, P, F, S, S],
+        &[
+            "provisioned: ",
+            "on barman",
+            "no pg_hba.conf entry",
+            "user \"barman\"",
+        ],
+    );
+    assert_row(
+        rows,
+        "recovery-without-target",
+        &[P, P, P, P, F],
+        &["recover: ", "without a recovery target"],
+    );
+    for name in ["replicator-without-password", "wrong-pgpass"] {
+        assert_row(
+            rows,
+            name,
+            &[F, F, S, S, S],
+            &[
+                "provisioned: ",
+                "\"standby cloned through its own slot\"",
+                "on node2",
+                "password authentication failed for user \"replicator\"",
+            ],
+        );
+    }
+    // Its scripts set up no ssh from barman to the primary: everything up to recover works.
+    assert_row(
+        rows,
+        "shell-provisioners",
+        &[P, P, P, P, F],
+        &["recover: ", "ssh"],
+    );
+    assert_row(
+        rows,
+        "no-standby-slot",
+        &[P, F, P, S, S],
+        &["replicate: ", "-C -S node2"],
+    );
+    assert_row(
+        rows,
+        "red-hat-box",
+        &[F, S, S, S, S],
+        &[
+            "provisioned: ",
+            "Red Hat family",
+            "PGLAB_BACKEND=vagrant",
+            "--homework tests/fixtures/students/red-hat-box --box rockylinux/9",
+        ],
+    );
+    assert_row(
+        rows,
+        "wrong-path-prefix",
+        &[P, P, F, P, S],
+        &[
+            "backup: ",
+            "/usr/pgsql-14/bin",
+            "/usr/lib/postgresql/<major>/bin",
+        ],
+    );
+}
