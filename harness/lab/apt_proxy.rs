@@ -255,14 +255,19 @@ fn valid_until() -> String {
 }
 
 /// Points every host's apt at the proxy: one sources file naming the proxy for the host's
-/// own suite; the box's other sources are set aside (nothing else is reachable anyway).
+/// own suite; the box's other network sources are set aside (nothing else is reachable
+/// anyway). A box's local repository (`file:`, pg14-barman2's PostgreSQL 14 and barman 2.19)
+/// stays: a playbook's `apt update_cache` must still see its packages.
 pub fn point_hosts(lab: &Lab, proxy: &AptProxy) -> Result<()> {
     let script = format!(
         r#"set -e
 . /etc/os-release
 mkdir -p /etc/apt/pglab-disabled
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
-  [ -f "$f" ] && [ "$f" != /etc/apt/sources.list.d/pglab.sources ] && mv "$f" /etc/apt/pglab-disabled/ || true
+  [ -f "$f" ] || continue
+  [ "$f" = /etc/apt/sources.list.d/pglab.sources ] && continue
+  grep -Eq '^[^#]*(file:|URIs: *file:)' "$f" && continue
+  mv "$f" /etc/apt/pglab-disabled/
 done
 {valid_until}
 cat > /etc/apt/sources.list.d/pglab.sources <<EOF

@@ -1,6 +1,7 @@
 //! Names the scenarios take from the provisioned lab rather than from pglab's own choices:
-//! the standby's slot (whatever the submission named it) and barman's server name.
-//! `{{primary}}`, `{{standby}}`, `{{backup}}` are the hosts with those roles.
+//! the standby's slot (whatever the submission named it), barman's server name and its slot.
+//! `{{primary}}`, `{{standby}}`, `{{backup}}` are the hosts with those roles, and
+//! `{{primary_addr}}`... their addresses (`{{gateway_addr}}`: pglab's side of the lab).
 
 use crate::lab::Lab;
 use crate::model::topology::Role;
@@ -17,6 +18,10 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
         ("primary".to_string(), primary.name.clone()),
         ("standby".to_string(), standby.name.clone()),
         ("backup".to_string(), backup.name.clone()),
+        ("primary_addr".to_string(), primary.address.to_string()),
+        ("standby_addr".to_string(), standby.address.to_string()),
+        ("backup_addr".to_string(), backup.address.to_string()),
+        ("gateway_addr".to_string(), topo.gateway.to_string()),
     ]);
     // The slot the standby streams through: the one whose active walsender serves the
     // standby's address. Without one (no slot), the standby's own name: the checks that
@@ -50,6 +55,19 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     } else {
         servers[0].to_string()
     };
+    // barman's own slot on the primary: its server's `slot_name`, else barman's usual one.
+    let probe = format!(
+        "barman show-server {} 2>/dev/null | sed -n 's/^[[:space:]]*slot_name: //p'",
+        crate::backend::shell_quote(&server)
+    );
+    let out = lab.exec(&backup.name, "barman", &probe, Duration::from_secs(30))?;
+    let slot = out.stdout.trim();
+    let slot = if slot.is_empty() || slot == "None" {
+        "barman"
+    } else {
+        slot
+    };
+    vars.insert("barman_slot".into(), slot.to_string());
     vars.insert("barman_server".into(), server);
     Ok(vars)
 }

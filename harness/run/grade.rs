@@ -409,6 +409,7 @@ mod tests {
             names,
             [
                 "expect-prompt",
+                "jammy-course",
                 "listen-addresses-copied",
                 "missing-template",
                 "no-standby-slot",
@@ -421,7 +422,10 @@ mod tests {
             ]
         );
         let again = find_submissions(&[repo("examples/reference")]).unwrap();
-        assert_eq!(again[0].hash, e[9].hash, "the hash depends on content only");
+        assert_eq!(
+            again[0].hash, e[10].hash,
+            "the hash depends on content only"
+        );
         assert_ne!(e[0].hash, e[1].hash);
         let twice = find_submissions(&[repo("examples/reference"), repo("examples/reference")]);
         let twice: Vec<String> = twice.unwrap().into_iter().map(|e| e.name).collect();

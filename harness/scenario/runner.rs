@@ -431,8 +431,8 @@ impl<'a> Runner<'a> {
             &format!("barman {args}"),
             &refused,
         );
-        if st
-            .check
+        if self
+            .substituted(&st.check)?
             .fails_with
             .as_deref()
             .is_some_and(|f| refused.stderr.contains(f))
@@ -453,6 +453,7 @@ impl<'a> Runner<'a> {
             expect: fill(&check.expect)?,
             contains: fill(&check.contains)?,
             not_contains: fill(&check.not_contains)?,
+            fails_with: fill(&check.fails_with)?,
             ..check.clone()
         })
     }

@@ -171,3 +171,44 @@ fn check_rows(rows: &[Row]) {
         ],
     );
 }
+
+/// A submission stuck past its deadline (an `expect` waiting for a prompt that never comes,
+/// which Ansible's own 240 s playbook deadline would end much later) gets a verdict naming the
+/// deadline and the stage, its lab is removed, and its slot grades the next submission.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
+    let _g = serial();
+    let before = lab_ids();
+    let out = tempfile::tempdir().unwrap();
+    let repo = pglab::sys::paths::repo_root();
+    let opts = pglab::run::grade::GradeOptions {
+        dirs: vec![
+            repo.join("tests/fixtures/students/expect-prompt"),
+            repo.join("examples/reference"),
+        ],
+        base: pglab::run::RunOptions {
+            box_name: String::new(),
+            scenarios: vec!["replicate".into()],
+            keep_going: true,
+            ..Default::default()
+        },
+        jobs: 1,
+        out: out.path().into(),
+        all: true,
+        deadline: std::time::Duration::from_secs(90),
+    };
+    let g = grade(&opts).unwrap();
+    eprintln!("graded in {:.0} s", g.wall.as_secs_f64());
+    assert_row(
+        &g.rows,
+        "expect-prompt",
+        &["FAILED", "skipped"],
+        &[
+            "still running after the deadline of 90 s (in provision)",
+            "lab was removed",
+        ],
+    );
+    assert_row(&g.rows, "reference", &["passed", "passed"], &[]);
+    assert_eq!(new_lab_id(&before), None, "a lab was left");
+}

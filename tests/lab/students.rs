@@ -65,6 +65,23 @@ fn vagrant_ansible_provisioner_with_roles_passes_the_homework() {
     }
 }
 
+/// The course's own form: `ubuntu/jammy64` (→ the pg14-barman2 box: PostgreSQL 14, barman
+/// 2.19), `/etc/postgresql/14/main` hard-coded, and the homework's packages installed by the
+/// playbook with `apt update_cache` (python3-pexpect is not in the box: it comes from
+/// Debian's archive through the lab's proxy).
+#[test]
+#[ignore = "needs root, systemd-nspawn, PyPI (ansible 9.4.0), approx and Debian's archive"]
+fn jammy_repository_on_the_course_versions_installs_through_the_proxy_and_recovers() {
+    let _g = serial();
+    let r = run_student("jammy-course", &["recover"]);
+    assert_eq!(r.box_name, "pg14-barman2");
+    assert_passed(&r);
+    let ran: Vec<&str> = r.checks.iter().map(|c| c.scenario.as_str()).collect();
+    for s in ["replicate", "backup", "drop", "recover"] {
+        assert!(ran.contains(&s), "{s} did not run: {ran:?}");
+    }
+}
+
 #[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
 fn static_inventory_master_slave_backup_outside_56_replicates_and_backs_up() {
