@@ -7,7 +7,6 @@ use crate::sys::{exec, mounts, paths, procfs};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -200,38 +199,27 @@ impl BoxSpec {
     pub(crate) fn run_build_step(&self, tmp: &Path, argv: &[String], what: &str) -> Result<()> {
         let log_path = tmp.join("build.log");
         let bar = crate::sys::progress::spinner(&format!("box {}: {what}", self.name));
-        let reader = duct::cmd(&argv[0], &argv[1..])
-            // host_scripts keep what they fetch there (a rebuild does not fetch again).
-            .env("PGLAB_CACHE_DIR", paths::cache_root())
-            .stdin_null()
-            .stderr_to_stdout()
-            .unchecked()
-            .reader()
-            .with_context(|| format!("cannot start {}; run `pglab doctor`", argv[0]))?;
-        for pid in reader.pids() {
-            procfs::own_process(pid);
-        }
+        // host_scripts keep what they fetch there (a rebuild does not fetch again).
+        let setup = exec::Setup {
+            env: vec![(
+                "PGLAB_CACHE_DIR".into(),
+                paths::cache_root().display().to_string(),
+            )],
+            ..Default::default()
+        };
         let mut log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let mut this_step = String::new();
-        for line in std::io::BufReader::new(&reader).lines() {
-            let line = line.unwrap_or_default();
+        let (code, this_step) = exec::stream(argv, &setup, |line| {
             bar.set_message(format!(
                 "box {}: {}",
                 self.name,
                 line.chars().take(90).collect::<String>()
-            ));
-            this_step.push_str(&line);
-            this_step.push('\n');
-        }
-        let status = reader.try_wait()?.map(|o| o.status);
-        for pid in reader.pids() {
-            procfs::disown_process(pid);
-        }
+            ))
+        })?;
         log.push_str(&this_step);
         std::fs::write(&log_path, &log)?;
         bar.finish_and_clear();
-        match status {
-            Some(s) if s.success() => Ok(()),
+        match code {
+            0 => Ok(()),
             _ => Err(exec::failure(
                 &format!("building box {} failed ({what})", self.name),
                 &format!("recipe {}, log {}", self.file.display(), log_path.display()),

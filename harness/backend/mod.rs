@@ -133,6 +133,21 @@ pub fn cut_table(peer: &str) -> String {
     format!("pglab_cut_{}", peer.replace('-', "_"))
 }
 
+/// The outcome of loading `cut_rules` with `nft -f -` on the host at `place`: a failure names
+/// the host, nft's output and where nftables comes from (`nft_source`) on this backend.
+pub fn cut_applied(out: &CmdOutput, place: &str, nft_source: &str) -> Result<()> {
+    if out.ok() {
+        return Ok(());
+    }
+    Err(crate::sys::exec::failure(
+        "cutting the link failed",
+        place,
+        "nft -f -",
+        &out.combined(),
+        &format!("is nftables installed {nft_source}?"),
+    ))
+}
+
 /// nftables rules dropping everything to and from `peer_addr`, in both directions.
 pub fn cut_rules(peer: &str, peer_addr: std::net::Ipv4Addr) -> String {
     format!(

@@ -70,10 +70,16 @@ fn config() -> Result<PathBuf> {
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache)?;
     // approx drops to its own user and keeps its files as that user.
-    let _ = Command::new("chown")
-        .args(["-R", "approx:approx"])
-        .arg(&cache)
-        .status();
+    let _ = crate::sys::exec::run(
+        &[
+            "chown".into(),
+            "-R".into(),
+            "approx:approx".into(),
+            cache.display().to_string(),
+        ],
+        None,
+        Duration::from_secs(120),
+    );
     let mirror = host_mirror();
     let wrap = dir.join("approx-wrap.sh");
     std::fs::write(&wrap, WRAP)?;
@@ -242,10 +248,9 @@ fn serve(approx: &PathBuf, conf: &PathBuf, log_sock: &PathBuf, s: TcpStream) {
 /// The machine's own apt may accept Release files past their Valid-Until (a snapshot
 /// mirror); its hosts then must too, or `apt-get update` through the proxy fails.
 fn valid_until() -> String {
-    let conf = std::process::Command::new("apt-config")
-        .args(["dump", "Acquire::Check-Valid-Until"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+    let argv = ["apt-config", "dump", "Acquire::Check-Valid-Until"].map(String::from);
+    let conf = crate::sys::exec::run(&argv, None, Duration::from_secs(30))
+        .map(|o| o.stdout)
         .unwrap_or_default();
     if conf.contains("\"false\"") {
         "echo 'Acquire::Check-Valid-Until \"false\";' > /etc/apt/apt.conf.d/99pglab-proxy".into()

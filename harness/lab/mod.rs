@@ -149,6 +149,18 @@ impl Lab {
         &self.record.topology
     }
 
+    /// The hosts' roles as provisioning made them (a submission whose machine names say no
+    /// role); names and addresses do not change. The record is written again.
+    pub fn assign_roles(&mut self, roles: &[(String, crate::model::topology::Role)]) -> Result<()> {
+        for h in &mut self.record.topology.hosts {
+            if let Some((_, r)) = roles.iter().find(|(n, _)| *n == h.name) {
+                h.roles = vec![*r];
+            }
+        }
+        self.record.topology.validate()?;
+        self.save()
+    }
+
     pub fn backend(&self) -> &dyn Backend {
         self.backend.as_ref()
     }

@@ -81,6 +81,9 @@ pub struct RepoPlan {
     pub dir: PathBuf,
     pub vagrant: VagrantSpec,
     pub topology: Topology,
+    /// Machines whose roles their names do not say: provisional until provisioning shows
+    /// what runs where (`run::discover::roles`).
+    pub guessed: Vec<String>,
     pub box_choice: BoxChoice,
     pub actions: Vec<Action>,
     pub hints_commands: BTreeMap<String, String>,
@@ -130,10 +133,17 @@ pub fn load(dir: &Path) -> Result<RepoPlan> {
     for a in &actions {
         check_files(dir, a)?;
     }
+    let guessed = vagrant
+        .machines
+        .iter()
+        .filter(|m| role_from_name(&m.name).is_none())
+        .map(|m| m.name.clone())
+        .collect();
     Ok(RepoPlan {
         dir: dir.into(),
         vagrant,
         topology,
+        guessed,
         box_choice,
         actions,
         hints_commands: hints.commands,
@@ -161,6 +171,8 @@ pub fn submission(dir: &Path) -> Result<super::Submission> {
 }
 
 /// The lab's topology: the machines' names and first private addresses, roles from names.
+/// Machines whose names say no role take the roles left, in definition order: provisional
+/// (`RepoPlan::guessed`), found after provisioning from what runs where.
 pub fn topology(v: &VagrantSpec) -> Result<Topology> {
     let mut hosts = Vec::new();
     for m in &v.machines {
@@ -168,17 +180,25 @@ pub fn topology(v: &VagrantSpec) -> Result<Topology> {
         let address = *m.addresses.first().with_context(|| {
             format!("{at}: machine {} has no private_network address; pglab puts each host at its own address", m.name)
         })?;
-        let role = role_from_name(&m.name).with_context(|| {
-            format!(
-                "{at}: machine {:?}: its name says no role (node1/master/leader/primary, node2/slave/replica/standby, barman/backup)",
-                m.name
-            )
-        })?;
         hosts.push(Host {
             name: m.name.clone(),
             address,
-            roles: vec![role],
+            roles: role_from_name(&m.name).into_iter().collect(),
         });
+    }
+    let taken: Vec<Role> = hosts.iter().flat_map(|h| h.roles.clone()).collect();
+    let mut left = [Role::Primary, Role::Standby, Role::Backup]
+        .into_iter()
+        .filter(|r| !taken.contains(r));
+    for h in hosts.iter_mut().filter(|h| h.roles.is_empty()) {
+        let role = left.next().with_context(|| {
+            format!(
+                "{}: machine {:?}: its name says no role and no role is left (node1/master/leader/primary, node2/slave/replica/standby, barman/backup)",
+                v.file.display(),
+                h.name
+            )
+        })?;
+        h.roles.push(role);
     }
     let addrs: Vec<u32> = hosts.iter().map(|h| u32::from(h.address)).collect();
     let common = addrs
@@ -483,6 +503,12 @@ impl RepoPlan {
             self.topology.subnet,
             self.topology.gateway
         )];
+        if !self.guessed.is_empty() {
+            out.push(format!(
+                "roles of {} not in their names: provisional (the roles left, in definition order), found after provisioning from what runs where",
+                self.guessed.join(", ")
+            ));
+        }
         out.push(match &self.box_choice {
             BoxChoice::Mapped { from, to } => format!("box {from} → {to}"),
             BoxChoice::NoEquivalent { from } => {
@@ -574,6 +600,33 @@ Vagrant.configure("2") do |config|
 end
 "#;
 
+    /// Names that say no role take the roles left, in definition order, and are said to be
+    /// provisional.
+    #[test]
+    fn machines_named_otherwise_get_provisional_roles() {
+        let vf = THREE
+            .replace("\"master\" =>", "\"vault\" =>")
+            .replace("\"backup\" =>", "\"pg-a\" =>");
+        let d = repo(&[("Vagrantfile", &vf), ("site.yml", "- hosts: all\n")]);
+        let plan = load(d.path()).unwrap();
+        let roles: Vec<(&str, Role)> = plan
+            .topology
+            .hosts
+            .iter()
+            .map(|h| (h.name.as_str(), h.roles[0]))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("vault", Role::Primary),
+                ("slave", Role::Standby),
+                ("pg-a", Role::Backup)
+            ]
+        );
+        assert_eq!(plan.guessed, ["vault", "pg-a"]);
+        assert!(plan.decisions()[1].starts_with("roles of vault, pg-a not in their names"));
+    }
+
     #[test]
     fn topology_roles_and_box_from_the_vagrantfile() {
         let d = repo(&[
@@ -656,11 +709,13 @@ end
     }
 
     #[test]
-    fn a_missing_playbook_or_a_nameless_machine_is_named() {
-        let vf = THREE.replace("\"backup\" =>", "\"web\" =>");
+    fn a_missing_playbook_or_a_machine_without_a_role_left_is_named() {
+        let vf = THREE
+            .replace("\"backup\" =>", "\"web\" =>")
+            .replace("\"slave\" =>", "\"leader\" =>");
         let d = repo(&[("Vagrantfile", &vf), ("site.yml", "- hosts: all\n")]);
         let e = load(d.path()).unwrap_err().to_string();
-        assert!(e.contains("machine \"web\": its name says no role"), "{e}");
+        assert!(e.contains("the machines do not make a lab"), "{e}");
         let vf = THREE.replace(
             "m.vm.network \"private_network\", ip: ip",
             "m.vm.network \"private_network\", ip: ip\n      m.vm.provision \"ansible\" do |a|\n        a.playbook = \"provision.yml\"\n      end",

@@ -71,3 +71,27 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     vars.insert("barman_server".into(), server);
     Ok(vars)
 }
+
+/// Each host's role from what runs there after provisioning: PostgreSQL answering and not in
+/// recovery is the primary, in recovery the standby; no PostgreSQL answering and barman
+/// naming a server is the backup server. `None` unless that gives exactly one of each.
+pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
+    let probe = "pg=$(runuser -u postgres -- psql -XAtqc 'SELECT pg_is_in_recovery()' 2>/dev/null)\n\
+                 servers=$(runuser -u barman -- barman list-server --minimal 2>/dev/null | head -1)\n\
+                 echo \"${pg:--} ${servers:--}\"";
+    let mut found = Vec::new();
+    for h in &lab.topology().hosts {
+        let out = lab.exec(&h.name, "root", probe, Duration::from_secs(30))?;
+        let role = match out.stdout.split_whitespace().collect::<Vec<_>>()[..] {
+            ["f", _] => Role::Primary,
+            ["t", _] => Role::Standby,
+            ["-", s] if s != "-" => Role::Backup,
+            _ => return Ok(None),
+        };
+        found.push((h.name.clone(), role));
+    }
+    let one_each = [Role::Primary, Role::Standby, Role::Backup]
+        .iter()
+        .all(|r| found.iter().filter(|(_, f)| f == r).count() == 1);
+    Ok(one_each.then_some(found))
+}

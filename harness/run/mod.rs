@@ -146,7 +146,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
 /// fails; the rest are reported skipped), down (or kept), and the report.
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
-    let prepared = prepare(opts)?;
+    let mut prepared = prepare(opts)?;
     say_plan(started, &prepared.planned);
     if let Some(plan) = &prepared.submission.repo {
         for d in plan.decisions() {
@@ -156,7 +156,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut phases = Vec::new();
     let t = Instant::now();
     crate::sys::progress::stage("up");
-    let lab = Lab::up(UpOptions {
+    let mut lab = Lab::up(UpOptions {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
         backend: opts.backend,
@@ -172,6 +172,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     crate::sys::progress::stage("provision");
     let provisioned = provision(&lab, &prepared.submission, &log, started);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
+    if let Some(again) = settle_roles(opts, &prepared, &mut lab, started)? {
+        prepared = again;
+    }
     let (ok, changes, mut checks) = match provisioned {
         Ok(r) => (true, r.changes, Vec::new()),
         Err(e) => (
@@ -231,6 +234,55 @@ fn scenarios_after_provisioning(
     phases.append(&mut scenarios.phases);
     checks.append(&mut scenarios.checks);
     Ok(ok)
+}
+
+/// A repository whose machine names say no role ran with provisional roles: after
+/// provisioning the roles are what runs where, and the scenarios are planned again for them.
+/// Returns the new plan when a role changed.
+fn settle_roles(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    lab: &mut Lab,
+    started: Instant,
+) -> Result<Option<Prepared>> {
+    let Some(plan) = prepared
+        .submission
+        .repo
+        .as_ref()
+        .filter(|p| !p.guessed.is_empty())
+    else {
+        return Ok(None);
+    };
+    let say = |what: &str| crate::sys::progress::say(started, "homework", what);
+    let Some(found) = discover::roles(lab)? else {
+        say("roles after provisioning: not one primary, one standby and one barman server running; the provisional roles stay");
+        return Ok(None);
+    };
+    let shown: Vec<String> = found
+        .iter()
+        .map(|(h, r)| format!("{h} {r:?}").to_lowercase())
+        .collect();
+    if found
+        .iter()
+        .all(|(h, r)| lab.topology().host(h).is_some_and(|x| x.roles == [*r]))
+    {
+        say(&format!(
+            "roles after provisioning as provisional: {}",
+            shown.join(", ")
+        ));
+        return Ok(None);
+    }
+    say(&format!(
+        "roles after provisioning (what runs where; {} were provisional): {}",
+        plan.guessed.join(", "),
+        shown.join(", ")
+    ));
+    lab.assign_roles(&found)?;
+    prepare(&RunOptions {
+        topology: lab.topology().clone(),
+        ..opts.clone()
+    })
+    .map(Some)
 }
 
 fn say_plan(started: Instant, planned: &[Scenario]) {

@@ -18,7 +18,7 @@
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One line of apt's "The following packages have unmet dependencies" block:
 /// ` qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2 is to be installed`.
@@ -314,18 +314,22 @@ fn log_path() -> PathBuf {
 /// Runs apt-get with `args`, its output appended to `log`; returns (success, output).
 fn apt_get(args: &[String], log: &Path) -> Result<(bool, String)> {
     use std::io::Write;
-    let out = std::process::Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=600"])
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut argv = vec![
+        "apt-get".to_string(),
+        "-o".into(),
+        "DPkg::Lock::Timeout=600".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    let setup = super::exec::Setup {
+        env: vec![
+            ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+            ("LC_ALL".into(), "C".into()),
+        ],
+        ..Default::default()
+    };
+    // The lock wait (600 s) and a large download and install fit in an hour.
+    let out = super::exec::run_with(&argv, None, Duration::from_secs(3600), &setup)?;
+    let text = out.combined();
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -334,17 +338,18 @@ fn apt_get(args: &[String], log: &Path) -> Result<(bool, String)> {
         .append(true)
         .open(log)?;
     writeln!(f, "$ apt-get {}\n{text}", args.join(" "))?;
-    Ok((out.status.success(), text))
+    Ok((out.ok(), text))
 }
 
 fn policy_of(names: &[String], log: &Path) -> Result<BTreeMap<String, Policy>> {
     use std::io::Write;
-    let out = std::process::Command::new("apt-cache")
-        .arg("policy")
-        .args(names)
-        .env("LC_ALL", "C")
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut argv = vec!["apt-cache".to_string(), "policy".into()];
+    argv.extend(names.iter().cloned());
+    let setup = super::exec::Setup {
+        env: vec![("LC_ALL".into(), "C".into())],
+        ..Default::default()
+    };
+    let text = super::exec::run_with(&argv, None, Duration::from_secs(120), &setup)?.stdout;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

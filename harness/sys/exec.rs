@@ -112,6 +112,39 @@ pub fn run_with(
     })
 }
 
+/// Runs `argv` to completion with its stdout and stderr merged, calling `on_line` with each
+/// line as it comes (a long build's progress); no deadline (a box build takes minutes, its
+/// end is its own). Returns the exit code and the whole output. The command is ended with
+/// pglab if pglab is interrupted.
+pub fn stream(
+    argv: &[String],
+    setup: &Setup,
+    mut on_line: impl FnMut(&str),
+) -> Result<(i32, String)> {
+    use std::io::BufRead;
+    // `2>&1` by the shell: one pipe, lines in the order the command wrote them.
+    let mut merged = vec![
+        "sh".to_string(),
+        "-c".into(),
+        "exec \"$@\" 2>&1".into(),
+        "sh".into(),
+    ];
+    merged.extend(argv.iter().cloned());
+    let mut child = spawn(&merged, None, setup)?;
+    crate::sys::procfs::own_process(child.id());
+    let mut all = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        on_line(&line);
+        all.push_str(&line);
+        all.push('\n');
+    }
+    let status = child.wait()?;
+    crate::sys::procfs::disown_process(child.id());
+    Ok((exit_code(status), all))
+}
+
 /// Starts the command (in its own process group when asked) and feeds `stdin` from a thread
 /// of its own, so that a command that reads slowly cannot block the caller.
 fn spawn(argv: &[String], stdin: Option<&[u8]>, setup: &Setup) -> Result<std::process::Child> {
@@ -331,5 +364,20 @@ mod tests {
             msg.contains("line 40") && !msg.contains("line 20\n") && msg.contains("try: do y"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn stream_gives_each_line_in_order_with_stderr_merged_and_the_code() {
+        let mut seen = Vec::new();
+        let (code, all) = stream(
+            &sh("echo one; echo two >&2; echo three; exit 4"),
+            &Setup::default(),
+            |l| seen.push(l.to_string()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["one", "two", "three"]);
+        assert_eq!((code, all.as_str()), (4, "one\ntwo\nthree\n"));
+        let e = stream(&["/no/such/tool".into()], &Setup::default(), |_| {});
+        assert_eq!(e.unwrap().0, 127, "sh says the command is not found");
     }
 }

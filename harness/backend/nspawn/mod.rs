@@ -542,16 +542,7 @@ impl Backend for Nspawn {
         let addr_b = self.topo.host(b).expect("checked").address;
         let script = super::cut_rules(b, addr_b);
         let out = self.nft(a, &script)?;
-        if !out.ok() {
-            return Err(failure(
-                "cutting the link failed",
-                &self.place(a),
-                "nft -f -",
-                &out.combined(),
-                "is nftables installed on this machine? (`pglab doctor`)",
-            ));
-        }
-        Ok(())
+        super::cut_applied(&out, &self.place(a), "on this machine (`pglab doctor`)")
     }
 
     fn heal_link(&self, a: &str, b: &str) -> Result<()> {

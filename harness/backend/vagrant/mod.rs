@@ -563,16 +563,11 @@ impl Backend for Vagrant {
         // cut leaves alone.
         let script = format!("nft -f - <<'EOF'\n{}EOF\n", super::cut_rules(b, addr_b));
         let out = self.exec(a, "root", &script, Duration::from_secs(60))?;
-        if !out.ok() {
-            return Err(failure(
-                "cutting the link failed",
-                &self.place(a),
-                "nft -f -",
-                &out.combined(),
-                "is nftables installed in the box? (boxes/layers/vagrant-libvirt.toml)",
-            ));
-        }
-        Ok(())
+        super::cut_applied(
+            &out,
+            &self.place(a),
+            "in the box (boxes/layers/vagrant-libvirt.toml)",
+        )
     }
 
     fn heal_link(&self, a: &str, b: &str) -> Result<()> {
