@@ -67,6 +67,7 @@ fn outcome(scenario: &str, step: &str, status: Status, message: &str) -> StepOut
         location: format!("scenarios/{scenario}.toml:7"),
         status,
         duration_secs: 1.5,
+        waited_secs: 0.0,
         message: message.into(),
     }
 }

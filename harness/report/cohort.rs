@@ -52,7 +52,15 @@ impl Row {
             cells,
             lab: r.lab.clone(),
             seconds: r.phases.last().map(|p| p.1).unwrap_or(0.0),
-            phases: r.phases.iter().map(|(p, t)| (p.to_string(), *t)).collect(),
+            phases: r
+                .phases
+                .iter()
+                .map(|(p, t)| (p.to_string(), *t))
+                .chain([(
+                    WAITS.to_string(),
+                    r.checks.iter().map(|c| c.waited_secs).sum(),
+                )])
+                .collect(),
         }
     }
 
@@ -133,6 +141,9 @@ fn cell(group: &str, steps: &[&StepOutcome]) -> Cell {
 }
 
 /// Hints that say where to look rather than what is wrong: not a student's `why`.
+/// The phase of a row that holds its steps' polling waits (part of the scenarios' time).
+pub const WAITS: &str = "waits";
+
 const GENERIC_HINTS: &[&str] = &["read the step's log"];
 
 /// What went wrong in words a student understands, from a failure paragraph
@@ -317,6 +328,7 @@ fn verdict_case(row: &Row, c: &Cell) -> StepOutcome {
         location: row.name.clone(),
         status: c.status,
         duration_secs: 0.0,
+        waited_secs: 0.0,
         message: c.why.clone(),
     }
 }

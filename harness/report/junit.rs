@@ -1,5 +1,13 @@
 //! JUnit XML, the report format GitLab, GitHub and Jenkins render: one testsuite per scenario
 //! (and box), one testcase per step; failures carry pglab's message.
+//!
+//! Written here rather than with nextest's `quick-junit`: its output does not validate against
+//! Ant's schema, which tests/junit_schema.rs keeps. Measured with quick-junit 0.5.2, every
+//! field set (`set_time`, `set_timestamp`, classnames), through `xmllint --schema`: 10 errors —
+//! `testsuites` may carry no `name`/`tests`/`failures`/`errors`/`time`; `disabled` is not
+//! allowed on `testsuite`; its `timestamp` has milliseconds and an offset where Ant allows
+//! neither; the required `package`, `id` and `hostname` are missing (quick-junit has no way to
+//! add them), and so is the required `<properties>`.
 
 use super::outcome::{RunReport, Status, StepOutcome};
 
@@ -109,6 +117,7 @@ mod tests {
             location: "scenarios/replicate.toml:5".into(),
             status,
             duration_secs: 0.25,
+            waited_secs: 0.0,
             message: message.into(),
         }
     }

@@ -22,6 +22,9 @@ pub struct StepOutcome {
     pub location: String,
     pub status: Status,
     pub duration_secs: f64,
+    /// Of `duration_secs`, the time spent polling until the step's check was met (or its
+    /// `wait` ran out): waiting for a state, not running commands.
+    pub waited_secs: f64,
     pub message: String,
 }
 

@@ -112,6 +112,7 @@ mod tests {
             location: format!("scenarios/{scenario}.toml:7"),
             status,
             duration_secs: if status == Status::Passed { 0.5 } else { 0.0 },
+            waited_secs: 0.0,
             message: message.into(),
         }
     }

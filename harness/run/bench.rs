@@ -431,11 +431,12 @@ fn cohort_figures(jobs: usize, g: &super::grade::Graded) -> String {
     let lab = sum(&|p| p == "up" || p == "down");
     let provision = sum(&|p| p == "provision");
     let scenarios = sum(&|p| p.starts_with("scenario "));
+    let waits = sum(&|p| p == crate::report::cohort::WAITS);
     let busy: f64 = g.rows.iter().map(|r| r.seconds).sum();
     let idle = (wall * jobs as f64 - busy).max(0.0);
     let n = g.rows.len();
     format!(
-        "--jobs {jobs}: {n} submissions in {wall:.0} s = {:.0} submissions per hour\n  lab time {busy:.0} s: up+down {lab:.0} s, provisioning {provision:.0} s, scenarios {scenarios:.0} s, other {:.0} s; slots idle {idle:.0} s\n",
+        "--jobs {jobs}: {n} submissions in {wall:.0} s = {:.0} submissions per hour\n  lab time {busy:.0} s: up+down {lab:.0} s, provisioning {provision:.0} s, scenarios {scenarios:.0} s (of which polling waits {waits:.0} s), other {:.0} s; slots idle {idle:.0} s\n",
         n as f64 * 3600.0 / wall,
         (busy - lab - provision - scenarios).max(0.0)
     )

@@ -321,6 +321,7 @@ fn provision_failed(
             .to_string(),
         status: Status::Failed,
         duration_secs: t.elapsed().as_secs_f64(),
+        waited_secs: 0.0,
         message: msg,
     }
 }

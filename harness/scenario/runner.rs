@@ -22,6 +22,7 @@ pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
         location: sc.at(st.line),
         status: Status::Skipped,
         duration_secs: 0.0,
+        waited_secs: 0.0,
         message: message.into(),
     }
 }
@@ -33,6 +34,8 @@ pub struct Runner<'a> {
     /// Values saved by steps (`save = "name"`), used as `{{name}}`; kept with the lab.
     pub vars: BTreeMap<String, String>,
     prelude: String,
+    /// Seconds the last step spent polling for its check (see `StepOutcome::waited_secs`).
+    waited: std::cell::Cell<f64>,
 }
 
 fn var_re() -> &'static Regex {
@@ -154,6 +157,7 @@ impl<'a> Runner<'a> {
             started,
             vars,
             prelude: prelude(lab),
+            waited: std::cell::Cell::new(0.0),
         }
     }
 
@@ -178,6 +182,7 @@ impl<'a> Runner<'a> {
             );
             let result = self.step(sc, i + 1, st);
             o.duration_secs = t.elapsed().as_secs_f64();
+            o.waited_secs = self.waited.take();
             match result {
                 Ok(()) => {
                     o.status = Status::Passed;
@@ -469,12 +474,16 @@ impl<'a> Runner<'a> {
     ) -> Result<(CmdOutput, Option<String>)> {
         let deadline = st.wait.map(|w| Instant::now() + scaled(w));
         let mut attempts = 0;
+        // The first attempt is the step's command; the time after it is waiting.
+        let mut first_attempt_done: Option<Instant> = None;
         loop {
             attempts += 1;
             let out = match &st.kind {
                 StepKind::Connect { .. } => self.connect(&st.host, script),
                 _ => self.lab.exec(&st.host, user, script, scaled(st.timeout))?,
             };
+            let first = *first_attempt_done.get_or_insert_with(Instant::now);
+            self.waited.set(first.elapsed().as_secs_f64());
             let problem = unmet(check, &out);
             match (problem, deadline) {
                 (None, _) => return Ok((out, None)),
