@@ -23,12 +23,41 @@ pub fn provision(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
+    provision_with(lab, sub, log, started, AfterFailure::SkipDependents)
+}
+
+/// What provisioning does once a step (or a repository's provisioner) failed. Either way the
+/// first failure is the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Steps that do not wait for the failed one still run; those that do are not run
+    /// (`pglab run`: what follows a failure would fail for its sake).
+    SkipDependents,
+    /// Everything runs, in order (`pglab grade`: a broken standby must not hide a working
+    /// barman, so the row shows everything that works).
+    RunEverything,
+}
+
+pub fn provision_with(
+    lab: &Lab,
+    sub: &Submission,
+    log: &RunLog,
+    started: Instant,
+    after_failure: AfterFailure,
+) -> Result<ProvisionReport> {
     if let Some(plan) = &sub.repo {
-        return repo_run::provision(lab, plan, log, started);
+        return repo_run::provision(lab, plan, log, started, after_failure);
     }
     match ansible::playbook_of(sub) {
         Some(playbook) => ansible::provision(lab, sub, &playbook, log, started),
-        None => shell::run_steps(lab, sub, &sub.steps, "provision", log, started),
+        None => {
+            let steps = shell::Steps {
+                steps: &sub.steps,
+                group: "provision",
+                after_failure,
+            };
+            shell::run_steps(lab, sub, &steps, log, started)
+        }
     }
 }
 
@@ -39,5 +68,10 @@ pub fn resume(
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
-    shell::run_steps(lab, sub, &sub.resume, "resume", log, started)
+    let steps = shell::Steps {
+        steps: &sub.resume,
+        group: "resume",
+        after_failure: AfterFailure::SkipDependents,
+    };
+    shell::run_steps(lab, sub, &steps, log, started)
 }

@@ -24,6 +24,7 @@ pub fn provision(
     plan: &RepoPlan,
     log: &RunLog,
     started: Instant,
+    after_failure: super::AfterFailure,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
     // The hosts' apt reaches Debian through pglab's caching proxy while the submission
@@ -47,17 +48,29 @@ pub fn provision(
     };
     let mut report = ProvisionReport::default();
     let mut conn: Option<Connections> = None;
+    let mut first_error = None;
     for (i, action) in plan.actions.iter().enumerate() {
-        match action {
+        let ran = match action {
             Action::Playbook { .. } => {
                 if conn.is_none() {
                     conn = Some(connections(lab)?);
                 }
-                let r = playbook(lab, plan, action, conn.as_ref().expect("set"), log, started)?;
-                report.changes.extend(r.changes);
+                playbook(lab, plan, action, conn.as_ref().expect("set"), log, started)
+                    .map(|r| report.changes.extend(r.changes))
             }
-            Action::Shell { .. } => shell(lab, plan, i, action, log, started)?,
+            Action::Shell { .. } => shell(lab, plan, i, action, log, started),
+        };
+        // Vagrant stops at a failed provisioner; grading runs the next ones too (a backup
+        // playbook after a broken replication one), and the first failure is the verdict.
+        if let Err(e) = ran {
+            if after_failure == super::AfterFailure::SkipDependents {
+                return Err(e);
+            }
+            first_error.get_or_insert(e);
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     report.duration = t0.elapsed();
     Ok(report)

@@ -45,16 +45,25 @@ pub fn env_prelude(env: &[(String, String)]) -> String {
         .collect()
 }
 
+/// Steps to run as one group (`provision`, `resume`) and what follows a failure.
+pub(super) struct Steps<'a> {
+    pub steps: &'a [ProvisionStep],
+    pub group: &'a str,
+    pub after_failure: super::AfterFailure,
+}
+
 pub(super) fn run_steps(
     lab: &Lab,
     sub: &Submission,
-    steps: &[ProvisionStep],
-    group: &str,
+    group: &Steps,
     log: &RunLog,
     started: Instant,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
-    let mut graph = StepGraph::new(waits(steps, &sub.dir.join("provision.toml"))?);
+    let (steps, after_failure) = (group.steps, group.after_failure);
+    let group = group.group;
+    let waits = waits(steps, &sub.dir.join("provision.toml"))?;
+    let mut graph = StepGraph::new(waits, after_failure);
     let mut first_error: Option<anyhow::Error> = None;
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -76,6 +85,7 @@ pub(super) fn run_steps(
             match finish_step(sub, &steps[i], i, group, log, outputs) {
                 Ok((export, changes)) => graph.finish(i, export, changes),
                 Err(e) => {
+                    graph.fail(i);
                     first_error.get_or_insert(e);
                 }
             }
@@ -85,7 +95,7 @@ pub(super) fn run_steps(
     if let Some(e) = first_error {
         return Err(e);
     }
-    if !graph.all_done() {
+    if !graph.all_finished() {
         bail!("interrupted");
     }
     Ok(ProvisionReport {
@@ -98,6 +108,8 @@ pub(super) fn run_steps(
 /// its ancestors' exports, whatever order concurrent steps finish in.
 struct StepGraph {
     waits: Vec<Vec<usize>>,
+    after_failure: super::AfterFailure,
+    failed: Vec<bool>,
     /// What each step exported, together with what the steps it waits for saw.
     exports: Vec<BTreeMap<String, String>>,
     changes: Vec<Vec<String>>,
@@ -106,10 +118,12 @@ struct StepGraph {
 }
 
 impl StepGraph {
-    fn new(waits: Vec<Vec<usize>>) -> StepGraph {
+    fn new(waits: Vec<Vec<usize>>, after_failure: super::AfterFailure) -> StepGraph {
         let n = waits.len();
         StepGraph {
             waits,
+            after_failure,
+            failed: vec![false; n],
             exports: vec![BTreeMap::new(); n],
             changes: vec![Vec::new(); n],
             done: vec![false; n],
@@ -120,14 +134,21 @@ impl StepGraph {
     /// Steps not started whose waits are all done. After a failure the steps that do not
     /// wait for the failed one (directly or through others) still run: a broken standby does
     /// not hide a working barman. Steps that wait for it never become ready, since it is
-    /// never `done`. Nothing starts once pglab is stopping.
+    /// never `done` — unless everything runs (`AfterFailure::RunEverything`), when a failed
+    /// step counts as finished. Nothing starts once pglab is stopping.
     fn ready(&self) -> Vec<usize> {
         if crate::sys::cleanup::aborting() {
             return Vec::new();
         }
+        let everything = self.after_failure == super::AfterFailure::RunEverything;
+        let finished = |w: usize| self.done[w] || (everything && self.failed[w]);
         (0..self.waits.len())
-            .filter(|&i| !self.started[i] && self.waits[i].iter().all(|&w| self.done[w]))
+            .filter(|&i| !self.started[i] && self.waits[i].iter().all(|&w| finished(w)))
             .collect()
+    }
+
+    fn fail(&mut self, i: usize) {
+        self.failed[i] = true;
     }
 
     /// Marks step `i` started; returns what it sees (its ancestors' exports).
@@ -147,8 +168,9 @@ impl StepGraph {
         self.done[i] = true;
     }
 
-    fn all_done(&self) -> bool {
-        self.done.iter().all(|d| *d)
+    /// Every step ran to its end, passed or failed (not stopped by an interrupt).
+    fn all_finished(&self) -> bool {
+        (0..self.done.len()).all(|i| self.done[i] || self.failed[i])
     }
 }
 
@@ -290,7 +312,10 @@ mod tests {
     #[test]
     fn a_step_sees_its_ancestors_and_a_failure_blocks_only_its_descendants() {
         let export = |k: &str| BTreeMap::from([(k.to_string(), "1".to_string())]);
-        let mut g = StepGraph::new(vec![vec![], vec![0], vec![0], vec![1]]);
+        let mut g = StepGraph::new(
+            vec![vec![], vec![0], vec![0], vec![1]],
+            super::super::AfterFailure::SkipDependents,
+        );
         assert_eq!(g.ready(), [0]);
         assert!(g.start(0).is_empty());
         assert!(g.ready().is_empty(), "0 runs");
@@ -302,9 +327,22 @@ mod tests {
         assert!(g.ready().is_empty(), "3 waits for 1, which failed or runs");
         g.finish(1, export("B"), vec![]);
         assert_eq!(g.start(3).keys().collect::<Vec<_>>(), ["A", "B"]);
-        assert!(!g.all_done());
+        assert!(!g.all_finished());
         g.finish(3, BTreeMap::new(), vec!["d".into()]);
-        assert!(g.all_done());
+        assert!(g.all_finished());
         assert_eq!(g.changes.concat(), ["a", "d"]);
+    }
+
+    /// 0 → 1: with everything running, a failed step's dependents still start.
+    #[test]
+    fn running_everything_starts_the_dependents_of_a_failed_step() {
+        use super::super::AfterFailure::*;
+        for (after, ready) in [(SkipDependents, vec![]), (RunEverything, vec![1])] {
+            let mut g = StepGraph::new(vec![vec![], vec![0]], after);
+            g.start(0);
+            g.fail(0);
+            assert_eq!(g.ready(), ready, "{after:?}");
+            assert!(!g.all_finished());
+        }
     }
 }

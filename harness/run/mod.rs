@@ -9,7 +9,7 @@ pub mod schedule;
 use crate::lab::{Lab, UpOptions};
 use crate::model::phase::Phase;
 use crate::model::topology::{Role, Topology};
-use crate::provision::{provision, resume, Submission};
+use crate::provision::{provision_with, resume, AfterFailure, Submission};
 use crate::report::runlog::RunLog;
 use crate::report::summary::SKIPPED_BY_NEED;
 use crate::scenario::runner::{Runner, Status, StepOutcome};
@@ -170,7 +170,12 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let t = Instant::now();
     crate::sys::progress::stage("provision");
-    let provisioned = provision(&lab, &prepared.submission, &log, started);
+    let after_failure = if opts.keep_going {
+        AfterFailure::RunEverything
+    } else {
+        AfterFailure::SkipDependents
+    };
+    let provisioned = provision_with(&lab, &prepared.submission, &log, started, after_failure);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
     if let Some(again) = settle_roles(opts, &prepared, &mut lab, started)? {
         prepared = again;
