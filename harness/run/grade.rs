@@ -172,7 +172,7 @@ pub enum Outcome {
     /// The run could not complete (an error outside the checks).
     Error(String),
     /// Past the deadline, in this stage; its lab was removed.
-    TimedOut(String),
+    TimedOut(PastDeadline),
 }
 
 fn row_of(
@@ -198,9 +198,9 @@ fn row_of(
             Row::verdict(&e.name, &hash, groups, PROVISIONED, &why),
             None,
         ),
-        (Outcome::TimedOut(stage), _) => {
+        (Outcome::TimedOut(PastDeadline { stage, servers }), _) => {
             let why = format!(
-                "still running after the deadline of {} s (in {stage}): the lab was removed",
+                "still running after the deadline of {} s (in {stage}): the lab was removed{servers}",
                 deadline.as_secs()
             );
             let failed = if groups.contains(&stage) {
@@ -218,7 +218,7 @@ fn row_of(
 fn run_pool(todo: &[&Entry], opts: &GradeOptions) -> Vec<(String, Outcome)> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
-    let timed_out: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let timed_out: Mutex<BTreeMap<String, PastDeadline>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
             s.spawn(|| worker(todo, opts, &next, &results, &timed_out));
@@ -235,7 +235,7 @@ fn worker(
     opts: &GradeOptions,
     next: &AtomicUsize,
     results: &Shared<Vec<(String, Outcome)>>,
-    timed_out: &Shared<BTreeMap<String, String>>,
+    timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
     while let Some(e) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
         let outcome = if e.hash.is_err() {
@@ -245,7 +245,7 @@ fn worker(
             let o = options_for(&e.dir, &opts.base).and_then(|o| run(&o));
             progress::untrack(&e.name);
             match (o, timed_out.lock().expect("lock").get(&e.name)) {
-                (_, Some(stage)) => Outcome::TimedOut(stage.clone()),
+                (_, Some(past)) => Outcome::TimedOut(past.clone()),
                 (Ok(r), None) => Outcome::Ran(r),
                 (Err(err), None) => Outcome::Error(cohort::plain_why(&format!("{err:#}"))),
             }
@@ -277,6 +277,32 @@ fn options_for(dir: &Path, base: &RunOptions) -> Result<RunOptions> {
     Ok(o)
 }
 
+/// A submission stopped at its deadline: the stage it was in, and what its servers were doing.
+#[derive(Debug, Clone)]
+pub struct PastDeadline {
+    pub stage: String,
+    pub servers: String,
+}
+
+/// What the servers of a lab past its deadline were doing (PostgreSQL's log, `pg_stat_activity`
+/// wait events: a commit waiting for a synchronous standby says `IPC:SyncRep`), as one line
+/// for the row: `; the servers at that moment: node1: ...`. Empty when they said nothing.
+fn servers_at_deadline(lab_id: &str) -> String {
+    let Ok(lab) = crate::lab::Lab::attach(Some(lab_id)) else {
+        return String::new();
+    };
+    let words = crate::provision::server_words::at_failure(&lab, "did not finish within");
+    let lines: Vec<&str> = words
+        .lines()
+        .map(|l| l.trim().trim_start_matches("| "))
+        .filter(|l| !l.is_empty() && !l.starts_with("the servers at that moment"))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("; the servers at that moment: {}", lines.join("; "))
+}
+
 /// The box of a submission that names none, when the grader named none.
 pub const DEFAULT_BOX: &str = "bookworm";
 
@@ -286,7 +312,7 @@ fn watch(
     total: usize,
     deadline: Duration,
     results: &Shared<Vec<(String, Outcome)>>,
-    timed_out: &Shared<BTreeMap<String, String>>,
+    timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
     let mut last = (String::new(), Instant::now());
     loop {
@@ -309,16 +335,26 @@ fn watch(
             if st.started.elapsed() > deadline
                 && !timed_out.lock().expect("lock").contains_key(name)
             {
-                timed_out
-                    .lock()
-                    .expect("lock")
-                    .insert(name.clone(), st.stage.clone());
+                timed_out.lock().expect("lock").insert(
+                    name.clone(),
+                    PastDeadline {
+                        stage: st.stage.clone(),
+                        servers: String::new(),
+                    },
+                );
                 eprintln!(
                     "{name}: past the deadline of {} s in {}: removing its lab",
                     deadline.as_secs(),
                     st.stage
                 );
                 if let Some(lab) = &st.lab {
+                    let words = servers_at_deadline(lab);
+                    if !words.is_empty() {
+                        let mut t = timed_out.lock().expect("lock");
+                        if let Some(past) = t.get_mut(name) {
+                            past.servers = words;
+                        }
+                    }
                     if let Err(e) = crate::lab::destroy(lab) {
                         eprintln!("{name}: removing lab {lab}: {e:#}");
                     }
