@@ -82,11 +82,8 @@ pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
     let mut found = Vec::new();
     for h in &lab.topology().hosts {
         let out = lab.exec(&h.name, "root", probe, Duration::from_secs(30))?;
-        let role = match out.stdout.split_whitespace().collect::<Vec<_>>()[..] {
-            ["f", _] => Role::Primary,
-            ["t", _] => Role::Standby,
-            ["-", s] if s != "-" => Role::Backup,
-            _ => return Ok(None),
+        let Some(role) = role_seen(&out.stdout) else {
+            return Ok(None);
         };
         found.push((h.name.clone(), role));
     }
@@ -94,4 +91,31 @@ pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
         .iter()
         .all(|r| found.iter().filter(|(_, f)| f == r).count() == 1);
     Ok(one_each.then_some(found))
+}
+
+/// A host's role from the probe's line: `pg_is_in_recovery()` (or `-`) and barman's first
+/// server (or `-`).
+fn role_seen(probe_output: &str) -> Option<Role> {
+    match probe_output.split_whitespace().collect::<Vec<_>>()[..] {
+        ["f", _] => Some(Role::Primary),
+        ["t", _] => Some(Role::Standby),
+        ["-", server] if server != "-" => Some(Role::Backup),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_runs_says_the_role() {
+        assert_eq!(role_seen("f -\n"), Some(Role::Primary));
+        assert_eq!(role_seen("t -"), Some(Role::Standby));
+        assert_eq!(role_seen("- pg"), Some(Role::Backup));
+        // A primary with barman installed beside it is still the primary.
+        assert_eq!(role_seen("f pg"), Some(Role::Primary));
+        assert_eq!(role_seen("- -"), None, "nothing runs");
+        assert_eq!(role_seen(""), None);
+    }
 }

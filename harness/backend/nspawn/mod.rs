@@ -739,3 +739,68 @@ pub fn leftovers(id: &str) -> Vec<String> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(dir: &Path) -> Nspawn {
+        Nspawn::new(
+            "abc123",
+            dir,
+            Path::new("/nonexistent"),
+            &Topology::default_lab(),
+        )
+    }
+
+    #[test]
+    fn a_host_not_in_the_lab_is_refused_naming_the_lab_and_its_hosts() {
+        let d = tempfile::tempdir().unwrap();
+        let n = lab(d.path());
+        assert!(n.check_host("node2").is_ok());
+        let e = format!("{:#}", n.check_host("node9").unwrap_err());
+        assert!(
+            e.contains("lab abc123 has no host \"node9\"") && e.contains("node1, node2, barman"),
+            "{e}"
+        );
+    }
+
+    /// A pid file is trusted only when its process is this host's nspawn (a pid reused by
+    /// another process after a crash must not be killed or entered).
+    #[test]
+    fn a_pid_file_naming_another_process_means_the_host_is_not_running() {
+        let d = tempfile::tempdir().unwrap();
+        let n = lab(d.path());
+        std::fs::create_dir_all(n.host_dir("node1")).unwrap();
+        std::fs::write(
+            n.host_dir("node1").join("nspawn.pid"),
+            std::process::id().to_string(),
+        )
+        .unwrap();
+        assert_eq!(n.nspawn_pid("node1"), None);
+        assert_eq!(n.host_state("node1"), HostState::Stopped);
+        assert_eq!(n.host_state("node2"), HostState::Missing);
+    }
+
+    #[test]
+    fn saved_states_are_the_folders_under_saved() {
+        let d = tempfile::tempdir().unwrap();
+        let n = lab(d.path());
+        assert!(n.saved_names().is_empty());
+        std::fs::create_dir_all(n.saved_dir("provisioned")).unwrap();
+        assert_eq!(n.saved_names(), ["provisioned"]);
+    }
+
+    #[test]
+    fn nsenter_enters_every_namespace_of_the_container() {
+        assert_eq!(
+            nsenter(42, &["systemctl", "poweroff"]).join(" "),
+            "nsenter -t 42 -m -u -i -n -p -- systemctl poweroff"
+        );
+    }
+
+    #[test]
+    fn a_lab_that_never_existed_leaves_nothing() {
+        assert!(leftovers("zz9999").is_empty());
+    }
+}
