@@ -485,8 +485,19 @@ impl<'a> Runner<'a> {
             let first = *first_attempt_done.get_or_insert_with(Instant::now);
             self.waited.set(first.elapsed().as_secs_f64());
             let problem = unmet(check, &out);
+            let hopeless = st
+                .gives_up_on
+                .as_deref()
+                .filter(|g| out.combined().contains(g));
             match (problem, deadline) {
                 (None, _) => return Ok((out, None)),
+                (Some(p), Some(_)) if hopeless.is_some() => {
+                    let why = format!(
+                        "stopped waiting after {attempts} tries: the output shows {:?}, a state that does not change by waiting; last: {p}",
+                        hopeless.unwrap_or_default()
+                    );
+                    return Ok((out, Some(why)));
+                }
                 (Some(_), Some(d)) if Instant::now() < d => {
                     std::thread::sleep(Duration::from_millis(100));
                 }

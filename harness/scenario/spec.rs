@@ -87,6 +87,7 @@ struct RawStep {
     exit: Option<i32>,
     // Waiting, saving, snapshots, explanations.
     wait: Option<Spanned<String>>,
+    gives_up_on: Option<String>,
     timeout: Option<Spanned<String>>,
     save: Option<String>,
     snapshot: Option<Spanned<String>>,
@@ -147,6 +148,9 @@ pub struct Step {
     pub host: String,
     pub kind: StepKind,
     pub check: Check,
+    /// While waiting: output containing this is a state that cannot change any more (recovery
+    /// paused at its target): the step fails at once instead of waiting out its `wait`.
+    pub gives_up_on: Option<String>,
     /// Retry until the check holds, for at most this long (scaled by PGLAB_TIMEOUT_FACTOR).
     pub wait: Option<Duration>,
     /// Deadline of one attempt.
@@ -294,6 +298,12 @@ fn parse_step(
         .as_ref()
         .map(|w| duration(w, src.text, src.file, "wait"))
         .transpose()?;
+    if r.gives_up_on.is_some() && wait.is_none() {
+        bail!(
+            "{}: `gives_up_on` ends a wait early: it needs `wait`",
+            src.at(line)
+        );
+    }
     if wait.is_some() && check == Check::default() {
         bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", src.at(line));
     }
@@ -310,6 +320,7 @@ fn parse_step(
         host,
         kind,
         check,
+        gives_up_on: r.gives_up_on.clone(),
         wait,
         timeout,
         save: r.save.clone(),

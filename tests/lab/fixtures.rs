@@ -159,3 +159,41 @@ fn recovery_without_a_target_fails_the_restore_point_check() {
     );
     assert_nothing_left(&report.lab);
 }
+
+/// Recovery paused at its target (no `--target-action promote`) cannot end by waiting: the
+/// promotion check stops at once, saying so, instead of waiting out its 120 s.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn recovery_paused_at_its_target_fails_at_once_with_the_promote_hint() {
+    let _g = serial();
+    let (report, failed) = run_broken_with("recovery-paused", "recover");
+    fails_only(
+        &failed,
+        "node1 finished recovery and was promoted",
+        &[
+            "stopped waiting after",
+            "\"paused\", a state that does not change by waiting",
+            "--target-action promote",
+        ],
+    );
+    assert_nothing_left(&report.lab);
+}
+
+/// barman recovered into a directory no PostgreSQL uses: the verdict says no recovery
+/// happened where PostgreSQL runs (and which directory that is), before any check of the
+/// recovery target could blame the target.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn recovery_into_another_directory_is_named_before_the_target_is_blamed() {
+    let _g = serial();
+    let (report, failed) = run_broken_with("recovery-elsewhere", "recover");
+    fails_only(
+        &failed,
+        "a recovery ran in the data directory node1's PostgreSQL uses",
+        &[
+            "no recovery in /var/lib/postgresql/15/main",
+            "barman recover wrote somewhere else",
+        ],
+    );
+    assert_nothing_left(&report.lab);
+}
