@@ -207,6 +207,13 @@ pub fn topology(v: &VagrantSpec) -> Result<Topology> {
         .min()
         .unwrap_or(32);
     let prefix = common.min(24);
+    if prefix < 8 {
+        bail!(
+            "{}: the machines' private addresses are in different networks ({}); pglab puts them on one lab bridge",
+            v.file.display(),
+            hosts.iter().map(|h| h.address.to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
     let net = addrs[0] & (u32::MAX << (32 - prefix));
     // The gateway (pglab's side of the lab bridge) takes the first free address.
     let gateway = (1..254)

@@ -45,8 +45,8 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
             slot.to_string()
         },
     );
-    // barman's server: the one whose conninfo names the primary, else the only one, else
-    // the primary's name.
+    // barman's server: the one named as the primary, else the first listed, else the
+    // primary's name.
     let probe = "barman list-server --minimal 2>/dev/null || true";
     let out = lab.exec(&backup.name, "barman", probe, Duration::from_secs(30))?;
     let servers: Vec<&str> = out.stdout.split_whitespace().collect();
@@ -72,9 +72,9 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     Ok(vars)
 }
 
-/// Each host's role from what runs there after provisioning: PostgreSQL answering and not in
-/// recovery is the primary, in recovery the standby; no PostgreSQL answering and barman
-/// naming a server is the backup server. `None` unless that gives exactly one of each.
+/// Each host's role from what runs there after provisioning: barman naming a server is the
+/// backup server; otherwise PostgreSQL answering and not in recovery is the primary, in
+/// recovery the standby. `None` unless that gives exactly one of each.
 pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
     let probe = "pg=$(runuser -u postgres -- psql -XAtqc 'SELECT pg_is_in_recovery()' 2>/dev/null)\n\
                  servers=$(runuser -u barman -- barman list-server --minimal 2>/dev/null | head -1)\n\
@@ -96,10 +96,12 @@ pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
 /// A host's role from the probe's line: `pg_is_in_recovery()` (or `-`) and barman's first
 /// server (or `-`).
 fn role_seen(probe_output: &str) -> Option<Role> {
+    // A configured barman server says backup first: students' barman hosts often still run
+    // the PostgreSQL their packages started (the homework never stops it).
     match probe_output.split_whitespace().collect::<Vec<_>>()[..] {
+        [_, server] if server != "-" => Some(Role::Backup),
         ["f", _] => Some(Role::Primary),
         ["t", _] => Some(Role::Standby),
-        ["-", server] if server != "-" => Some(Role::Backup),
         _ => None,
     }
 }
@@ -113,8 +115,8 @@ mod tests {
         assert_eq!(role_seen("f -\n"), Some(Role::Primary));
         assert_eq!(role_seen("t -"), Some(Role::Standby));
         assert_eq!(role_seen("- pg"), Some(Role::Backup));
-        // A primary with barman installed beside it is still the primary.
-        assert_eq!(role_seen("f pg"), Some(Role::Primary));
+        // barman's host that still runs its own PostgreSQL is the backup server.
+        assert_eq!(role_seen("f pg"), Some(Role::Backup));
         assert_eq!(role_seen("- -"), None, "nothing runs");
         assert_eq!(role_seen(""), None);
     }

@@ -242,7 +242,21 @@ fn worker(
             Outcome::Error(String::new())
         } else {
             progress::track(&e.name);
-            let o = options_for(&e.dir, &opts.base).and_then(|o| run(&o));
+            // A panic in one submission's run is its verdict, not the end of the grading
+            // (the watcher waits for every submission's result).
+            let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                options_for(&e.dir, &opts.base).and_then(|o| run(&o))
+            }))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!(
+                    "pglab failed on this submission (a bug): {what}"
+                ))
+            });
             progress::untrack(&e.name);
             match (o, timed_out.lock().expect("lock").get(&e.name)) {
                 (_, Some(past)) => Outcome::TimedOut(past.clone()),
@@ -332,7 +346,11 @@ fn watch(
             last = (shape, Instant::now());
         }
         for (name, st) in &stages {
+            // Only a submission whose lab is up can be stopped (box builds and `up` have
+            // their own deadlines); one already going down is left to finish.
             if st.started.elapsed() > deadline
+                && st.lab.is_some()
+                && st.stage != "down"
                 && !timed_out.lock().expect("lock").contains_key(name)
             {
                 timed_out.lock().expect("lock").insert(

@@ -177,7 +177,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let provisioned = provision_with(&lab, &prepared.submission, &log, started, after_failure);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
-    if let Some(again) = settle_roles(opts, &prepared, &mut lab, started)? {
+    if let Some(again) = settle_roles(opts, &prepared, &mut lab, started) {
         prepared = again;
     }
     let (ok, changes, mut checks) = match provisioned {
@@ -243,8 +243,27 @@ fn scenarios_after_provisioning(
 
 /// A repository whose machine names say no role ran with provisional roles: after
 /// provisioning the roles are what runs where, and the scenarios are planned again for them.
-/// Returns the new plan when a role changed.
+/// Returns the new plan when a role changed. Best effort: a probe that fails leaves the
+/// provisional roles (and the verdict to the provisioning's own outcome).
 fn settle_roles(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    lab: &mut Lab,
+    started: Instant,
+) -> Option<Prepared> {
+    found_roles(opts, prepared, lab, started).unwrap_or_else(|e| {
+        crate::sys::progress::say(
+            started,
+            "homework",
+            &format!(
+                "roles after provisioning could not be found ({e:#}); the provisional roles stay"
+            ),
+        );
+        None
+    })
+}
+
+fn found_roles(
     opts: &RunOptions,
     prepared: &Prepared,
     lab: &mut Lab,
@@ -487,6 +506,12 @@ impl<'a> ScenarioRun<'a> {
         }
         self.ok &= passed;
         self.checks.extend(outcomes);
+        if !passed {
+            // A failed scenario may leave the lab anywhere (a link still cut, node2 stopped,
+            // a slot lost): no later scenario's requirement counts as met, so what fails
+            // after it is not blamed on the submission.
+            self.state.state = None;
+        }
         if passed && met {
             self.state.state = Some(sc.provides.clone());
             self.state.vars = self.runner.vars.clone();

@@ -327,8 +327,9 @@ fn apt_get(args: &[String], log: &Path) -> Result<(bool, String)> {
         ],
         ..Default::default()
     };
-    // The lock wait (600 s) and a large download and install fit in an hour.
-    let out = super::exec::run_with(&argv, None, Duration::from_secs(3600), &setup)?;
+    // No practical deadline: killing apt-get in the middle of dpkg would leave this machine's
+    // packages half configured. (DPkg::Lock::Timeout bounds the wait for the lock.)
+    let out = super::exec::run_with(&argv, None, Duration::from_secs(24 * 3600), &setup)?;
     let text = out.combined();
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
