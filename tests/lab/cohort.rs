@@ -9,6 +9,7 @@ use pglab::report::cohort::Row;
 use pglab::report::outcome::Status;
 use pglab::run::bench::cohort_options;
 use pglab::run::grade::grade;
+use pglab::run::RunReport;
 
 /// The row's cells as words, in the table's order.
 fn cells(row: &Row) -> Vec<&'static str> {
@@ -35,16 +36,19 @@ fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
     }
 }
 
-/// Six of the provision.toml fixtures (each one mistake), the reference, and three students'
-/// repositories as they come: a Vagrant shell provisioner, an ansible one without a standby
-/// slot, and a Red Hat box that gets its verdict without a lab.
-const COHORT: [&str; 10] = [
+/// Eight of the provision.toml fixtures (each one mistake), the reference, and three students'
+/// repositories as they come: a Vagrant shell provisioner (which sets up no ssh for barman),
+/// an ansible one without a standby slot (tests/lab/students.rs has the others), and a Red
+/// Hat box that gets its verdict without a lab.
+const COHORT: [&str; 12] = [
     "tests/fixtures/no-slot",
     "tests/fixtures/no-barman-hba",
     "tests/fixtures/recovery-without-target",
     "tests/fixtures/replicator-without-password",
     "tests/fixtures/wrong-pgpass",
     "tests/fixtures/wrong-path-prefix",
+    "tests/fixtures/recovery-paused",
+    "tests/fixtures/recovery-elsewhere",
     "examples/reference",
     "tests/fixtures/students/shell-provisioners",
     "tests/fixtures/students/no-standby-slot",
@@ -66,6 +70,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     let csv = std::fs::read_to_string(out.path().join("cohort.csv")).unwrap();
     eprintln!("{md}");
     check_rows(&g.rows);
+    check_recover_messages(&g.reports);
     insta::assert_snapshot!("cohort-md", md);
     insta::assert_snapshot!("cohort-csv", csv);
     for r in &g.rows {
@@ -78,6 +83,48 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), COHORT.len());
     regrade_keeps_unchanged(out.path());
+}
+
+/// The failed step of `name`'s run and its whole message.
+fn failed_step(reports: &[(String, Option<RunReport>)], name: &str) -> (String, String) {
+    let r = reports
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, r)| r.as_ref())
+        .expect(name);
+    let f: Vec<_> = r
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .collect();
+    assert_eq!(f.len(), 1, "{name}: {f:#?}");
+    (f[0].step.clone(), f[0].message.clone())
+}
+
+/// Recovery paused at its target (no `--target-action promote`) cannot end by waiting: the
+/// promotion check stops at once, saying so, instead of waiting out its 120 s. A recovery into
+/// a directory no PostgreSQL uses is named before the recovery target could be blamed.
+fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
+    let (step, m) = failed_step(reports, "recovery-paused");
+    assert_eq!(step, "node1 finished recovery and was promoted");
+    for n in [
+        "stopped waiting after",
+        "\"paused\", a state that does not change by waiting",
+        "--target-action promote",
+    ] {
+        assert!(m.contains(n), "{n:?} not in {m}");
+    }
+    let (step, m) = failed_step(reports, "recovery-elsewhere");
+    assert_eq!(
+        step,
+        "a recovery ran in the data directory node1's PostgreSQL uses"
+    );
+    for n in [
+        "no recovery in /var/lib/postgresql/15/main",
+        "barman recover wrote somewhere else",
+    ] {
+        assert!(m.contains(n), "{n:?} not in {m}");
+    }
 }
 
 /// Grading again with nothing changed runs no lab and keeps every row.
@@ -137,6 +184,9 @@ fn check_rows(rows: &[Row]) {
                 "password authentication failed for user \"replicator\"",
             ],
         );
+    }
+    for name in ["recovery-paused", "recovery-elsewhere"] {
+        assert_row(rows, name, &[P, P, P, P, F], &["recover: "]);
     }
     // Its scripts set up no ssh from barman to the primary: everything up to recover works.
     assert_row(

@@ -117,29 +117,6 @@ fn static_inventory_master_slave_backup_outside_56_replicates_and_backs_up() {
 }
 
 #[test]
-#[ignore = "needs root and systemd-nspawn"]
-fn shell_provisioners_leader_replica_replicate_and_back_up() {
-    let _g = serial();
-    let r = run_student("shell-provisioners", &["replicate", "backup"]);
-    assert_passed(&r);
-}
-
-#[test]
-#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
-fn a_standby_without_a_slot_fails_the_slot_check_with_its_hint() {
-    let _g = serial();
-    let r = run_student("no-standby-slot", &["replicate"]);
-    let f = failed(&r);
-    assert_eq!(f.len(), 1, "{f:#?}");
-    assert!(
-        f[0].step
-            .starts_with("node2 streams from node1 through slot"),
-        "{f:#?}"
-    );
-    assert!(f[0].message.contains("-C -S node2"), "{}", f[0].message);
-}
-
-#[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
 fn a_template_never_committed_is_named_with_its_task() {
     // Ansible names a role's task "ROLE : NAME".
