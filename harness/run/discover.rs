@@ -55,21 +55,25 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     } else {
         servers[0].to_string()
     };
-    // barman's own slot on the primary: its server's `slot_name`, else barman's usual one.
-    let probe = format!(
-        "barman show-server {} 2>/dev/null | sed -n 's/^[[:space:]]*slot_name: //p'",
-        crate::backend::shell_quote(&server)
-    );
-    let out = lab.exec(&backup.name, "barman", &probe, Duration::from_secs(30))?;
-    let slot = out.stdout.trim();
-    let slot = if slot.is_empty() || slot == "None" {
-        "barman"
-    } else {
-        slot
-    };
-    vars.insert("barman_slot".into(), slot.to_string());
+    let slot = barman_slot(lab, &backup.name, &server)?;
+    vars.insert("barman_slot".into(), slot);
     vars.insert("barman_server".into(), server);
     Ok(vars)
+}
+
+/// barman's own slot on the primary: its server's `slot_name`, else barman's usual one.
+fn barman_slot(lab: &Lab, backup: &str, server: &str) -> Result<String> {
+    let probe = format!(
+        "barman show-server {} 2>/dev/null | sed -n 's/^[[:space:]]*slot_name: //p'",
+        crate::backend::shell_quote(server)
+    );
+    let out = lab.exec(backup, "barman", &probe, Duration::from_secs(30))?;
+    let slot = out.stdout.trim();
+    Ok(if slot.is_empty() || slot == "None" {
+        "barman".into()
+    } else {
+        slot.into()
+    })
 }
 
 /// Each host's role from what runs there after provisioning: barman naming a server is the

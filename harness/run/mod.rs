@@ -147,12 +147,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let mut prepared = prepare(opts)?;
-    say_plan(started, &prepared.planned);
-    if let Some(plan) = &prepared.submission.repo {
-        for d in plan.decisions() {
-            crate::sys::progress::say(started, "homework", &d);
-        }
-    }
+    say_plan(started, &prepared);
     let mut phases = Vec::new();
     let t = Instant::now();
     crate::sys::progress::stage("up");
@@ -309,7 +304,17 @@ fn found_roles(
     .map(Some)
 }
 
-fn say_plan(started: Instant, planned: &[Scenario]) {
+/// The scenarios in their order, and what pglab decided about a repository.
+fn say_plan(started: Instant, prepared: &Prepared) {
+    say_scenarios(started, &prepared.planned);
+    if let Some(plan) = &prepared.submission.repo {
+        for d in plan.decisions() {
+            crate::sys::progress::say(started, "homework", &d);
+        }
+    }
+}
+
+fn say_scenarios(started: Instant, planned: &[Scenario]) {
     crate::sys::progress::say(
         started,
         "plan",

@@ -280,33 +280,8 @@ fn parse_step(
     }
     let kind = step_kind(src, line, r, topo, &host)?;
     kind_options_fit(src.at(line), r, &kind)?;
-    let check = Check {
-        expect: r.expect.clone(),
-        contains: r.contains.clone(),
-        not_contains: r.not_contains.clone(),
-        fails_with: r.fails_with.clone(),
-        exit: r.exit,
-    };
-    if check.fails_with.is_some() && check.exit == Some(0) {
-        bail!(
-            "{}: `fails_with` and `exit = 0` contradict each other",
-            src.at(line)
-        );
-    }
-    let wait = r
-        .wait
-        .as_ref()
-        .map(|w| duration(w, src.text, src.file, "wait"))
-        .transpose()?;
-    if r.gives_up_on.is_some() && wait.is_none() {
-        bail!(
-            "{}: `gives_up_on` ends a wait early: it needs `wait`",
-            src.at(line)
-        );
-    }
-    if wait.is_some() && check == Check::default() {
-        bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", src.at(line));
-    }
+    let check = check_of(r);
+    let wait = wait_of(src, line, r, &check)?;
     let timeout = r
         .timeout
         .as_ref()
@@ -327,6 +302,42 @@ fn parse_step(
         snapshot: r.snapshot.as_ref().map(|s| s.get_ref().clone()),
         why: r.why.clone(),
     })
+}
+
+/// The step's checks; `fails_with` and `exit = 0` cannot both hold.
+fn check_of(r: &RawStep) -> Check {
+    Check {
+        expect: r.expect.clone(),
+        contains: r.contains.clone(),
+        not_contains: r.not_contains.clone(),
+        fails_with: r.fails_with.clone(),
+        exit: r.exit,
+    }
+}
+
+/// The step's `wait`: it needs something to wait for, and `gives_up_on` needs a wait.
+fn wait_of(src: &Source, line: usize, r: &RawStep, check: &Check) -> Result<Option<Duration>> {
+    if check.fails_with.is_some() && check.exit == Some(0) {
+        bail!(
+            "{}: `fails_with` and `exit = 0` contradict each other",
+            src.at(line)
+        );
+    }
+    let wait = r
+        .wait
+        .as_ref()
+        .map(|w| duration(w, src.text, src.file, "wait"))
+        .transpose()?;
+    if r.gives_up_on.is_some() && wait.is_none() {
+        bail!(
+            "{}: `gives_up_on` ends a wait early: it needs `wait`",
+            src.at(line)
+        );
+    }
+    if wait.is_some() && check == &Check::default() {
+        bail!("{}: `wait` needs something to wait for: add expect, contains, not_contains, fails_with or exit", src.at(line));
+    }
+    Ok(wait)
 }
 
 /// Exactly one of sql, psql, shell, barman, action, connect, with its options.
