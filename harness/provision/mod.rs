@@ -10,7 +10,7 @@ pub mod submission;
 pub mod vagrantfile_read;
 
 pub use shell::{env_prelude, lab_env};
-pub use submission::{reference_dir, ProvisionReport, ProvisionStep, Submission};
+pub use submission::{reference_dir, AfterFailure, ProvisionReport, ProvisionStep, Submission};
 
 use crate::lab::Lab;
 use crate::report::runlog::RunLog;
@@ -24,18 +24,6 @@ pub fn provision(
     started: Instant,
 ) -> Result<ProvisionReport> {
     provision_with(lab, sub, log, started, AfterFailure::SkipDependents)
-}
-
-/// What provisioning does once a step (or a repository's provisioner) failed. Either way the
-/// first failure is the verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterFailure {
-    /// Steps that do not wait for the failed one still run; those that do are not run
-    /// (`pglab run`: what follows a failure would fail for its sake).
-    SkipDependents,
-    /// Everything runs, in order (`pglab grade`: a broken standby must not hide a working
-    /// barman, so the row shows everything that works).
-    RunEverything,
 }
 
 pub fn provision_with(

@@ -24,7 +24,7 @@ pub fn provision(
     plan: &RepoPlan,
     log: &RunLog,
     started: Instant,
-    after_failure: super::AfterFailure,
+    after_failure: super::submission::AfterFailure,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
     // The hosts' apt reaches Debian through pglab's caching proxy while the submission
@@ -63,7 +63,7 @@ pub fn provision(
         // Vagrant stops at a failed provisioner; grading runs the next ones too (a backup
         // playbook after a broken replication one), and the first failure is the verdict.
         if let Err(e) = ran {
-            if after_failure == super::AfterFailure::SkipDependents {
+            if after_failure == super::submission::AfterFailure::SkipDependents {
                 return Err(e);
             }
             first_error.get_or_insert(e);

@@ -49,7 +49,7 @@ pub fn env_prelude(env: &[(String, String)]) -> String {
 pub(super) struct Steps<'a> {
     pub steps: &'a [ProvisionStep],
     pub group: &'a str,
-    pub after_failure: super::AfterFailure,
+    pub after_failure: super::submission::AfterFailure,
 }
 
 pub(super) fn run_steps(
@@ -108,7 +108,7 @@ pub(super) fn run_steps(
 /// its ancestors' exports, whatever order concurrent steps finish in.
 struct StepGraph {
     waits: Vec<Vec<usize>>,
-    after_failure: super::AfterFailure,
+    after_failure: super::submission::AfterFailure,
     failed: Vec<bool>,
     /// What each step exported, together with what the steps it waits for saw.
     exports: Vec<BTreeMap<String, String>>,
@@ -118,7 +118,7 @@ struct StepGraph {
 }
 
 impl StepGraph {
-    fn new(waits: Vec<Vec<usize>>, after_failure: super::AfterFailure) -> StepGraph {
+    fn new(waits: Vec<Vec<usize>>, after_failure: super::submission::AfterFailure) -> StepGraph {
         let n = waits.len();
         StepGraph {
             waits,
@@ -140,7 +140,7 @@ impl StepGraph {
         if crate::sys::cleanup::aborting() {
             return Vec::new();
         }
-        let everything = self.after_failure == super::AfterFailure::RunEverything;
+        let everything = self.after_failure == super::submission::AfterFailure::RunEverything;
         let finished = |w: usize| self.done[w] || (everything && self.failed[w]);
         (0..self.waits.len())
             .filter(|&i| !self.started[i] && self.waits[i].iter().all(|&w| finished(w)))
@@ -314,7 +314,7 @@ mod tests {
         let export = |k: &str| BTreeMap::from([(k.to_string(), "1".to_string())]);
         let mut g = StepGraph::new(
             vec![vec![], vec![0], vec![0], vec![1]],
-            super::super::AfterFailure::SkipDependents,
+            super::super::submission::AfterFailure::SkipDependents,
         );
         assert_eq!(g.ready(), [0]);
         assert!(g.start(0).is_empty());
@@ -336,7 +336,7 @@ mod tests {
     /// 0 → 1: with everything running, a failed step's dependents still start.
     #[test]
     fn running_everything_starts_the_dependents_of_a_failed_step() {
-        use super::super::AfterFailure::*;
+        use super::super::submission::AfterFailure::*;
         for (after, ready) in [(SkipDependents, vec![]), (RunEverything, vec![1])] {
             let mut g = StepGraph::new(vec![vec![], vec![0]], after);
             g.start(0);

@@ -288,6 +288,18 @@ pub struct ProvisionReport {
     pub duration: Duration,
 }
 
+/// What provisioning does once a step (or a repository's provisioner) failed. Either way the
+/// first failure is the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Steps that do not wait for the failed one still run; those that do are not run
+    /// (`pglab run`: what follows a failure would fail for its sake).
+    SkipDependents,
+    /// Everything runs, in order (`pglab grade`: a broken standby must not hide a working
+    /// barman, so the row shows everything that works).
+    RunEverything,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
