@@ -162,7 +162,7 @@ fn playbook(
     run_playbook(lab, &play, log, started).map_err(|e| {
         let msg = log.redact(&format!("{e:#}"));
         let stuck = match super::server_words::last_task(&msg) {
-            Some(t) if msg.contains("did not finish within") => format!(
+            Some(t) if super::server_words::stopped_at_deadline(&msg) => format!(
                 "playbook {} stopped after {}: task {t:?} never finished\n",
                 playbook.display(),
                 humantime::format_duration(scaled(PLAYBOOK_DEADLINE))

@@ -12,9 +12,19 @@ done 2>/dev/null || true"#;
 
 const ACTIVITY: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT coalesce(usename, backend_type), coalesce(client_addr::text, 'local'), state, coalesce(wait_event_type || ':' || wait_event, 'running'), left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'" 2>/dev/null || true"#;
 
+/// Whether a failure paragraph is a command stopped at its deadline (`sys::exec`'s words).
+pub fn stopped_at_deadline(message: &str) -> bool {
+    message.contains("did not finish within")
+}
+
 /// Lines to append to a provisioning failure; empty when the servers said nothing.
 pub fn at_failure(lab: &Lab, message: &str) -> String {
-    let stuck = message.contains("did not finish within");
+    servers_now(lab, stopped_at_deadline(message))
+}
+
+/// What the servers say now: PostgreSQL's log and, for something `stuck`, what each
+/// PostgreSQL is doing (`pg_stat_activity`). Empty when they said nothing.
+pub fn servers_now(lab: &Lab, stuck: bool) -> String {
     let mut out = String::new();
     for h in &lab.topology().hosts {
         let t = Duration::from_secs(15);

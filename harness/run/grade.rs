@@ -248,11 +248,7 @@ fn worker(
                 options_for(&e.dir, &opts.base).and_then(|o| run(&o))
             }))
             .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let what = crate::sys::fanout::panic_message(p.as_ref());
                 Err(anyhow::anyhow!(
                     "pglab failed on this submission (a bug): {what}"
                 ))
@@ -305,7 +301,7 @@ fn servers_at_deadline(lab_id: &str) -> String {
     let Ok(lab) = crate::lab::Lab::attach(Some(lab_id)) else {
         return String::new();
     };
-    let words = crate::provision::server_words::at_failure(&lab, "did not finish within");
+    let words = crate::provision::server_words::servers_now(&lab, true);
     let lines: Vec<&str> = words
         .lines()
         .map(|l| l.trim().trim_start_matches("| "))

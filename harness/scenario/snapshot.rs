@@ -34,11 +34,7 @@ pub fn check(name: &str, value: &str, description: &str) -> Result<()> {
     }));
     std::panic::set_hook(hook);
     result.map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let msg = crate::sys::fanout::panic_message(p.as_ref());
         anyhow!(
             "output differs from snapshot {name} ({}): {msg}; the diff is printed above; review with `cargo insta review` (or accept with INSTA_UPDATE=always)",
             snapshots_dir().join(format!("{name}.snap")).display()

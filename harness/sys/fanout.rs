@@ -20,6 +20,15 @@ pub fn fan_out<T: Sync, R: Send>(
     })
 }
 
+/// The text a panic was raised with (`panic!("...")`), or nothing.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
