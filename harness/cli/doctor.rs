@@ -17,6 +17,8 @@ pub fn doctor(a: DoctorArgs) -> Result<i32> {
     let needs = doctor::needs();
     println!("nspawn backend (the default):");
     print!("{}", doctor::report(&needs));
+    println!("grading a repository as it comes (pglab grade, run --homework REPO):");
+    print!("{}", doctor::report(&doctor::repository_needs()));
     println!("Vagrant backend with libvirt (PGLAB_BACKEND=vagrant; apt-get install --no-install-recommends PACKAGES):");
     print!("{}", doctor::report(&doctor::vagrant_needs()));
     println!(

@@ -186,6 +186,41 @@ fn install_missing_for(
     crate::sys::apt::install(purpose, &missing, no_recommends)
 }
 
+/// What reading a student's repository needs: a Ruby to run the Vagrantfile against pglab's
+/// stub, and bubblewrap to run it where it sees nothing of this machine (an unprivileged uid,
+/// no capabilities, no network, only /usr and the repository's copy, read-only).
+pub fn repository_needs() -> Vec<Need> {
+    vec![
+        Need {
+            what: "ruby (reads a student's Vagrantfile)",
+            package: Some("ruby"),
+            present: ["/usr/bin/ruby", "/opt/vagrant/embedded/bin/ruby"]
+                .iter()
+                .any(|p| std::path::Path::new(p).exists()),
+        },
+        Need {
+            what: "bwrap (the Vagrantfile reader's sandbox)",
+            package: Some("bubblewrap"),
+            present: has("bwrap"),
+        },
+        Need {
+            what: "setpriv (util-linux: the reader runs as nobody)",
+            package: Some("util-linux"),
+            present: has("setpriv"),
+        },
+    ]
+}
+
+/// Installs Ruby and bubblewrap when missing (without recommends), or fails with the command.
+pub fn ensure_repository_reader() -> Result<()> {
+    install_missing_for(
+        "reading students' repositories",
+        &repository_needs(),
+        true,
+        &["--no-install-recommends"],
+    )
+}
+
 /// What the test suites need beyond the lab itself: xmllint and npm (the JUnit schema check),
 /// python3 with venv (check-jsonschema and ansible-core come from PyPI).
 pub fn test_needs() -> Vec<Need> {
