@@ -10,8 +10,42 @@ use std::time::{Duration, Instant};
 
 pub static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// One lab test at a time (two cores), timed: when the test ends, passed or not, its time
+/// goes to `lab-test-times.tsv` in the test target's temporary folder, which `.ci/run`
+/// prints with the five slowest.
+pub struct Serial {
+    _one: std::sync::MutexGuard<'static, ()>,
+    started: Instant,
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        let secs = self.started.elapsed().as_secs_f64();
+        let result = if std::thread::panicking() {
+            "failed"
+        } else {
+            "passed"
+        };
+        eprintln!("lab test {name}: {secs:.1} s, {result}");
+        let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-test-times.tsv");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
+            let _ = writeln!(f, "{secs:.1}\t{name}\t{result}");
+        }
+    }
+}
+
+pub fn serial() -> Serial {
+    let one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Serial {
+        _one: one,
+        started: Instant::now(),
+    }
 }
 
 pub fn sh(lab: &Lab, host: &str, script: &str) -> pglab::sys::exec::CmdOutput {

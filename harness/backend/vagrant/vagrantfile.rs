@@ -1,7 +1,7 @@
 //! Renders the lab's Vagrantfile from `Vagrantfile.tera` (tera 1.x): the three hosts, their
 //! private-network addresses, box, resources, and a provider block for VirtualBox and for
 //! libvirt. Every value goes through the `ruby` filter, which makes it a Ruby string literal;
-//! nothing is pasted raw. (The Vagrant backend that drives these files is issue 4's next step.)
+//! nothing is pasted raw.
 
 use crate::model::topology::Topology;
 use anyhow::{bail, Context, Result};
@@ -9,7 +9,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-const TEMPLATE: &str = include_str!("Vagrantfile.tera");
+/// The template is data at the top level of the project, beside `boxes/` and `scenarios/`:
+/// a course maintainer edits it without reading Rust.
+const TEMPLATE: &str = include_str!("../../../Vagrantfile.tera");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
