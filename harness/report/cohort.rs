@@ -6,6 +6,7 @@
 
 use super::junit::{esc, testcase};
 use super::outcome::{RunReport, Status, StepOutcome};
+use crate::sys::safe_text::{csv_cell, markdown_cell};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -216,12 +217,12 @@ pub fn markdown(groups: &[String], rows: &[Row], legend: &[(String, String)]) ->
     s.push_str(&format!("|---|{}---|\n", "---|".repeat(groups.len())));
     for r in rows {
         let cells: Vec<&str> = r.cells.iter().map(|c| word(c.status)).collect();
-        let first = r.first_failure().unwrap_or_default().replace('|', "\\|");
+        let first = r.first_failure().unwrap_or_default();
         s.push_str(&format!(
             "| {} | {} | {} |\n",
-            r.name,
+            markdown_cell(&r.name),
             cells.join(" | "),
-            first.replace('\n', " ")
+            markdown_cell(&first)
         ));
     }
     let graded = rows.iter().filter(|r| r.passed()).count();
@@ -233,14 +234,6 @@ pub fn markdown(groups: &[String], rows: &[Row], legend: &[(String, String)]) ->
         s.push_str(&format!("- **{g}**: {d}\n"));
     }
     s
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// CSV for a gradebook: the table's columns, plus how many groups passed.
@@ -263,9 +256,9 @@ pub fn csv(groups: &[String], rows: &[Row]) -> String {
             .count();
         s.push_str(&format!(
             "{},{},{passed},{}\n",
-            csv_field(&r.name),
+            csv_cell(&r.name),
             cells.join(","),
-            csv_field(&r.first_failure().unwrap_or_default())
+            csv_cell(&r.first_failure().unwrap_or_default())
         ));
     }
     s
@@ -346,7 +339,7 @@ pub fn load_rows(dir: &Path) -> Vec<Row> {
 pub fn card(row: &Row, legend: &[(String, String)]) -> String {
     let mut s = format!(
         "# {}\n\n| check group | result | why |\n|---|---|---|\n",
-        row.name
+        markdown_cell(&row.name)
     );
     for c in &row.cells {
         let why = if c.status == Status::Passed {
@@ -358,7 +351,7 @@ pub fn card(row: &Row, legend: &[(String, String)]) -> String {
             "| {} | {} | {} |\n",
             c.group,
             word(c.status),
-            why.replace('|', "\\|").replace('\n', " ")
+            markdown_cell(why)
         ));
     }
     s.push('\n');
@@ -441,6 +434,76 @@ mod tests {
         assert_eq!(
             csv,
             "submission,provisioned,replicate,backup,groups_passed,first_failure\nalice,passed,passed,passed,3,\nbob,passed,failed,skipped,1,\"replicate: no slot, \"\"node2\"\"\"\n"
+        );
+    }
+
+    /// A hostile submission's name and message: a formula, a cell break, HTML, a bare CR,
+    /// characters XML forbids, an escape sequence.
+    const HOSTILE: &str = "=HYPERLINK(\"http://x\") | <b>x</b>\r,@y\u{FFFF}\u{1b}[2J";
+
+    /// Splits RFC 4180 CSV into records of fields (quotes, doubled quotes, CR and LF inside).
+    fn csv_records(text: &str) -> Vec<Vec<String>> {
+        let (mut records, mut fields, mut field) = (vec![], vec![], String::new());
+        let (mut quoted, mut chars) = (false, text.chars().peekable());
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                (true, '"') => quoted = false,
+                (true, c) => field.push(c),
+                (false, '"') => quoted = true,
+                (false, ',') => fields.push(std::mem::take(&mut field)),
+                (false, '\n') => {
+                    fields.push(std::mem::take(&mut field));
+                    records.push(std::mem::take(&mut fields));
+                }
+                (false, c) => field.push(c),
+            }
+        }
+        records
+    }
+
+    #[test]
+    fn hostile_text_stays_text_in_every_cohort_format() {
+        use Status::*;
+        let groups: Vec<String> = ["provisioned", "replicate", "backup"]
+            .map(String::from)
+            .into();
+        let mut bad = row(HOSTILE, &[Passed, Failed, Skipped]);
+        bad.cells[1].why = HOSTILE.into();
+        let rows = [row("alice", &[Passed, Passed, Passed]), bad];
+        let records = csv_records(&csv(&groups, &rows));
+        assert_eq!(records.len(), 3, "{records:?}");
+        assert!(records.iter().all(|r| r.len() == 6), "{records:?}");
+        for f in records.iter().flatten() {
+            assert!(!f.starts_with(['=', '+', '-', '@']), "a formula: {f:?}");
+        }
+        let md = markdown(&groups, &rows, &[]);
+        let table: Vec<&str> = md.lines().take_while(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 4, "{md}");
+        let bars = |l: &str| l.len() - l.replace('|', "").len() - l.matches("\\|").count();
+        assert!(table.iter().all(|l| bars(l) == 6), "{md}");
+        assert!(!md.contains(['<', '\r', '\u{1b}']), "{md}");
+        let card = card(&rows[1], &[]);
+        assert!(!card.contains(['<', '\r', '\u{1b}']), "{card}");
+        let xml = junit(&rows, &[]);
+        assert!(!xml.contains(['\u{FFFF}', '\u{1b}']), "{xml}");
+        let parsed = crate::sys::exec::run(
+            &[
+                "python3".into(),
+                "-c".into(),
+                "import sys, xml.dom.minidom as m; m.parseString(sys.stdin.buffer.read())".into(),
+            ],
+            Some(xml.as_bytes()),
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(
+            parsed.ok(),
+            "junit.xml does not parse: {}",
+            parsed.stderr
         );
     }
 }

@@ -10,16 +10,11 @@
 //! add them), and so is the required `<properties>`.
 
 use super::outcome::{RunReport, Status, StepOutcome};
+use crate::sys::safe_text::xml_text;
 
+/// Text for XML: markup escaped, characters XML 1.0 forbids replaced (see `safe_text`).
 pub(super) fn esc(s: &str) -> String {
-    s.chars()
-        .filter(|c| matches!(c, '\t' | '\n' | '\r') || !c.is_control())
-        .collect::<String>()
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
+    xml_text(s)
 }
 
 /// The report as Apache Ant's JUnit XML (the schema CI systems follow; validated against it

@@ -1,6 +1,7 @@
 //! The summary table printed at the end of a run.
 
 use super::outcome::{RunReport, Status, StepOutcome};
+use crate::sys::safe_text::terminal;
 
 /// How the steps of a scenario skipped for its declared versions start their message.
 pub const SKIPPED_BY_NEED: &str = "SKIPPED (declared in the scenario file): ";
@@ -47,9 +48,13 @@ pub fn summary(r: &RunReport) -> String {
         s.push_str(&format!("\nSKIPPED {scenario} ({file}): {reason}\n"));
     }
     for c in r.checks.iter().filter(|c| c.status == Status::Failed) {
+        // The message quotes the hosts' output: shown, never interpreted by a terminal.
         s.push_str(&format!(
             "\nFAILED {} / {} ({}):\n{}\n",
-            c.scenario, c.step, c.location, c.message
+            c.scenario,
+            c.step,
+            c.location,
+            terminal(&c.message)
         ));
     }
     s.push_str(&format!(

@@ -10,3 +10,4 @@ pub mod mounts;
 pub mod paths;
 pub mod procfs;
 pub mod progress;
+pub mod safe_text;

@@ -1,5 +1,6 @@
 //! Progress on the terminal: spinners for long work (hidden when stderr is not a terminal).
 
+use super::safe_text::terminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -31,9 +32,12 @@ pub fn set_label(label: &str) {
 /// One `eprintln!` per line: lines of labs running at once never mix.
 pub fn say(started: std::time::Instant, phase: &str, msg: &str) {
     let prefix = PREFIX.with(|p| p.borrow().clone());
+    // A message may quote a submission's output or name: shown, never interpreted.
     eprintln!(
-        "{prefix}[{:>6.1}s] {phase}: {msg}",
-        started.elapsed().as_secs_f64()
+        "{}[{:>6.1}s] {phase}: {}",
+        terminal(&prefix),
+        started.elapsed().as_secs_f64(),
+        terminal(msg)
     );
 }
 
