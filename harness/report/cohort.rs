@@ -500,10 +500,6 @@ mod tests {
             std::time::Duration::from_secs(20),
         )
         .unwrap();
-        assert!(
-            parsed.ok(),
-            "junit.xml does not parse: {}",
-            parsed.stderr
-        );
+        assert!(parsed.ok(), "junit.xml does not parse: {}", parsed.stderr);
     }
 }

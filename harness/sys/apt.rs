@@ -411,10 +411,16 @@ static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// output in a log file shown (its tail) only when it fails.
 pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<()> {
     let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    // Another thread may have installed them while this one waited for the lock.
+    let packages: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let packages = &packages[..];
     let log = log_path();
     let (plan, sim) = accepted_plan(Plan::new(packages, no_recommends), &log)?;
     for change in &plan.changes {
-        eprintln!("pglab: {change}");
+        say(&format!("pglab: {change}"));
     }
     let started = Instant::now();
     let what = format!(
@@ -423,7 +429,7 @@ pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<
         install_count(&sim),
         log.display()
     );
-    eprintln!("pglab: {what}");
+    say(&format!("pglab: {what}"));
     let bar = crate::sys::progress::spinner(&what);
     let (ok, output) = apt_get(&plan.args(false), &log)?;
     bar.finish_and_clear();
@@ -436,12 +442,29 @@ pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<
             "read the log; run `apt-get update` if a download failed, then try again",
         ));
     }
-    eprintln!(
+    say(&format!(
         "pglab: installed {} in {:.0} s",
         plan.names().join(" "),
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
+}
+
+/// Whether dpkg has `package` installed.
+fn installed(package: &str) -> bool {
+    crate::sys::exec::run(
+        &["dpkg-query", "-W", "-f=${Status}", package].map(String::from),
+        None,
+        std::time::Duration::from_secs(20),
+    )
+    .is_ok_and(|o| o.ok() && o.stdout.contains("ok installed"))
+}
+
+/// An install line straight to stderr: a test harness that captures `eprintln!` still shows
+/// it, so a CI log says what pglab installed wherever the install happened.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 #[cfg(test)]
