@@ -119,7 +119,9 @@ pub fn map_box(vagrant_box: &str) -> Option<BoxChoice> {
 /// Reads `dir` as a Vagrant repository (it has a `Vagrantfile`).
 pub fn load(dir: &Path) -> Result<RepoPlan> {
     let hints = read_hints(dir)?;
-    let vagrant = vagrantfile_read::read(&dir.join("Vagrantfile"))?;
+    let file = vagrantfile_read::find(dir)
+        .with_context(|| format!("{}: no Vagrantfile (nor vagrantfile)", dir.display()))?;
+    let vagrant = vagrantfile_read::read(&file)?;
     let topology = topology(&vagrant)?;
     let box_choice = choose_box(&vagrant, &hints)?;
     let mut actions = vagrant_actions(dir, &vagrant)?;

@@ -5,6 +5,7 @@
 //! A submission may name a `base` submission: scripts it does not have are taken from
 //! there (broken fixtures are the reference with one file changed).
 
+use super::vagrantfile_read;
 use crate::model::topology::Role;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -128,7 +129,7 @@ fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
 /// repository as students hand it in (a `Vagrantfile`). `pglab grade` asks this to tell a
 /// submission from a folder of them; `Submission::load` reads both.
 pub fn is_submission(dir: &Path) -> bool {
-    dir.join("provision.toml").is_file() || dir.join("Vagrantfile").is_file()
+    dir.join("provision.toml").is_file() || vagrantfile_read::find(dir).is_some()
 }
 
 /// Files a submission's content is made of: every file under `dir`, relative, sorted;
@@ -178,7 +179,7 @@ impl Submission {
     /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {
-        if dir.join("Vagrantfile").exists() {
+        if vagrantfile_read::find(dir).is_some() {
             return super::repo::submission(dir);
         }
         let chain = manifests(dir)?;

@@ -13,6 +13,18 @@ use std::time::Duration;
 
 const STUB: &str = include_str!("vagrantfile_stub.rb");
 
+/// The names Vagrant looks a Vagrantfile up by, in its order (`Vagrant::Environment`'s
+/// `vagrantfile_name`: `Vagrantfile`, then `vagrantfile`); students' repositories use both.
+pub const NAMES: [&str; 2] = ["Vagrantfile", "vagrantfile"];
+
+/// The Vagrantfile in `dir`, under either of Vagrant's names.
+pub fn find(dir: &Path) -> Option<PathBuf> {
+    NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.symlink_metadata().is_ok())
+}
+
 /// One `vm.provision` call, in the order Vagrant runs them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provisioner {

@@ -38,27 +38,51 @@ pub struct Entry {
     pub hash: Result<String, String>,
 }
 
+/// Why a folder is not a submission pglab can read, and what would make it one: its row's
+/// verdict (the rest of the cohort is graded anyway).
+fn unreadable_why(dir: &Path) -> String {
+    format!(
+        "{} has neither a provision.toml nor a Vagrantfile (nor vagrantfile): pglab reads a repository through its Vagrantfile; a repository without one (playbooks run by hand against the student's own VMs) needs a provision.toml beside its playbooks naming the playbook (see README, \"Grading a repository as it comes\")",
+        dir.display()
+    )
+}
+
+/// A folder of submissions rather than one: a subfolder is a submission, or it holds only
+/// folders (every student's repository unreadable is still a cohort of rows).
+fn is_cohort_folder(d: &Path) -> bool {
+    let entries: Vec<_> = std::fs::read_dir(d)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    let is_dir = |e: &std::fs::DirEntry| e.file_type().is_ok_and(|t| t.is_dir());
+    entries
+        .iter()
+        .any(|e| is_dir(e) && is_submission(&e.path()))
+        || (entries.iter().any(is_dir) && entries.iter().all(is_dir))
+}
+
 /// The cohort: each DIR is a submission or a folder whose subfolders are; names are folder
-/// names, made unique with `-2`, `-3`.
+/// names, made unique with `-2`, `-3`. Every folder gets a row: one pglab cannot read gets
+/// its verdict (`Entry::hash` is the reason), and the others are graded anyway.
 pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     for d in dirs {
-        if is_submission(d) {
+        if !d.is_dir() {
+            bail!("{} is not a folder", d.display());
+        }
+        if is_submission(d) || !is_cohort_folder(d) {
             found.push(d.clone());
             continue;
         }
         let mut subs: Vec<PathBuf> = std::fs::read_dir(d)
-            .with_context(|| format!("{} is neither a submission nor a folder", d.display()))?
+            .with_context(|| format!("cannot read {}", d.display()))?
             .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && is_submission(p))
             .collect();
-        if subs.is_empty() {
-            bail!(
-                "{} holds no submission (a folder with a provision.toml or a Vagrantfile, or folders of them)",
-                d.display()
-            );
-        }
         subs.sort();
         found.extend(subs);
     }
@@ -82,9 +106,13 @@ pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
                 })
                 .find(|n| names.insert(n.clone()))
                 .expect("a free name");
-            let hash = Submission::load(&dir)
-                .and_then(|s| s.content_hash())
-                .map_err(|e| format!("{e:#}"));
+            let hash = if is_submission(&dir) {
+                Submission::load(&dir)
+                    .and_then(|s| s.content_hash())
+                    .map_err(|e| format!("{e:#}"))
+            } else {
+                Err(unreadable_why(&dir))
+            };
             Entry { name, dir, hash }
         })
         .collect())
@@ -446,6 +474,51 @@ mod tests {
         crate::sys::paths::repo_root().join(p)
     }
 
+    /// Copies a fixture's regular files (the base of a made-up repository).
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), dst).unwrap();
+            }
+        }
+    }
+
+    /// Every folder of a cohort gets a row: a lowercase `vagrantfile` (Vagrant's second
+    /// name) is read like `Vagrantfile`, and a repository without either (an inventory and
+    /// playbooks run by hand) is a row with its verdict, not the end of the grading.
+    #[test]
+    fn every_folder_of_a_cohort_gets_a_row() {
+        let cohort = tempfile::tempdir().unwrap();
+        let lower = cohort.path().join("alice");
+        copy_tree(&repo("tests/fixtures/students/vagrant-roles"), &lower);
+        std::fs::rename(lower.join("Vagrantfile"), lower.join("vagrantfile")).unwrap();
+        copy_tree(
+            &repo("tests/fixtures/students/inventory-only"),
+            &cohort.path().join("bob"),
+        );
+        copy_tree(
+            &repo("tests/fixtures/students/vagrant-roles"),
+            &cohort.path().join("carol"),
+        );
+        let e = find_submissions(&[cohort.path().to_path_buf()]).unwrap();
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+        assert_eq!(
+            e[0].hash,
+            e[2].hash.clone().map(|_| e[0].hash.clone().unwrap())
+        );
+        assert!(e[0].hash.is_ok(), "{:?}", e[0].hash);
+        let why = e[1].hash.clone().unwrap_err();
+        assert!(
+            why.contains("bob has neither a provision.toml nor a Vagrantfile (nor vagrantfile)"),
+            "{why}"
+        );
+    }
+
     #[test]
     fn a_folder_of_submissions_and_a_submission_make_one_cohort() {
         let e = find_submissions(&[
@@ -459,6 +532,7 @@ mod tests {
             names,
             [
                 "expect-prompt",
+                "inventory-only",
                 "jammy-course",
                 "listen-addresses-copied",
                 "missing-template",
@@ -482,10 +556,13 @@ mod tests {
         let twice = find_submissions(&[repo("examples/reference"), repo("examples/reference")]);
         let twice: Vec<String> = twice.unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(twice, ["reference", "reference-2"]);
-        let err = find_submissions(&[repo("scenarios")]).unwrap_err();
+        // A folder that is no submission is a row with its verdict, not the cohort's end.
+        let not = find_submissions(&[repo("scenarios")]).unwrap();
+        assert_eq!(not.len(), 1);
+        let why = not[0].hash.clone().unwrap_err();
         assert!(
-            format!("{err:#}").contains("holds no submission"),
-            "{err:#}"
+            why.contains("has neither a provision.toml nor a Vagrantfile"),
+            "{why}"
         );
     }
 

@@ -3,12 +3,13 @@
 
 use crate::model::topology::Topology;
 use crate::provision::repo::{self, RepoPlan};
+use crate::provision::vagrantfile_read;
 use anyhow::Result;
 use std::path::Path;
 
 /// What pglab reads from `dir` when it is a repository (has a Vagrantfile).
 pub fn repo_plan(dir: Option<&Path>) -> Result<Option<RepoPlan>> {
-    match dir.filter(|d| d.join("Vagrantfile").exists()) {
+    match dir.filter(|d| vagrantfile_read::find(d).is_some()) {
         Some(d) => Ok(Some(repo::load(d)?)),
         None => Ok(None),
     }
