@@ -3,11 +3,12 @@
 //! against an inventory of the lab's hosts. As Molecule does, the playbook runs twice: the
 //! second run must change nothing.
 
+use super::controller::Controller;
 use crate::lab::Lab;
 use crate::provision::submission::{ProvisionReport, Submission};
 use crate::report::runlog::RunLog;
 use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ use std::time::{Duration, Instant};
 /// collections students use: community.postgresql, ansible.posix, community.general).
 /// Measured here: venv 4.1 s + `pip install ansible==9.4.0` 29.3 s, 471 MB.
 pub const ANSIBLE_CORE: &str = "ansible==9.4.0";
+
+/// Where the system's Python is (Debian's python3, not a pyenv or a vendor's one on PATH).
+const SYSTEM_PYTHON_DIR: &str = "/usr/bin";
 
 /// The virtual environment with ansible-core, created once per pinned version. A venv's
 /// scripts name its directory, so it is built in place and marked complete at the end; an
@@ -30,7 +34,13 @@ pub fn ensure_installed() -> Result<PathBuf> {
     ));
     let playbook = venv.join("bin/ansible-playbook");
     let done = venv.join(".pglab-complete");
-    if done.exists() {
+    // The venv runs inside the controller's sandbox, which sees /usr and the venv only: it
+    // is built on the system's Python (a venv of pyenv's Python under /root is rebuilt).
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap_or_default();
+    let on_usr = cfg
+        .lines()
+        .any(|l| l.replace(' ', "") == format!("home={}", SYSTEM_PYTHON_DIR));
+    if done.exists() && on_usr {
         return Ok(playbook);
     }
     if venv.exists() {
@@ -42,7 +52,7 @@ pub fn ensure_installed() -> Result<PathBuf> {
     let mut result = Ok(());
     for argv in [
         vec![
-            "python3".to_string(),
+            format!("{SYSTEM_PYTHON_DIR}/python3"),
             "-m".into(),
             "venv".into(),
             venv.to_string_lossy().into(),
@@ -76,13 +86,14 @@ pub fn ensure_installed() -> Result<PathBuf> {
     result.map(|_| playbook)
 }
 
-/// The inventory: one group per role, `pglab_addr` per host, how ssh reaches each.
-fn inventory(lab: &Lab, key: &Path) -> Result<String> {
+/// The inventory: one group per role, `pglab_addr` per host, how ssh reaches each (from
+/// the controller's sandbox).
+fn inventory(lab: &Lab, ctl: &Controller) -> Result<String> {
     let topo = lab.topology();
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut lines = vec!["[all]".to_string()];
     for h in &topo.hosts {
-        let t = lab.backend().ssh_target(&h.name, key)?;
+        let t = ctl.target(lab, &h.name)?;
         let mut line = format!(
             "{} ansible_host={} ansible_user={} pglab_addr={} ansible_python_interpreter=/usr/bin/python3",
             h.name, t.address, t.user, h.address
@@ -112,34 +123,6 @@ fn inventory(lab: &Lab, key: &Path) -> Result<String> {
         lines.extend(hosts);
     }
     Ok(lines.join("\n") + "\n")
-}
-
-/// The lab's own ssh key pair (for backends whose hosts take it, e.g. nspawn's root).
-pub(crate) fn lab_key(dir: &Path) -> Result<PathBuf> {
-    let key = dir.join("ansible").join("id_ed25519");
-    if !key.exists() {
-        std::fs::create_dir_all(key.parent().expect("has parent"))?;
-        let argv: Vec<String> = [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "pglab",
-            "-f",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([key.to_string_lossy().into()])
-        .collect();
-        let out = run(&argv, None, Duration::from_secs(30))?;
-        if !out.ok() {
-            bail!("ssh-keygen failed: {}", out.combined());
-        }
-    }
-    Ok(key)
 }
 
 /// One ansible-playbook run, read from its default output.
@@ -190,7 +173,8 @@ pub fn provision(
     started: Instant,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
-    let run = Playbook::prepare(lab, sub, playbook)?;
+    let ctl = Controller::new(lab, &sub.dir, &[venv_dir()?])?;
+    let run = Playbook::prepare(lab, sub, playbook, &ctl)?;
     let mut report = ProvisionReport::default();
     for (pass, what) in [(1, "provision"), (2, "idempotence")] {
         crate::sys::progress::say(
@@ -219,8 +203,11 @@ pub fn provision(
 }
 
 /// A playbook to run once, from `dir`, against `inventory`, with `extra` arguments, stopped
-/// after `deadline` (students' repositories: `provision::repo_run`).
+/// after `deadline` (students' repositories: `provision::repo_run`), in `controller`'s
+/// sandbox (`dir` and `playbook` are paths of the repository on this machine; `inventory`
+/// and `extra` already name what is inside the sandbox).
 pub struct Play<'a> {
+    pub controller: &'a Controller,
     pub dir: &'a Path,
     pub playbook: &'a Path,
     pub inventory: String,
@@ -265,14 +252,14 @@ struct Playbook {
 }
 
 impl Playbook {
-    fn prepare(lab: &Lab, sub: &Submission, playbook: &Path) -> Result<Playbook> {
-        let key = lab_key(&lab.dir)?;
+    fn prepare(lab: &Lab, sub: &Submission, playbook: &Path, ctl: &Controller) -> Result<Playbook> {
         Playbook::new(
             lab,
             &Play {
+                controller: ctl,
                 dir: &sub.dir,
                 playbook,
-                inventory: inventory(lab, &key)?,
+                inventory: inventory(lab, ctl)?,
                 extra: Vec::new(),
                 deadline: Duration::from_secs(1800),
             },
@@ -282,24 +269,25 @@ impl Playbook {
     fn new(lab: &Lab, play: &Play) -> Result<Playbook> {
         let playbook = play.playbook;
         let ansible_playbook = ensure_installed()?;
-        let work = lab.dir.join("ansible");
-        std::fs::create_dir_all(&work)?;
-        std::fs::write(work.join("inventory.ini"), &play.inventory)?;
-        let vars = work.join("secrets.yml");
-        write_secret_vars(lab, &vars)?;
-        let mut argv = lab.backend().in_lab_network();
-        argv.extend([
+        let ctl = play.controller;
+        let inventory = ctl.put("inventory.ini", play.inventory.as_bytes(), 0o600)?;
+        let vars = ctl.put("secrets.yml", secret_vars(lab)?.as_bytes(), 0o600)?;
+        let mut program = vec![
             ansible_playbook.to_string_lossy().to_string(),
             "-i".into(),
-            work.join("inventory.ini").to_string_lossy().into(),
+            inventory.to_string_lossy().into(),
             "-e".into(),
             format!("@{}", vars.display()),
-        ]);
-        argv.extend(play.extra.iter().cloned());
-        argv.push(playbook.to_string_lossy().into());
+        ];
+        program.extend(play.extra.iter().cloned());
+        program.push(ctl.inside(playbook).to_string_lossy().into());
+        let argv = ctl.command(&program, &ctl.inside(play.dir), &ansible_env());
         Ok(Playbook {
             argv,
-            setup: ansible_setup(play.dir, &work),
+            setup: Setup {
+                own_group: true,
+                ..Default::default()
+            },
             shown: format!(
                 "ansible-playbook -i inventory.ini -e @secrets.yml {}{}",
                 play.extra
@@ -353,40 +341,45 @@ impl Playbook {
     }
 }
 
-/// The lab's secrets as Ansible extra vars, in a file only root can read.
-fn write_secret_vars(lab: &Lab, vars: &Path) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(vars)?;
+/// The lab's secrets as Ansible extra vars (written 0600 into the controller).
+fn secret_vars(lab: &Lab) -> Result<String> {
+    let mut out = String::new();
     for (k, v) in lab.secrets.env() {
-        writeln!(f, "{}: {}", k.to_lowercase(), serde_json::to_string(&v)?)?;
+        out.push_str(&format!(
+            "{}: {}\n",
+            k.to_lowercase(),
+            serde_json::to_string(&v)?
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
-fn ansible_setup(dir: &Path, work: &Path) -> Setup {
-    Setup {
-        cwd: Some(dir.to_path_buf()),
-        env: [
-            ("ANSIBLE_HOST_KEY_CHECKING", "False"),
-            ("ANSIBLE_NOCOLOR", "1"),
-            ("ANSIBLE_RETRY_FILES_ENABLED", "0"),
-            ("ANSIBLE_PIPELINING", "1"),
-            ("ANSIBLE_STDOUT_CALLBACK", "default"),
-            ("ANSIBLE_LOCAL_TEMP", &work.join("tmp").to_string_lossy()),
-            // One connection per task: nothing lingers in the lab's network afterwards.
-            ("ANSIBLE_SSH_ARGS", "-o ControlMaster=no"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        own_group: true,
-    }
+/// The environment of ansible-playbook in the controller, and nothing else.
+fn ansible_env() -> Vec<(String, String)> {
+    [
+        ("ANSIBLE_HOST_KEY_CHECKING", "False"),
+        ("ANSIBLE_NOCOLOR", "1"),
+        ("ANSIBLE_RETRY_FILES_ENABLED", "0"),
+        ("ANSIBLE_PIPELINING", "1"),
+        ("ANSIBLE_STDOUT_CALLBACK", "default"),
+        ("ANSIBLE_LOCAL_TEMP", "/pglab/tmp"),
+        // One connection per task: nothing lingers in the lab's network afterwards.
+        ("ANSIBLE_SSH_ARGS", "-o ControlMaster=no"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The pinned Ansible's virtual environment (installed when missing): bound read-only into
+/// the controller at the same path (its scripts name it).
+pub fn venv_dir() -> Result<PathBuf> {
+    let playbook = ensure_installed()?;
+    Ok(playbook
+        .parent()
+        .and_then(Path::parent)
+        .expect("venv/bin/ansible-playbook")
+        .to_path_buf())
 }
 
 /// Where a submission's playbook is, if it has one.

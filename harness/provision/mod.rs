@@ -1,6 +1,7 @@
 //! Provisioning: a submission's shell steps or its Ansible playbook, run on the lab.
 
 pub mod ansible;
+pub mod controller;
 pub mod repo;
 pub mod repo_inventory;
 pub mod repo_run;

@@ -2,7 +2,8 @@
 //! machine's provisioners, then the playbooks run by hand), playbooks with the submission's
 //! inventory and pglab's connection settings, shell provisioners as root on their machine.
 
-use super::ansible::{lab_key, run_playbook, Play};
+use super::ansible::{run_playbook, venv_dir, Play};
+use super::controller::Controller;
 use super::repo::{Action, Inventory, RepoPlan};
 use super::repo_inventory::{self, Connections};
 use super::submission::ProvisionReport;
@@ -47,15 +48,20 @@ pub fn provision(
         }
     };
     let mut report = ProvisionReport::default();
-    let mut conn: Option<Connections> = None;
+    // The controller (a sandbox with a copy of the repository) and how it reaches the
+    // hosts, made when the first playbook needs them.
+    let mut ctl: Option<(Controller, Connections)> = None;
     let mut first_error = None;
     for (i, action) in plan.actions.iter().enumerate() {
         let ran = match action {
             Action::Playbook { .. } => {
-                if conn.is_none() {
-                    conn = Some(connections(lab)?);
+                if ctl.is_none() {
+                    let c = Controller::new(lab, &plan.dir, &[venv_dir()?])?;
+                    let conn = connections(lab, &c)?;
+                    ctl = Some((c, conn));
                 }
-                playbook(lab, plan, action, conn.as_ref().expect("set"), log, started)
+                let (c, conn) = ctl.as_ref().expect("set");
+                playbook(lab, plan, action, c, conn, log, started)
                     .map(|r| report.changes.extend(r.changes))
             }
             Action::Shell { .. } => shell(lab, plan, i, action, log, started),
@@ -76,12 +82,11 @@ pub fn provision(
     Ok(report)
 }
 
-/// pglab's connection settings for every host of the lab.
-fn connections(lab: &Lab) -> Result<Connections> {
-    let key = lab_key(&lab.dir)?;
+/// pglab's connection settings for every host of the lab, as the controller reaches them.
+fn connections(lab: &Lab, ctl: &Controller) -> Result<Connections> {
     let mut out = Connections::new();
     for h in &lab.topology().hosts {
-        let t = lab.backend().ssh_target(&h.name, &key)?;
+        let t = ctl.target(lab, &h.name)?;
         let mut v = format!(
             "ansible_host={} ansible_port=22 ansible_user={} ansible_python_interpreter=/usr/bin/python3",
             t.address, t.user
@@ -118,6 +123,7 @@ fn playbook(
     lab: &Lab,
     plan: &RepoPlan,
     action: &Action,
+    ctl: &Controller,
     conn: &Connections,
     log: &RunLog,
     started: Instant,
@@ -146,13 +152,13 @@ fn playbook(
         extra.push(format!("--limit={l}"));
     }
     if !extra_vars.is_null() {
-        let f = lab.dir.join("ansible").join("extra_vars.json");
-        std::fs::create_dir_all(f.parent().expect("has parent"))?;
-        std::fs::write(&f, serde_json::to_string(extra_vars)?)?;
+        let json = serde_json::to_string(extra_vars)?;
+        let f = ctl.put("extra_vars.json", json.as_bytes(), 0o600)?;
         extra.push(format!("--extra-vars=@{}", f.display()));
     }
     let pb = dir.join(playbook);
     let play = Play {
+        controller: ctl,
         dir: &workdir(&dir, playbook),
         playbook: &pb,
         inventory,

@@ -4,6 +4,7 @@
 //! refused with the Vagrantfile's line and what it met.
 
 use crate::sys::exec::{failure, run_with, Setup};
+use crate::sys::tree::{copy_tree, CopyRules};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -127,39 +128,13 @@ fn ruby() -> Result<PathBuf> {
     which::which("ruby").context("no Ruby to read the Vagrantfile with (package ruby)")
 }
 
-/// The largest file and the most bytes the reader's copy of a repository takes: a
-/// Vagrantfile reads a few small files beside it (a hosts.yml, a settings file), never more.
-const COPY_FILE_MAX: u64 = 1 << 20;
-const COPY_TOTAL_MAX: u64 = 32 << 20;
-
-/// Copies the repository's regular files and folders (not `.git`, not symlinks, nothing
-/// larger than `COPY_FILE_MAX`) into `to`, readable by the sandbox's unprivileged user: the
-/// Vagrantfile is then run against this copy, never the student's folder itself.
-fn copy_for_reader(from: &Path, to: &Path, budget: &mut u64) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
-    for entry in
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        let kind = entry.file_type()?;
-        let (src, dst) = (entry.path(), to.join(&name));
-        if kind.is_dir() && name != ".git" {
-            std::fs::create_dir(&dst)?;
-            copy_for_reader(&src, &dst, budget)?;
-        } else if kind.is_file() {
-            let len = entry.metadata()?.len();
-            if len > COPY_FILE_MAX || len > *budget {
-                continue;
-            }
-            *budget -= len;
-            std::fs::copy(&src, &dst)?;
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(())
-}
+/// What the reader's copy of a repository takes: a Vagrantfile reads a few small files
+/// beside it (a hosts.yml, a settings file), never more; symlinks are left out.
+const COPY: CopyRules = CopyRules {
+    file_max: 1 << 20,
+    total_max: 32 << 20,
+    inner_symlinks: false,
+};
 
 /// The command that runs the stub on the copy: bubblewrap with every namespace of its own
 /// (no network, no view of other processes), only /usr read-only, the copy read-only at
@@ -222,10 +197,10 @@ pub fn read(file: &Path) -> Result<VagrantSpec> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
         std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
     }
     let dir = file.parent().context("a Vagrantfile has a folder")?;
-    let mut budget = COPY_TOTAL_MAX;
-    copy_for_reader(dir, &copy, &mut budget)?;
+    copy_tree(dir, &copy, &COPY)?;
     let name = file
         .file_name()
         .context("a Vagrantfile has a name")?

@@ -245,7 +245,8 @@ fn python_venv() -> Need {
     Need {
         what: "python3 with venv and ensurepip (PyPI tools in a venv)",
         package: Some("python3-venv"),
-        present: crate::sys::exec::quiet(&["python3", "-c", "import venv, ensurepip"]),
+        // The system's python3: the venvs pglab makes run in sandboxes that see /usr only.
+        present: crate::sys::exec::quiet(&["/usr/bin/python3", "-c", "import venv, ensurepip"]),
     }
 }
 

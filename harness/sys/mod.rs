@@ -11,3 +11,4 @@ pub mod paths;
 pub mod procfs;
 pub mod progress;
 pub mod safe_text;
+pub mod tree;

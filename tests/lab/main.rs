@@ -6,6 +6,7 @@ mod cohort;
 #[path = "../common/mod.rs"]
 mod common;
 mod fixtures;
+mod hostile;
 mod lifecycle;
 mod pg14;
 mod platform;

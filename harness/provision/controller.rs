@@ -1,0 +1,234 @@
+//! The Ansible controller's sandbox. A student's playbook runs code on the controller too:
+//! `delegate_to: localhost`, `local_action`, `connection: local`, lookups (`pipe`, `file`,
+//! `env`), templates, and plugins from the repository or its `ansible.cfg`. So the controller
+//! is a throwaway sandbox, as AWX runs playbooks in bubblewrap:
+//! - a copy of the repository (`/pglab/submission`, writable: playbooks `fetch` into it),
+//!   the lab's ssh key and what pglab writes for the run (inventory, extra vars), all owned
+//!   by `nobody` and nothing else of this machine but `/usr` and the pinned Ansible, read-only;
+//! - `nobody` with no capabilities, its own user, pid, ipc and uts namespaces, an empty /tmp,
+//!   no inherited environment; killed with pglab;
+//! - the network of the lab only (nspawn: the lab's network namespace, which reaches its hosts
+//!   and pglab's proxies on the lab bridge). On Vagrant the controller shares this machine's
+//!   network (the VMs are reached through libvirt's network): see README.
+//!
+//! What the controller prints is the student's word: it explains a failure, the scenario
+//! checks decide. Results are written by pglab, outside the sandbox.
+
+use crate::backend::SshTarget;
+use crate::lab::Lab;
+use crate::sys::tree::{chown_tree, copy_tree, CopyRules, NOBODY};
+use anyhow::{Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where the controller's folder is inside the sandbox.
+pub const ROOT: &str = "/pglab";
+
+/// A repository as a controller takes it: Ansible roles and files, not build artefacts.
+const COPY: CopyRules = CopyRules {
+    file_max: 16 << 20,
+    total_max: 256 << 20,
+    inner_symlinks: true,
+};
+
+const BWRAP: &str = "bwrap --unshare-user --unshare-pid --unshare-ipc --unshare-uts \
+    --unshare-cgroup-try --die-with-parent --new-session --clearenv --cap-drop ALL \
+    --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin \
+    --symlink usr/sbin /sbin --proc /proc --dev /dev --tmpfs /tmp";
+const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --";
+
+/// One lab's controller: its folder on this machine and what is bound into the sandbox.
+pub struct Controller {
+    /// `<lab>/controller` on this machine, seen as `/pglab` inside.
+    host_root: PathBuf,
+    /// The repository the copy was made of (canonical).
+    repo: PathBuf,
+    /// The prefix that puts a program in the lab's network.
+    network: Vec<String>,
+    /// Read-only binds (this machine's path, seen at the same path): the pinned Ansible.
+    tools: Vec<PathBuf>,
+}
+
+impl Controller {
+    /// A fresh controller for `repo` in `lab`: the repository copied, the lab's key handed in.
+    pub fn new(lab: &Lab, repo: &Path, tools: &[PathBuf]) -> Result<Controller> {
+        let repo = repo
+            .canonicalize()
+            .with_context(|| format!("cannot read {}", repo.display()))?;
+        let host_root = lab.dir.join("controller");
+        if host_root.exists() {
+            crate::sys::mounts::remove_tree(&host_root)?;
+        }
+        for d in ["submission", "ssh", "home", "tmp", "etc"] {
+            std::fs::create_dir_all(host_root.join(d))?;
+        }
+        copy_tree(&repo, &host_root.join("submission"), &COPY)?;
+        let key = lab_key(&lab.dir)?;
+        std::fs::copy(&key, host_root.join("ssh/id_ed25519"))?;
+        std::fs::copy(
+            key.with_extension("pub"),
+            host_root.join("ssh/id_ed25519.pub"),
+        )?;
+        std::fs::write(
+            host_root.join("etc/passwd"),
+            format!("ansible:x:{NOBODY}:{NOBODY}:controller:{ROOT}/home:/bin/sh\n"),
+        )?;
+        std::fs::write(
+            host_root.join("etc/group"),
+            format!("ansible:x:{NOBODY}:\n"),
+        )?;
+        chown_tree(&host_root, NOBODY)?;
+        std::fs::set_permissions(&host_root, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(
+            host_root.join("ssh/id_ed25519"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        Ok(Controller {
+            host_root,
+            repo,
+            network: lab.backend().in_lab_network(),
+            tools: tools.to_vec(),
+        })
+    }
+
+    /// Where `path` (in the repository on this machine) is inside the sandbox.
+    pub fn inside(&self, path: &Path) -> PathBuf {
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let rel = path.strip_prefix(&self.repo).unwrap_or(&path);
+        Path::new(ROOT).join("submission").join(rel)
+    }
+
+    /// Writes `name` into the controller (owned by its user, `mode`); returns its inside path.
+    pub fn put(&self, name: &str, data: &[u8], mode: u32) -> Result<PathBuf> {
+        let file = self.host_root.join(name);
+        std::fs::write(&file, data)?;
+        std::os::unix::fs::lchown(&file, Some(NOBODY), Some(NOBODY))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
+        Ok(Path::new(ROOT).join(name))
+    }
+
+    /// How the controller reaches `host`: the backend's target with its files (the key, an
+    /// ssh config and the identities it names) handed into the sandbox.
+    pub fn target(&self, lab: &Lab, host: &str) -> Result<SshTarget> {
+        let key = lab_key(&lab.dir)?;
+        let mut t = lab.backend().ssh_target(host, &key)?;
+        if let Some(k) = &t.key {
+            t.key = Some(if *k == key {
+                Path::new(ROOT).join("ssh/id_ed25519")
+            } else {
+                self.import(k, &format!("ssh/{host}.key"))?
+            });
+        }
+        let mut args = Vec::new();
+        let mut it = t.ssh_args.iter();
+        while let Some(a) = it.next() {
+            args.push(a.clone());
+            if a == "-F" {
+                if let Some(cfg) = it.next() {
+                    args.push(self.import_ssh_config(Path::new(cfg))?);
+                }
+            }
+        }
+        t.ssh_args = args;
+        Ok(t)
+    }
+
+    fn import(&self, file: &Path, name: &str) -> Result<PathBuf> {
+        let data =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        self.put(name, &data, 0o600)
+    }
+
+    /// An ssh config (Vagrant's) with each `IdentityFile` copied in and renamed.
+    fn import_ssh_config(&self, cfg: &Path) -> Result<String> {
+        let text = std::fs::read_to_string(cfg)
+            .with_context(|| format!("cannot read {}", cfg.display()))?;
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            match t.strip_prefix("IdentityFile ") {
+                Some(f) => {
+                    let f = f.trim().trim_matches('"');
+                    let inside = self.import(Path::new(f), &format!("ssh/identity-{i}"))?;
+                    out.push_str(&format!("  IdentityFile {}\n", inside.display()));
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        Ok(self
+            .put("ssh/config", out.as_bytes(), 0o600)?
+            .to_string_lossy()
+            .into())
+    }
+
+    /// The command line that runs `program` in the sandbox, in `cwd` (an inside path), with
+    /// exactly `env` (plus HOME, PATH and a UTF-8 locale, which Ansible needs).
+    pub fn command(&self, program: &[String], cwd: &Path, env: &[(String, String)]) -> Vec<String> {
+        let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let mut argv = self.network.clone();
+        if crate::sys::doctor::is_root() {
+            argv.extend(words(AS_NOBODY));
+        }
+        argv.extend(words(BWRAP));
+        for t in &self.tools {
+            argv.extend(["--ro-bind".into(), s(t), s(t)]);
+        }
+        argv.extend(["--bind".into(), s(&self.host_root), ROOT.into()]);
+        for f in ["passwd", "group"] {
+            argv.extend([
+                "--ro-bind".into(),
+                s(&self.host_root.join("etc").join(f)),
+                format!("/etc/{f}"),
+            ]);
+        }
+        let base = [
+            ("HOME", format!("{ROOT}/home")),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+            ("LANG", "C.UTF-8".into()),
+            ("LC_ALL", "C.UTF-8".into()),
+            ("USER", "ansible".into()),
+        ];
+        for (k, v) in base
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .chain(env.iter().cloned())
+        {
+            argv.extend(["--setenv".into(), k, v]);
+        }
+        argv.extend(["--chdir".into(), s(cwd), "--".into()]);
+        argv.extend(program.iter().cloned());
+        argv
+    }
+}
+
+/// The lab's own ssh key pair (for backends whose hosts take it, e.g. nspawn's root).
+fn lab_key(dir: &Path) -> Result<PathBuf> {
+    let key = dir.join("ansible").join("id_ed25519");
+    if !key.exists() {
+        std::fs::create_dir_all(key.parent().expect("has parent"))?;
+        let argv: Vec<String> = [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "pglab",
+            "-f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([key.to_string_lossy().into()])
+        .collect();
+        let out = crate::sys::exec::run(&argv, None, std::time::Duration::from_secs(30))?;
+        if !out.ok() {
+            anyhow::bail!("ssh-keygen failed: {}", out.combined());
+        }
+    }
+    Ok(key)
+}

@@ -1,0 +1,108 @@
+//! Hostile submissions (tests/fixtures/hostile/): a student who wants more than the homework
+//! tries to act on the grading host. Each test asserts that the attempt reached nothing of
+//! the host (harmless markers under /tmp stay absent), with the attempt's own output as
+//! evidence, and that the submission still got its verdict.
+
+use crate::verbs::{assert_nothing_left, serial};
+use pglab::run::{run, RunOptions};
+use std::path::{Path, PathBuf};
+
+const MARKER: &str = "/tmp/pglab-hostile-controller";
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+/// Copies `from` over `to` (files replace files, folders merge).
+fn lay_over(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            lay_over(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn markers() -> Vec<PathBuf> {
+    let names = [
+        "callback",
+        "left-behind",
+        "local",
+        "setsid",
+        "pipe",
+        "delegated",
+    ];
+    names
+        .iter()
+        .map(|n| PathBuf::from(format!("{MARKER}-{n}")))
+        .collect()
+}
+
+/// The students' vagrant-roles repository with a play on localhost, a delegated task, a pipe
+/// lookup and a repository callback plugin (tests/fixtures/hostile/controller-escape): all
+/// of it runs in the controller's sandbox, as nobody, seeing neither the labs' secrets nor
+/// the teacher's reports; the homework itself still passes.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_playbook_acts_on_nothing_of_the_grading_host() {
+    let _g = serial();
+    for m in markers() {
+        let _ = std::fs::remove_file(m);
+    }
+    let out = PathBuf::from(format!("{MARKER}-out"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("cohort.json"), "the teacher's\n").unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    lay_over(&fixture("students/vagrant-roles"), repo.path());
+    lay_over(&fixture("hostile/controller-escape"), repo.path());
+    let site = repo.path().join("ansible/provision.yml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, format!("- import_playbook: hostile.yml\n{text}")).unwrap();
+    let (topology, box_name) = pglab::run::homework::repo_lab(Some(repo.path()))
+        .unwrap()
+        .expect("a repository");
+    let opts = RunOptions {
+        box_name,
+        topology,
+        scenarios: vec!["replicate".into()],
+        homework: Some(repo.path().to_path_buf()),
+        ..Default::default()
+    };
+    let r = run(&opts).unwrap();
+    assert_nothing_left(&r.lab);
+    // What the controller saw, in the playbook's own log.
+    let log = std::fs::read_dir(r.log_dir.join("provision"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".all.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(log.contains("PGLAB-HOSTILE callback uid=65534"), "{log}");
+    assert!(log.contains("uid=65534"), "{log}");
+    assert!(!log.contains("uid=0(root)"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    assert!(
+        log.contains("secrets.env': No such file or directory"),
+        "{log}"
+    );
+    // Processes it left behind would write their markers 2 s later.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for m in markers() {
+        assert!(
+            !m.exists(),
+            "{} was written on the grading host",
+            m.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("cohort.json")).unwrap(),
+        "the teacher's\n"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    crate::common::assert_all_passed(&r);
+}
