@@ -134,12 +134,27 @@ pub struct PlaybookRun {
     pub failed: Vec<(String, String, String)>,
     /// host → that host's lines, under their task headers.
     pub per_host: BTreeMap<String, String>,
+    /// Every play, by name, in order.
+    pub plays: Vec<String>,
+    /// Plays Ansible skipped: "skipping: no hosts matched".
+    pub unmatched: Vec<String>,
 }
 
 pub fn parse_output(text: &str) -> PlaybookRun {
     let mut r = PlaybookRun::default();
     let mut task = String::new();
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("PLAY [") {
+            let play = rest.rsplit_once(']').map_or(rest, |(p, _)| p).to_string();
+            r.plays.push(play);
+            continue;
+        }
+        if line.trim() == "skipping: no hosts matched" {
+            if let Some(p) = r.plays.last() {
+                r.unmatched.push(p.clone());
+            }
+            continue;
+        }
         if let Some(rest) = line
             .strip_prefix("TASK [")
             .or_else(|| line.strip_prefix("RUNNING HANDLER ["))
@@ -208,6 +223,8 @@ pub fn provision(
 /// and `extra` already name what is inside the sandbox).
 pub struct Play<'a> {
     pub controller: &'a Controller,
+    /// The inventory's file name in the controller: `inventory.ini` or `inventory.yml`.
+    pub inventory_file: &'static str,
     pub dir: &'a Path,
     pub playbook: &'a Path,
     pub inventory: String,
@@ -249,6 +266,8 @@ struct Playbook {
     shown: String,
     submission: PathBuf,
     deadline: Duration,
+    /// Run with `--limit`: plays for other hosts are skipped by design.
+    limited: bool,
 }
 
 impl Playbook {
@@ -257,6 +276,7 @@ impl Playbook {
             lab,
             &Play {
                 controller: ctl,
+                inventory_file: "inventory.ini",
                 dir: &sub.dir,
                 playbook,
                 inventory: inventory(lab, ctl)?,
@@ -270,7 +290,7 @@ impl Playbook {
         let playbook = play.playbook;
         let ansible_playbook = ensure_installed()?;
         let ctl = play.controller;
-        let inventory = ctl.put("inventory.ini", play.inventory.as_bytes(), 0o600)?;
+        let inventory = ctl.put(play.inventory_file, play.inventory.as_bytes(), 0o600)?;
         let vars = ctl.put("secrets.yml", secret_vars(lab)?.as_bytes(), 0o600)?;
         let mut program = vec![
             ansible_playbook.to_string_lossy().to_string(),
@@ -298,6 +318,7 @@ impl Playbook {
             ),
             submission: play.dir.to_path_buf(),
             deadline: play.deadline,
+            limited: play.extra.iter().any(|e| e.starts_with("--limit")),
         })
     }
 
@@ -337,8 +358,45 @@ impl Playbook {
                 "read the log; unreachable hosts mean ssh into the lab failed",
             ));
         }
+        if let Some(why) = ran_on_nothing(&parsed, &out.stderr, self.limited) {
+            return Err(failure(
+                &format!("the playbook ran on no host: {why} (run {pass})"),
+                &format!("submission {sub}, log {}", path.display()),
+                &self.shown,
+                &host_pattern_warnings(&out.stderr),
+                "a play's `hosts:` names groups or hosts of the inventory; `ansible-inventory --graph` shows them",
+            ));
+        }
         Ok((parsed, path))
     }
+}
+
+/// Ansible's warnings about host patterns and inventories (stderr), one per line.
+fn host_pattern_warnings(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| l.contains("host pattern") || l.contains("inventory"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Why a run that exited 0 did nothing: no inventory, or plays that matched no host (every
+/// play when the run is limited to some hosts, as Vagrant limits a machine's provisioner;
+/// any play otherwise). None when it ran on something.
+fn ran_on_nothing(parsed: &PlaybookRun, stderr: &str, limited: bool) -> Option<String> {
+    if stderr.contains("No inventory was parsed") {
+        return Some("Ansible parsed no inventory".into());
+    }
+    let every = !parsed.plays.is_empty() && parsed.unmatched.len() == parsed.plays.len();
+    if parsed.unmatched.is_empty() || (limited && !every) {
+        return None;
+    }
+    let named: Vec<String> = parsed
+        .unmatched
+        .iter()
+        .map(|p| format!("play {p:?}"))
+        .collect();
+    Some(format!("{} matched no host", named.join(", ")))
 }
 
 /// The lab's secrets as Ansible extra vars (written 0600 into the controller).
@@ -369,6 +427,42 @@ fn ansible_env() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// The student's inventory as Ansible reads it (`ansible-inventory --list --export`, in the
+/// controller, from `cwd`: the repository's `ansible.cfg` and vars plugins apply). One that
+/// Ansible cannot parse is a verdict naming it, with Ansible's own words.
+pub fn list_inventory(ctl: &Controller, cwd: &Path, inventory: &Path) -> Result<serde_json::Value> {
+    let bin = venv_dir()?.join("bin/ansible-inventory");
+    let program = [
+        bin.to_string_lossy().into_owned(),
+        "-i".into(),
+        ctl.inside(inventory).to_string_lossy().into(),
+        "--list".into(),
+        "--export".into(),
+    ];
+    let argv = ctl.command(&program, &ctl.inside(cwd), &ansible_env());
+    let setup = Setup {
+        own_group: true,
+        ..Default::default()
+    };
+    let out = run_with(&argv, None, scaled(Duration::from_secs(120)), &setup)?;
+    let shown = format!(
+        "ansible-inventory -i {} --list --export",
+        inventory.display()
+    );
+    let unparsed =
+        out.stderr.contains("Unable to parse") || out.stderr.contains("No inventory was parsed");
+    match serde_json::from_str(&out.stdout) {
+        Ok(v) if out.ok() && !unparsed => Ok(v),
+        _ => Err(failure(
+            &format!("the inventory {} could not be parsed", inventory.display()),
+            &format!("submission {}", ctl.repository().display()),
+            &shown,
+            &out.combined(),
+            "Ansible's words above name the line; without an inventory every play would be skipped",
+        )),
+    }
 }
 
 /// The pinned Ansible's virtual environment (installed when missing): bound read-only into
@@ -409,5 +503,33 @@ mod tests {
         assert_eq!(r.failed[0].1, "node2");
         assert!(r.per_host["node2"].contains("TASK [Clone]\nfatal: [node2]"));
         assert!(!r.per_host["node1"].contains("node2"));
+        assert_eq!(r.plays, ["x"]);
+        assert!(ran_on_nothing(&r, "", false).is_none());
+    }
+
+    /// Measured with ansible 9.4.0: a play whose `hosts:` matches nothing prints this, and
+    /// ansible-playbook exits 0.
+    const NOTHING: &str = "PLAY [Configure Replication] ***\nskipping: no hosts matched\n\nPLAY [Other] ***\nskipping: no hosts matched\n\nPLAY RECAP ***\n";
+
+    #[test]
+    fn a_run_on_no_host_is_named() {
+        let r = parse_output(NOTHING);
+        assert_eq!(r.unmatched, ["Configure Replication", "Other"]);
+        let why = ran_on_nothing(&r, "", true).unwrap();
+        assert_eq!(
+            why,
+            "play \"Configure Replication\", play \"Other\" matched no host"
+        );
+        let some = parse_output(&format!("{OUTPUT}{NOTHING}"));
+        assert!(
+            ran_on_nothing(&some, "", true).is_none(),
+            "a limited run skips plays by design"
+        );
+        assert!(ran_on_nothing(&some, "", false).is_some());
+        let none = "[WARNING]: No inventory was parsed, only implicit localhost is available";
+        assert_eq!(
+            ran_on_nothing(&parse_output(OUTPUT), none, true).unwrap(),
+            "Ansible parsed no inventory"
+        );
     }
 }

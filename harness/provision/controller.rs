@@ -91,6 +91,11 @@ impl Controller {
         })
     }
 
+    /// The repository the controller holds a copy of.
+    pub fn repository(&self) -> &Path {
+        &self.repo
+    }
+
     /// Where `path` (in the repository on this machine) is inside the sandbox.
     pub fn inside(&self, path: &Path) -> PathBuf {
         let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());

@@ -4,7 +4,8 @@
 
 use super::repo::RepoPlan;
 use super::vagrantfile_read::Machine;
-use anyhow::Result;
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -68,59 +69,126 @@ pub fn vagrant(
     out
 }
 
-/// The student's INI inventory with each host line's connection settings replaced. A host
-/// is matched to a machine by name, by its `ansible_host`, or by being the machine's address.
-pub fn rewrite_static(
+/// `key=value key='a b'` (pglab's own connection settings) as pairs.
+fn pairs(conn: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = conn.trim();
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().to_string();
+        let after = &rest[eq + 1..];
+        let (value, next) = match after.strip_prefix('\'') {
+            Some(q) => {
+                let end = q.find('\'').unwrap_or(q.len());
+                (q[..end].to_string(), q.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let end = after.find(' ').unwrap_or(after.len());
+                (after[..end].to_string(), &after[end..])
+            }
+        };
+        out.push((key, value));
+        rest = next.trim_start();
+    }
+    out
+}
+
+/// A vars object without the connection variables pglab sets.
+fn without_connection(vars: Option<&Value>) -> Map<String, Value> {
+    vars.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !CONNECTION.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Names listed under `key` (`hosts` or `children`) of a group in `ansible-inventory --list`.
+fn names<'v>(group: &'v Value, key: &str) -> Vec<&'v str> {
+    group[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The student's static inventory as Ansible itself read it (`ansible-inventory --list
+/// --export`, in the controller: INI or YAML, quotes, ranges, `:children`, `:vars`,
+/// `host_vars/`, `group_vars/`): groups, children and vars kept, each host's connection
+/// settings replaced by pglab's; written as a YAML inventory (in JSON, which YAML reads).
+pub fn from_listed(
     file: &Path,
-    text: &str,
+    listed: &Value,
     plan: &RepoPlan,
     conn: &Connections,
 ) -> Result<String> {
-    let mut out = String::new();
-    let mut section = String::new();
-    for (n, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            section = t.trim_matches(['[', ']']).to_string();
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let is_host_line = !t.is_empty()
-            && !t.starts_with(['#', ';'])
-            && !section.ends_with(":vars")
-            && !section.ends_with(":children");
-        if !is_host_line {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let mut words = t.split_whitespace();
-        let name = words.next().expect("not empty");
-        let vars: Vec<&str> = words.collect();
-        let machine = machine_of(name, &vars, plan)
-            .map_err(|why| anyhow::anyhow!("{}:{}: {why}", file.display(), n + 1))?;
-        let kept: Vec<&str> = vars
-            .into_iter()
-            .filter(|v| !CONNECTION.iter().any(|c| v.split('=').next() == Some(c)))
-            .collect();
-        let line = format!("{name} {} {}", conn[&machine.name], kept.join(" "));
-        out.push_str(line.trim_end());
-        out.push('\n');
+    let empty = Map::new();
+    let groups = listed.as_object().unwrap_or(&empty);
+    let hostvars = listed["_meta"]["hostvars"].as_object().unwrap_or(&empty);
+    let mut hosts: Vec<&str> = hostvars.keys().map(String::as_str).collect();
+    for g in groups.values() {
+        hosts.extend(names(g, "hosts"));
     }
-    Ok(out)
+    hosts.sort();
+    hosts.dedup();
+    if hosts.is_empty() {
+        bail!(
+            "the inventory {} holds no host as Ansible reads it\n  try: `ansible-inventory -i {} --list` shows what Ansible makes of it",
+            file.display(),
+            file.display()
+        );
+    }
+    let mut all_hosts = Map::new();
+    for h in hosts {
+        let theirs = &hostvars.get(h).cloned().unwrap_or_default();
+        let addr = ["ansible_host", "ansible_ssh_host"]
+            .iter()
+            .find_map(|k| theirs[*k].as_str());
+        let machine = machine_of(h, addr, plan)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
+        let mut vars = without_connection(Some(theirs));
+        for (k, v) in pairs(&conn[&machine.name]) {
+            vars.insert(k, Value::String(v));
+        }
+        all_hosts.insert(h.to_string(), Value::Object(vars));
+    }
+    let mut children = Map::new();
+    for (name, g) in groups {
+        if matches!(name.as_str(), "_meta" | "all" | "ungrouped") {
+            continue;
+        }
+        let set = |list: Vec<&str>| -> Value {
+            Value::Object(
+                list.into_iter()
+                    .map(|n| (n.to_string(), json!({})))
+                    .collect(),
+            )
+        };
+        children.insert(
+            name.clone(),
+            json!({
+                "hosts": set(names(g, "hosts")),
+                "children": set(names(g, "children")),
+                "vars": without_connection(g.get("vars")),
+            }),
+        );
+    }
+    let all = json!({"all": {
+        "hosts": all_hosts,
+        "vars": without_connection(groups.get("all").and_then(|a| a.get("vars"))),
+        "children": children,
+    }});
+    Ok(serde_json::to_string_pretty(&all)?)
 }
 
 /// The Vagrantfile's machine an inventory host line names: by name, or by its `ansible_host`
 /// (or the name itself) being the machine's address.
-fn machine_of<'p>(name: &str, vars: &[&str], plan: &'p RepoPlan) -> Result<&'p Machine, String> {
-    let addr = vars
-        .iter()
-        .find_map(|v| {
-            v.strip_prefix("ansible_host=")
-                .or_else(|| v.strip_prefix("ansible_ssh_host="))
-        })
-        .unwrap_or(name);
+fn machine_of<'p>(
+    name: &str,
+    addr: Option<&str>,
+    plan: &'p RepoPlan,
+) -> Result<&'p Machine, String> {
+    let addr = addr.unwrap_or(name);
     let by_address = |m: &&Machine| {
         addr.parse::<Ipv4Addr>()
             .is_ok_and(|a| m.addresses.contains(&a))
@@ -168,24 +236,71 @@ mod tests {
             .collect()
     }
 
+    /// What `ansible-inventory --list --export` printed (Ansible 9.4.0) for an INI inventory
+    /// with quoted values holding spaces, `:children`, `[all:vars]` and `host_vars/`.
+    const LISTED: &str = r#"{"_meta": {"hostvars": {
+        "master": {"ansible_host": "192.168.11.10", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no", "pg_role": "primary"},
+        "192.168.11.11": {},
+        "barman-srv": {"ansible_host": "192.168.11.12", "ansible_port": 2222}}},
+      "all": {"children": ["ungrouped", "servers", "backup"], "vars": {"ansible_user": "vagrant", "pg_version": 14}},
+      "servers": {"children": ["master", "slave"]},
+      "master": {"hosts": ["master"]}, "slave": {"hosts": ["192.168.11.11"]},
+      "backup": {"hosts": ["barman-srv"]}}"#;
+
     #[test]
-    fn static_inventory_keeps_groups_names_and_other_vars() {
+    fn a_listed_inventory_keeps_groups_names_and_other_vars() {
         let (_d, plan) = plan();
-        let text = "[master]\nmaster ansible_host=192.168.11.10 ansible_user=vagrant ansible_ssh_private_key_file=.vagrant/machines/master/virtualbox/private_key pg_role=primary\n\n[slave]\n192.168.11.11\n\n[backup]\nbarman-srv ansible_host=192.168.11.12 ansible_port=2222\n\n[servers:children]\nmaster\nslave\n\n[all:vars]\nansible_user=vagrant\n";
-        let out = rewrite_static(Path::new("hosts"), text, &plan, &conns()).unwrap();
+        let listed: Value = serde_json::from_str(LISTED).unwrap();
+        let out = from_listed(Path::new("hosts"), &listed, &plan, &conns()).unwrap();
+        let inv: Value = serde_json::from_str(&out).unwrap();
+        let hosts = &inv["all"]["hosts"];
         assert_eq!(
-            out,
-            "[master]\nmaster ansible_host=192.168.11.10 ansible_user=root pg_role=primary\n\n[slave]\n192.168.11.11 ansible_host=192.168.11.11 ansible_user=root\n\n[backup]\nbarman-srv ansible_host=192.168.11.12 ansible_user=root\n\n[servers:children]\nmaster\nslave\n\n[all:vars]\nansible_user=vagrant\n"
+            hosts["master"],
+            json!({"ansible_host": "192.168.11.10", "ansible_user": "root", "pg_role": "primary"})
         );
-        let e = rewrite_static(
-            Path::new("hosts"),
-            "[x]\nweb ansible_host=10.9.9.9\n",
-            &plan,
-            &conns(),
+        assert_eq!(hosts["192.168.11.11"]["ansible_host"], "192.168.11.11");
+        assert_eq!(hosts["barman-srv"]["ansible_host"], "192.168.11.12");
+        assert!(hosts["barman-srv"].get("ansible_port").is_none(), "{out}");
+        assert_eq!(inv["all"]["vars"], json!({"pg_version": 14}));
+        let groups = &inv["all"]["children"];
+        assert_eq!(
+            groups["servers"]["children"],
+            json!({"master": {}, "slave": {}})
+        );
+        assert_eq!(groups["backup"]["hosts"], json!({"barman-srv": {}}));
+        let other: Value = serde_json::from_str(
+            r#"{"_meta": {"hostvars": {"web": {"ansible_host": "10.9.9.9"}}}}"#,
         )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("hosts:2: host web (address 10.9.9.9) is none of the Vagrantfile's machines (master, slave, backup)"), "{e}");
+        .unwrap();
+        let e = from_listed(Path::new("hosts"), &other, &plan, &conns())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hosts: host web (address 10.9.9.9) is none of the Vagrantfile's machines (master, slave, backup)"), "{e}");
+        let none: Value = serde_json::from_str(
+            r#"{"_meta": {"hostvars": {}}, "all": {"children": ["ungrouped"]}}"#,
+        )
+        .unwrap();
+        let e = from_listed(Path::new("hosts"), &none, &plan, &conns())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the inventory hosts holds no host as Ansible reads it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pglab_connection_settings_split_into_pairs() {
+        assert_eq!(
+            pairs(
+                "ansible_host=10.0.0.1 ansible_ssh_common_args='-o A=b -o C=d' ansible_become=true"
+            ),
+            [
+                ("ansible_host".to_string(), "10.0.0.1".to_string()),
+                ("ansible_ssh_common_args".into(), "-o A=b -o C=d".into()),
+                ("ansible_become".into(), "true".into())
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! machine's provisioners, then the playbooks run by hand), playbooks with the submission's
 //! inventory and pglab's connection settings, shell provisioners as root on their machine.
 
-use super::ansible::{run_playbook, venv_dir, Play};
+use super::ansible::{list_inventory, run_playbook, venv_dir, Play};
 use super::controller::Controller;
 use super::repo::{Action, Inventory, RepoPlan};
 use super::repo_inventory::{self, Connections};
@@ -139,12 +139,17 @@ fn playbook(
         unreachable!("called for playbooks")
     };
     let dir = plan.dir.canonicalize().unwrap_or_else(|_| plan.dir.clone());
-    let inventory = match inventory {
-        Inventory::Vagrant { groups } => repo_inventory::vagrant(plan, conn, groups),
+    let wd = workdir(&dir, playbook);
+    let (inventory_file, inventory) = match inventory {
+        Inventory::Vagrant { groups } => {
+            ("inventory.ini", repo_inventory::vagrant(plan, conn, groups))
+        }
         Inventory::Static(p) => {
-            let text = std::fs::read_to_string(dir.join(p))
-                .with_context(|| format!("cannot read inventory {}", p.display()))?;
-            repo_inventory::rewrite_static(p, &text, plan, conn)?
+            let listed = list_inventory(ctl, &wd, &dir.join(p))?;
+            (
+                "inventory.yml",
+                repo_inventory::from_listed(p, &listed, plan, conn)?,
+            )
         }
     };
     let mut extra = Vec::new();
@@ -159,7 +164,8 @@ fn playbook(
     let pb = dir.join(playbook);
     let play = Play {
         controller: ctl,
-        dir: &workdir(&dir, playbook),
+        inventory_file,
+        dir: &wd,
         playbook: &pb,
         inventory,
         extra,
