@@ -27,7 +27,45 @@ fn homework_scenarios_pass_on_postgresql_14_and_barman_2_19() {
     postgresql_14_is_laid_out_as_on_debian(&lab);
     barman_2_19_is_installed_as_a_distribution_would(&lab);
     jammy_package_names_are_installed_packages(&lab);
+    the_homeworks_own_postgresql_conf_starts(&lab);
     down_and_check(lab);
+}
+
+/// The homework's own postgresql.conf (tests/fixtures/homework-conf, copied from the
+/// homework: lc_messages and friends 'en_US.UTF-8', timezone 'UTC+3', include_dir 'conf.d')
+/// starts PostgreSQL 14 on the jammy stand-in, as it does on Ubuntu's jammy64: the box has
+/// jammy's en_US.UTF-8 (boxes/scripts/locales.sh). On barman's host, whose PostgreSQL the
+/// homework does not use.
+fn the_homeworks_own_postgresql_conf_starts(lab: &Lab) {
+    let conf = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/homework-conf/postgresql.conf"),
+    )
+    .unwrap();
+    lab.backend()
+        .copy_in(
+            "barman",
+            &conf,
+            "/etc/postgresql/14/main/postgresql.conf",
+            "postgres",
+            "644",
+        )
+        .unwrap();
+    let out = sh(
+        lab,
+        "barman",
+        "systemctl restart postgresql@14-main && systemctl is-active postgresql@14-main",
+    );
+    assert!(
+        out.ok(),
+        "the homework's postgresql.conf does not start PostgreSQL 14: {out:?}"
+    );
+    prints(
+        lab,
+        "barman",
+        "runuser -u postgres -- psql -Atc 'show lc_messages'",
+        "en_US.UTF-8",
+    );
 }
 
 /// Asserts that `script` run as root on `host` prints exactly `expected` (trimmed).
