@@ -68,6 +68,19 @@ pub fn boxes_dir() -> PathBuf {
 
 impl BoxSpec {
     pub fn load(name: &str) -> Result<BoxSpec> {
+        // A box is a recipe of boxes/ by its plain name: a submission's `box = "/x/evil"`
+        // would otherwise name a recipe whose host scripts run on this machine as root.
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            bail!(
+                "box {name:?} is not the name of a recipe in {} (names: letters, digits, '-', '_', '.')",
+                boxes_dir().display()
+            );
+        }
         let file = boxes_dir().join(format!("{name}.toml"));
         if !file.exists() {
             let known = list_recipes().unwrap_or_default().join(", ");

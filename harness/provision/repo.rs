@@ -155,10 +155,10 @@ pub fn load(dir: &Path) -> Result<RepoPlan> {
 
 fn read_hints(dir: &Path) -> Result<Hints> {
     let f = dir.join("provision.toml");
-    if !f.exists() {
+    if f.symlink_metadata().is_err() {
         return Ok(Hints::default());
     }
-    let text = std::fs::read_to_string(&f)?;
+    let text = crate::sys::tree::read_inside(dir, Path::new("provision.toml"), 1 << 20)?;
     toml::from_str(&text).with_context(|| {
         format!(
             "{}: beside a Vagrantfile it may hold only description, playbooks, inventory, box, [commands]",
@@ -471,6 +471,9 @@ fn check_files(dir: &Path, a: &Action) -> Result<()> {
             ..
         } => {
             if let Inventory::Static(i) = inventory {
+                if let Err(why) = crate::sys::tree::within(dir, i) {
+                    bail!("{}: inventory {why} (named in {origin})", dir.display());
+                }
                 if !dir.join(i).is_file() {
                     bail!(
                         "{}: inventory {} (named in {origin}) is not in the repository",
@@ -488,6 +491,9 @@ fn check_files(dir: &Path, a: &Action) -> Result<()> {
         } => (p, origin),
         Action::Shell { .. } => return Ok(()),
     };
+    if let Err(why) = crate::sys::tree::within(dir, file) {
+        bail!("{}: {why} (named in {origin})", dir.display());
+    }
     if !dir.join(file).is_file() {
         bail!(
             "{}: {} (named in {origin}) is not in the repository",

@@ -259,7 +259,7 @@ fn shell_script(
     let (what, body) = match (path, inline) {
         (Some(p), _) => (
             p.display().to_string(),
-            std::fs::read_to_string(plan.dir.join(p))
+            crate::sys::tree::read_inside(&plan.dir, p, 1 << 20)
                 .with_context(|| format!("cannot read {} (named in {origin})", p.display()))?,
         ),
         (None, Some(i)) => ("inline".to_string(), i.to_string()),

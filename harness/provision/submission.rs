@@ -100,22 +100,44 @@ pub fn reference_dir() -> PathBuf {
     crate::sys::paths::repo_root().join("examples/reference")
 }
 
+/// The largest text file of a submission pglab reads (a provision.toml, a script).
+pub const TEXT_MAX: u64 = 1 << 20;
+
+/// Where a `base` may lead: inside the submission itself, or to pglab's own examples and
+/// fixtures (the reference). A graded submission's `base = "../classmate"` would grade a
+/// classmate's work as its own: refused.
+fn base_of(dir: &Path, cur: &Path, base: &Path) -> Result<PathBuf> {
+    let target = cur.join(base);
+    let c = target
+        .canonicalize()
+        .with_context(|| format!("{}: base {base:?} does not exist", cur.display()))?;
+    let own = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let pglab = crate::sys::paths::repo_root();
+    let pglab = pglab.canonicalize().unwrap_or(pglab);
+    if c.starts_with(&own) || (c.starts_with(&pglab) && own.starts_with(&pglab)) {
+        return Ok(target);
+    }
+    bail!(
+        "{}: base {base:?} leads to {}, outside the submission: a submission builds on nothing outside itself (pglab's own fixtures may build on its examples)",
+        cur.display(),
+        c.display()
+    )
+}
+
 /// `dir`'s provision.toml and those of its `base` chain (at most 8), nearest first.
 fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
     let mut chain = Vec::new();
     let mut cur = dir.to_path_buf();
     for _ in 0..8 {
         let file = cur.join("provision.toml");
-        let text = std::fs::read_to_string(&file).with_context(|| {
-            format!(
-                "{} is not a submission: cannot read {}",
-                cur.display(),
-                file.display()
-            )
-        })?;
+        let text = crate::sys::tree::read_inside(&cur, Path::new("provision.toml"), TEXT_MAX)
+            .with_context(|| format!("{} is not a submission", cur.display()))?;
         let m: Manifest =
             toml::from_str(&text).with_context(|| format!("{} is not valid", file.display()))?;
-        let next = m.base.as_ref().map(|b| cur.join(b));
+        let next = match &m.base {
+            Some(b) => Some(base_of(dir, &cur, b)?),
+            None => None,
+        };
         chain.push((cur, m));
         match next {
             Some(b) => cur = b,
@@ -260,17 +282,24 @@ impl Submission {
         })
     }
 
+    /// The folder of the chain that holds `file` (a path that leaves it is refused).
+    fn holder(&self, file: &str) -> Result<&Path> {
+        for d in &self.search {
+            match crate::sys::tree::within(d, Path::new(file)) {
+                Ok(p) if p.exists() => return Ok(d),
+                Ok(_) => {}
+                Err(why) => bail!("submission {}: {why}", self.dir.display()),
+            }
+        }
+        bail!("submission {}: script {file} not found", self.dir.display())
+    }
+
     pub(super) fn find(&self, file: &str) -> Result<PathBuf> {
-        self.search
-            .iter()
-            .map(|d| d.join(file))
-            .find(|p| p.exists())
-            .with_context(|| format!("submission {}: script {file} not found", self.dir.display()))
+        Ok(self.holder(file)?.join(file))
     }
 
     pub(super) fn read(&self, file: &str) -> Result<String> {
-        let p = self.find(file)?;
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+        crate::sys::tree::read_inside(self.holder(file)?, Path::new(file), TEXT_MAX)
     }
 
     pub(super) fn lib(&self) -> String {
@@ -313,9 +342,50 @@ mod tests {
         assert!(s.lib().contains("PG_MAJOR"));
     }
 
+    /// A fixture of pglab's own (inside its tree) may build on the reference.
+    fn fixture_dir() -> tempfile::TempDir {
+        let target = crate::sys::paths::repo_root().join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        tempfile::tempdir_in(target).unwrap()
+    }
+
+    /// A graded submission's `base` that leaves it (a classmate's folder, pglab's reference)
+    /// is refused: it would grade someone else's work as its own.
+    #[test]
+    fn a_base_outside_the_submission_is_refused() {
+        let cohort = tempfile::tempdir().unwrap();
+        for (name, base) in [
+            ("alice", "../bob".to_string()),
+            ("carol", reference_dir().display().to_string()),
+        ] {
+            let d = cohort.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("provision.toml"), format!("base = {base:?}\n")).unwrap();
+        }
+        std::fs::create_dir_all(cohort.path().join("bob")).unwrap();
+        std::fs::write(
+            cohort.path().join("bob/provision.toml"),
+            "description = 'x'\n",
+        )
+        .unwrap();
+        for name in ["alice", "carol"] {
+            let e = Submission::load(&cohort.path().join(name))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("outside the submission"), "{name}: {e}");
+        }
+        let inside = cohort.path().join("bob/own");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::write(inside.join("provision.toml"), "base = '..'\n").unwrap();
+        assert!(
+            manifests(&inside).is_err(),
+            "a base above the submission leaves it too"
+        );
+    }
+
     #[test]
     fn base_supplies_missing_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = fixture_dir();
         std::fs::write(
             dir.path().join("provision.toml"),
             format!("base = {:?}\n", reference_dir().display().to_string()),

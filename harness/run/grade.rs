@@ -519,6 +519,64 @@ mod tests {
         );
     }
 
+    /// Hostile paths in a cohort (each a student's repository plus one change): each gets its
+    /// row with the reason, read before any lab and without reading the host file.
+    #[test]
+    fn paths_that_leave_a_repository_are_refused_with_their_reason() {
+        let cohort = tempfile::tempdir().unwrap();
+        let base = repo("tests/fixtures/students/shell-provisioners");
+        let mk = |name: &str| {
+            let d = cohort.path().join(name);
+            copy_tree(&base, &d);
+            d
+        };
+        let d = mk("symlinked-script");
+        std::fs::remove_file(d.join("scripts/common.sh")).unwrap();
+        std::os::unix::fs::symlink("/etc/machine-id", d.join("scripts/common.sh")).unwrap();
+        let d = mk("dotdot-path");
+        let vf = std::fs::read_to_string(d.join("Vagrantfile")).unwrap();
+        let vf = vf.replace("scripts/common.sh", "../../../../../../etc/machine-id");
+        std::fs::write(d.join("Vagrantfile"), vf).unwrap();
+        let d = mk("endless-toml");
+        std::os::unix::fs::symlink("/dev/zero", d.join("provision.toml")).unwrap();
+        mk("untouched");
+        let e = find_submissions(&[cohort.path().to_path_buf()]).unwrap();
+        let why = |n: &str| {
+            e.iter()
+                .find(|e| e.name == n)
+                .unwrap()
+                .hash
+                .clone()
+                .unwrap_err()
+        };
+        assert!(
+            why("symlinked-script").contains(
+                "scripts/common.sh is a symlink to /etc/machine-id, outside the repository"
+            ),
+            "{}",
+            why("symlinked-script")
+        );
+        assert!(
+            why("dotdot-path").contains(
+                "../../../../../../etc/machine-id leaves the repository (named in Vagrantfile:4)"
+            ),
+            "{}",
+            why("dotdot-path")
+        );
+        assert!(
+            why("endless-toml")
+                .contains("provision.toml is a symlink to /dev/zero, outside the repository"),
+            "{}",
+            why("endless-toml")
+        );
+        assert!(e
+            .iter()
+            .find(|e| e.name == "untouched")
+            .unwrap()
+            .hash
+            .is_ok());
+    }
+
     #[test]
     fn a_folder_of_submissions_and_a_submission_make_one_cohort() {
         let e = find_submissions(&[
@@ -568,7 +626,10 @@ mod tests {
 
     #[test]
     fn a_changed_file_or_other_groups_regrade_a_submission() {
-        let dir = tempfile::tempdir().unwrap();
+        // Inside pglab's tree: a fixture of its own may build on the reference.
+        let target = repo("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let dir = tempfile::tempdir_in(target).unwrap();
         let sub = dir.path().join("alice");
         std::fs::create_dir(&sub).unwrap();
         let reference = repo("examples/reference");

@@ -39,6 +39,71 @@ fn stays_inside(rel: &Path, target: &Path) -> bool {
     true
 }
 
+/// `rel` (a path a submission names) inside `root`, or why not: an absolute path, a path
+/// that climbs out with `..`, or one that passes through a symlink leading outside. Judged
+/// before anything is read, so that no file of the host comes back quoted in a student's log.
+pub fn within(root: &Path, rel: &Path) -> std::result::Result<PathBuf, String> {
+    if rel.is_absolute() {
+        return Err(format!(
+            "{} is an absolute path, outside the repository",
+            rel.display()
+        ));
+    }
+    let mut depth = 0i64;
+    for c in rel.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(format!("{} leaves the repository", rel.display()));
+        }
+    }
+    let full = root.join(rel);
+    if full.symlink_metadata().is_ok() {
+        let root_c = root
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", root.display()))?;
+        match full.canonicalize() {
+            Ok(c) if c.starts_with(&root_c) => {}
+            Ok(c) => {
+                return Err(format!(
+                    "{} is a symlink to {}, outside the repository",
+                    rel.display(),
+                    c.display()
+                ))
+            }
+            Err(_) => return Err(format!("{} is a symlink that leads nowhere", rel.display())),
+        }
+    }
+    Ok(full)
+}
+
+/// The text of a submission's file `rel` in `root` (see `within`), refused when it is not a
+/// regular file (a device, a fifo: `/dev/zero` is read for ever) or larger than `max`.
+pub fn read_inside(root: &Path, rel: &Path, max: u64) -> Result<String> {
+    let path = within(root, rel).map_err(|why| anyhow::anyhow!("{}: {why}", root.display()))?;
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{}: {} is not a regular file",
+            root.display(),
+            rel.display()
+        );
+    }
+    if meta.len() > max {
+        anyhow::bail!(
+            "{}: {} is larger than {} bytes; a submission's text files are smaller",
+            root.display(),
+            rel.display(),
+            max
+        );
+    }
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// Copies `from` into the existing folder `to` under `rules`; returns what was left out.
 pub fn copy_tree(from: &Path, to: &Path, rules: &CopyRules) -> Result<Vec<PathBuf>> {
     let mut left_out = Vec::new();
@@ -98,6 +163,44 @@ pub fn chown_tree(dir: &Path, uid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Paths a hostile submission names: each is refused with the reason, before a read.
+    #[test]
+    fn paths_that_leave_the_repository_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("ok.sh"), "echo ok").unwrap();
+        std::os::unix::fs::symlink("/etc/machine-id", r.join("id.sh")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", r.join("provision.toml")).unwrap();
+        std::os::unix::fs::symlink("ok.sh", r.join("inner.sh")).unwrap();
+        assert!(within(r, Path::new("ok.sh")).is_ok());
+        assert!(within(r, Path::new("inner.sh")).is_ok());
+        let why = |p: &str| within(r, Path::new(p)).unwrap_err();
+        assert_eq!(
+            why("/etc/passwd"),
+            "/etc/passwd is an absolute path, outside the repository"
+        );
+        assert_eq!(
+            why("a/../../etc/passwd"),
+            "a/../../etc/passwd leaves the repository"
+        );
+        assert!(why("id.sh").contains("id.sh is a symlink to /etc/machine-id, outside"));
+        let e = read_inside(r, Path::new("provision.toml"), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("provision.toml is a symlink to /dev/zero, outside"),
+            "{e}"
+        );
+        assert_eq!(
+            read_inside(r, Path::new("inner.sh"), 100).unwrap(),
+            "echo ok"
+        );
+        let e = read_inside(r, Path::new("ok.sh"), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than 3 bytes"), "{e}");
+    }
 
     #[test]
     fn symlinks_that_leave_the_tree_are_left_out() {
