@@ -145,7 +145,7 @@ fn cell(group: &str, steps: &[&StepOutcome]) -> Cell {
 /// The phase of a row that holds its steps' polling waits (part of the scenarios' time).
 pub const WAITS: &str = "waits";
 
-const GENERIC_HINTS: &[&str] = &["read the step's log"];
+const GENERIC_HINTS: &[&str] = &["read the step's log", "read the log"];
 
 /// What went wrong in words a student understands, from a failure paragraph
 /// (`sys::exec::failure`): the step's own `why` when the spec gives one; otherwise the
@@ -183,26 +183,41 @@ pub fn plain_why(message: &str) -> String {
     out
 }
 
-/// The last output line that names an error, without its timestamp and process id.
+/// The output line that names the cause, without its timestamp and process id: the servers'
+/// own words first (the last `FATAL:`, `ERROR:` or `PANIC:` of PostgreSQL, barman or libpq,
+/// then the last `WARNING:`, e.g. barman's "No archiver enabled"), else the last line that
+/// says an error in any words; PostgreSQL's `DETAIL:` and `HINT:` lines that follow it are
+/// kept with it ("password authentication failed" says nothing without its DETAIL).
 fn error_line(message: &str) -> Option<String> {
+    let tagged = regex::Regex::new(r"\b(FATAL|ERROR|PANIC):").expect("valid regex");
+    let warning = regex::Regex::new(r"\bWARNING:").expect("valid regex");
     let errors = regex::Regex::new(r"(?i)\b(fatal|error|failed|denied|refused|not found)\b")
         .expect("valid regex");
     let noise = regex::Regex::new(
         r"\d{4}-\d\d-\d\d[ T][\d:.,]+( ?[A-Z]{2,4}| ?[+-]\d\d(:?\d\d)?)?|\[\d+\]|\b[0-9A-F]{24}\b",
     )
     .expect("valid regex");
-    message
+    let lines: Vec<&str> = message
         .lines()
-        .rev()
         .filter_map(|l| l.trim_start().strip_prefix("| "))
-        .find(|l| errors.is_match(l))
-        .map(|l| {
-            let l = noise.replace_all(l, "");
-            l.split_whitespace().collect::<Vec<_>>().join(" ")
-        })
+        .collect();
+    let i = [&tagged, &warning, &errors]
+        .iter()
+        .find_map(|re| lines.iter().rposition(|l| re.is_match(l)))?;
+    let clean = |l: &str| {
+        let l = noise.replace_all(l, "");
+        l.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let mut out = clean(lines[i]);
+    for l in lines[i + 1..].iter().take(4) {
+        if l.contains("DETAIL:") || l.contains("HINT:") {
+            out.push(' ');
+            out.push_str(&clean(l));
+        }
+    }
+    Some(out)
 }
 
-/// One word per status, as the table shows it.
 fn word(s: Status) -> &'static str {
     match s {
         Status::Passed => "passed",
@@ -371,6 +386,23 @@ mod tests {
         assert_eq!(
             plain_why(m),
             "provisioning step \"standby cloned through its own slot\" failed with exit code 1 on node2: pg_basebackup: error: connection to server at \"192.168.56.11\", port 5432 failed: FATAL: password authentication failed for user \"replicator\""
+        );
+    }
+
+    /// The servers' own words make the verdict: barman's WARNING when nothing else says
+    /// more, PostgreSQL's FATAL with its DETAIL and HINT; a generic hint never hides them.
+    #[test]
+    fn a_verdict_carries_the_line_that_names_the_cause() {
+        let barman = "provisioning step \"barman\" (50-barman.sh) failed with exit code 1 (host barman, log /x)\n  command: bash\n  output (last lines):\n    | Server node1:\n    | WARNING: No archiver enabled for server 'node1'. Please turn on 'archiver', 'streaming_archiver' or both\n    | \tPostgreSQL: OK\n  try: read the step's log; fix the script";
+        assert!(
+            plain_why(barman).ends_with("on barman: WARNING: No archiver enabled for server 'node1'. Please turn on 'archiver', 'streaming_archiver' or both"),
+            "{}",
+            plain_why(barman)
+        );
+        let pg = "Ansible task \"Clone\" failed (playbook run 1) (host node2, submission /s, log /l)\n  command: ansible-playbook\n  output (last lines):\n    | 2026-11-24 19:00:01.123 UTC [4242] FATAL:  password authentication failed for user \"replicator\"\n    | 2026-11-24 19:00:01.123 UTC [4242] DETAIL:  User \"replicator\" does not have a valid SCRAM secret.\n    | some line after\n  try: read the log; fix the playbook and run again";
+        assert_eq!(
+            plain_why(pg),
+            "Ansible task \"Clone\" failed (playbook run 1) on node2: FATAL: password authentication failed for user \"replicator\" DETAIL: User \"replicator\" does not have a valid SCRAM secret."
         );
     }
 
