@@ -6,6 +6,7 @@ mod destroy;
 mod gc;
 mod leftovers;
 pub mod old_boxes;
+pub mod pypi_proxy;
 mod record;
 
 pub use destroy::destroy;

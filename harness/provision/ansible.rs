@@ -7,7 +7,7 @@ use super::controller::Controller;
 use crate::lab::Lab;
 use crate::provision::submission::{ProvisionReport, Submission};
 use crate::report::runlog::RunLog;
-use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
+use crate::sys::exec::{failure, run_with, scaled, CmdOutput, Setup};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,72 +18,10 @@ use std::time::{Duration, Instant};
 /// Measured here: venv 4.1 s + `pip install ansible==9.4.0` 29.3 s, 471 MB.
 pub const ANSIBLE_CORE: &str = "ansible==9.4.0";
 
-/// Where the system's Python is (Debian's python3, not a pyenv or a vendor's one on PATH).
-const SYSTEM_PYTHON_DIR: &str = "/usr/bin";
-
-/// The virtual environment with ansible-core, created once per pinned version. A venv's
-/// scripts name its directory, so it is built in place and marked complete at the end; an
-/// unmarked one (an interrupted install) is removed and built again.
+/// The virtual environment with the pinned Ansible (`sys::venv`), created once.
 pub fn ensure_installed() -> Result<PathBuf> {
-    // Labs running side by side (`run --jobs`) install it once, not at the same time.
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = crate::sys::paths::cache_root().join(format!(
-        "ansible-{}",
-        ANSIBLE_CORE.trim_start_matches("ansible==")
-    ));
-    let playbook = venv.join("bin/ansible-playbook");
-    let done = venv.join(".pglab-complete");
-    // The venv runs inside the controller's sandbox, which sees /usr and the venv only: it
-    // is built on the system's Python (a venv of pyenv's Python under /root is rebuilt).
-    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap_or_default();
-    let on_usr = cfg
-        .lines()
-        .any(|l| l.replace(' ', "") == format!("home={}", SYSTEM_PYTHON_DIR));
-    if done.exists() && on_usr {
-        return Ok(playbook);
-    }
-    if venv.exists() {
-        crate::sys::mounts::remove_tree(&venv)?;
-    }
-    crate::sys::doctor::ensure_python_venv()?;
-    crate::sys::mounts::own_temp_dir(&venv);
-    let bar = crate::sys::progress::spinner(&format!("installing {ANSIBLE_CORE} from PyPI (once)"));
-    let mut result = Ok(());
-    for argv in [
-        vec![
-            format!("{SYSTEM_PYTHON_DIR}/python3"),
-            "-m".into(),
-            "venv".into(),
-            venv.to_string_lossy().into(),
-        ],
-        vec![
-            venv.join("bin/pip").to_string_lossy().into(),
-            "install".into(),
-            "-q".into(),
-            ANSIBLE_CORE.into(),
-        ],
-    ] {
-        let out = run(&argv, None, Duration::from_secs(600))?;
-        if !out.ok() {
-            result = Err(failure(
-                &format!("installing {ANSIBLE_CORE} failed"),
-                "this machine",
-                &argv.join(" "),
-                &out.combined(),
-                "needs python3 with venv (apt-get install python3-venv) and access to PyPI",
-            ));
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    if result.is_ok() {
-        std::fs::write(&done, ANSIBLE_CORE)?;
-    } else {
-        let _ = crate::sys::mounts::remove_tree(&venv);
-    }
-    crate::sys::mounts::disown_temp_dir(&venv);
-    result.map(|_| playbook)
+    let name = format!("ansible-{}", ANSIBLE_CORE.trim_start_matches("ansible=="));
+    Ok(crate::sys::venv::ensure(&name, &[ANSIBLE_CORE])?.join("bin/ansible-playbook"))
 }
 
 /// The inventory: one group per role, `pglab_addr` per host, how ssh reaches each (from

@@ -28,25 +28,19 @@ pub fn provision(
     after_failure: super::submission::AfterFailure,
 ) -> Result<ProvisionReport> {
     let t0 = Instant::now();
-    // The hosts' apt reaches Debian through pglab's caching proxy while the submission
-    // provisions (`apt: update_cache: true` and packages the box lacks). Without it the
-    // submission still runs: what it installs must then be in the box.
-    let _proxy = match crate::lab::apt_proxy::start_for(lab) {
-        Ok(p) => {
-            if let Some(p) = &p {
-                crate::sys::progress::say(
-                    started,
-                    "provision",
-                    &format!("apt through {}/debian (approx, cached)", p.url),
-                );
-            }
-            p
-        }
-        Err(e) => {
-            crate::sys::progress::say(started, "provision", &format!("no apt proxy: {e:#}"));
-            None
-        }
-    };
+    // The hosts' apt reaches Debian, and their pip PyPI, through pglab's caching proxies
+    // while the submission provisions (`apt: update_cache: true`, packages the box lacks,
+    // `pip: name=pexpect`). Without them the submission still runs: what it installs must
+    // then be in the box.
+    let _apt = proxy(started, "apt", crate::lab::apt_proxy::start_for(lab), |p| {
+        format!("apt through {}/debian (approx, cached)", p.url)
+    });
+    let _pypi = proxy(
+        started,
+        "PyPI",
+        crate::lab::pypi_proxy::start_for(lab),
+        |p| format!("pip through {}/index/ (proxpi, cached)", p.url),
+    );
     let mut report = ProvisionReport::default();
     // The controller (a sandbox with a copy of the repository) and how it reaches the
     // hosts, made when the first playbook needs them.
@@ -80,6 +74,22 @@ pub fn provision(
     }
     report.duration = t0.elapsed();
     Ok(report)
+}
+
+/// A proxy started for the lab's hosts: said when it runs, its failure said but not fatal.
+fn proxy<P>(
+    started: Instant,
+    name: &str,
+    r: Result<Option<P>>,
+    how: impl Fn(&P) -> String,
+) -> Option<P> {
+    let said = match &r {
+        Ok(Some(p)) => how(p),
+        Ok(None) => return None,
+        Err(e) => format!("no {name} proxy: {e:#}"),
+    };
+    crate::sys::progress::say(started, "provision", &said);
+    r.ok().flatten()
 }
 
 /// pglab's connection settings for every host of the lab, as the controller reaches them.

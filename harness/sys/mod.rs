@@ -12,3 +12,4 @@ pub mod procfs;
 pub mod progress;
 pub mod safe_text;
 pub mod tree;
+pub mod venv;

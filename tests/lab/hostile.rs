@@ -3,8 +3,8 @@
 //! the host (harmless markers under /tmp stay absent), with the attempt's own output as
 //! evidence, and that the submission still got its verdict.
 
-use crate::verbs::{assert_nothing_left, serial};
-use pglab::run::{run, RunOptions};
+use crate::students::{overlaid, run_repo};
+use crate::verbs::serial;
 use std::path::{Path, PathBuf};
 
 const MARKER: &str = "/tmp/pglab-hostile-controller";
@@ -13,19 +13,6 @@ fn fixture(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(p)
-}
-
-/// Copies `from` over `to` (files replace files, folders merge).
-fn lay_over(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            lay_over(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 fn markers() -> Vec<PathBuf> {
@@ -57,24 +44,12 @@ fn a_playbook_acts_on_nothing_of_the_grading_host() {
     let out = PathBuf::from(format!("{MARKER}-out"));
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("cohort.json"), "the teacher's\n").unwrap();
-    let repo = tempfile::tempdir().unwrap();
-    lay_over(&fixture("students/vagrant-roles"), repo.path());
-    lay_over(&fixture("hostile/controller-escape"), repo.path());
-    let site = repo.path().join("ansible/provision.yml");
-    let text = std::fs::read_to_string(&site).unwrap();
-    std::fs::write(&site, format!("- import_playbook: hostile.yml\n{text}")).unwrap();
-    let (topology, box_name) = pglab::run::homework::repo_lab(Some(repo.path()))
-        .unwrap()
-        .expect("a repository");
-    let opts = RunOptions {
-        box_name,
-        topology,
-        scenarios: vec!["replicate".into()],
-        homework: Some(repo.path().to_path_buf()),
-        ..Default::default()
-    };
-    let r = run(&opts).unwrap();
-    assert_nothing_left(&r.lab);
+    let repo = overlaid(
+        "vagrant-roles",
+        &fixture("hostile/controller-escape"),
+        "hostile.yml",
+    );
+    let r = run_repo(repo.path(), &["replicate"]);
     // What the controller saw, in the playbook's own log.
     let log = std::fs::read_dir(r.log_dir.join("provision"))
         .unwrap()

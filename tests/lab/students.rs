@@ -31,6 +31,67 @@ fn run_student(name: &str, scenarios: &[&str]) -> RunReport {
     report
 }
 
+/// A student's repository made of `base` (a folder of tests/fixtures/students) with an
+/// overlay's files laid over it and `first` (a playbook of the overlay) imported before the
+/// repository's own `ansible/provision.yml`: a fixture that is a repository plus one change.
+pub fn overlaid(base: &str, overlay: &Path, first: &str) -> tempfile::TempDir {
+    fn lay_over(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                lay_over(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), dst).unwrap();
+            }
+        }
+    }
+    let repo = tempfile::tempdir().unwrap();
+    lay_over(&student(base), repo.path());
+    lay_over(overlay, repo.path());
+    let site = repo.path().join("ansible/provision.yml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, format!("- import_playbook: {first}\n{text}")).unwrap();
+    repo
+}
+
+/// `pglab run --homework REPO SCENARIOS...` of a repository made by `overlaid`.
+pub fn run_repo(dir: &Path, scenarios: &[&str]) -> RunReport {
+    let (topology, box_name) = pglab::run::homework::repo_lab(Some(dir))
+        .unwrap()
+        .expect("a repository with a Vagrantfile");
+    let opts = RunOptions {
+        box_name,
+        topology,
+        scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
+        homework: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    let report = run(&opts).unwrap();
+    assert_nothing_left(&report.lab);
+    report
+}
+
+/// A playbook that installs with pip (python3-pip from Debian through the apt proxy, pexpect
+/// from PyPI through the PyPI proxy) provisions and replicates
+/// (tests/fixtures/overlays/pip-install on vagrant-roles).
+#[test]
+#[ignore = "needs root, systemd-nspawn, PyPI (ansible 9.4.0, proxpi), approx and Debian's archive"]
+fn a_playbook_installs_with_pip_through_the_labs_pypi_proxy() {
+    let _g = serial();
+    let overlay = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/overlays/pip-install");
+    let repo = overlaid("vagrant-roles", &overlay, "pip.yml");
+    let r = run_repo(repo.path(), &["replicate"]);
+    assert_passed(&r);
+    assert!(
+        r.provision_changes
+            .iter()
+            .any(|c| c.starts_with("pexpect from PyPI")),
+        "pip installed nothing: {:?}",
+        r.provision_changes
+    );
+}
+
 fn failed(r: &RunReport) -> Vec<&StepOutcome> {
     r.checks
         .iter()
