@@ -403,6 +403,9 @@ struct ScenarioRun<'a> {
     phases: Vec<(Phase, f64)>,
     checks: Vec<StepOutcome>,
     ok: bool,
+    /// Why the primary's PostgreSQL does not answer, once a probe after a failure found it
+    /// so: nothing later can pass, and nothing later waits for it.
+    silent: Option<String>,
 }
 
 impl<'a> ScenarioRun<'a> {
@@ -435,6 +438,7 @@ impl<'a> ScenarioRun<'a> {
             phases: Vec::new(),
             checks: Vec::new(),
             ok: true,
+            silent: None,
         };
         if opts.isolate {
             run.save(PROVISIONED)?;
@@ -492,6 +496,9 @@ impl<'a> ScenarioRun<'a> {
             );
             return Ok(());
         }
+        if self.cannot_pass(sc) {
+            return Ok(());
+        }
         crate::sys::progress::say(
             self.started,
             "run",
@@ -528,6 +535,43 @@ impl<'a> ScenarioRun<'a> {
             }
         }
         Ok(())
+    }
+
+    /// After a failure, a scenario waits only if what it waits on can still come: when the
+    /// primary's PostgreSQL does not answer, the first such scenario fails at once naming
+    /// that, and its other steps and every later scenario are "not checked" with the cause,
+    /// without their waits (a failing submission costs about what a passing one does).
+    fn cannot_pass(&mut self, sc: &Scenario) -> bool {
+        if self.ok {
+            return false;
+        }
+        let first = self.silent.is_none();
+        if first {
+            self.silent = primary_silent(self.lab).map(|s| self.log.redact(&s));
+        }
+        let Some(cause) = self.silent.clone() else {
+            return false;
+        };
+        crate::sys::progress::say(
+            self.started,
+            "run",
+            &format!(
+                "scenario {}: not run: {}",
+                sc.name,
+                cause.lines().next().unwrap_or("")
+            ),
+        );
+        let skipped = format!("not checked: {cause}");
+        for (i, st) in sc.steps.iter().enumerate() {
+            let mut o = crate::scenario::runner::skipped(sc, st, &skipped);
+            if first && i == 0 {
+                o.status = Status::Failed;
+                o.message = cause.clone();
+            }
+            self.checks.push(o);
+        }
+        self.state.state = None;
+        true
     }
 
     /// Saves the lab in state `name` (the hosts are restarted: the submission's resume
@@ -578,6 +622,27 @@ fn not_checked(requires: &str, outcomes: &mut [StepOutcome]) {
             o.message.lines().next().unwrap_or_default()
         );
     }
+}
+
+/// None when PostgreSQL answers on the primary; else what it says and its log's last lines.
+fn primary_silent(lab: &Lab) -> Option<String> {
+    let host = lab.topology().with_role(Role::Primary).name.clone();
+    let probe = "runuser -u postgres -- psql -XAtqc 'select 1' 2>&1";
+    let said = match lab.exec(&host, "root", probe, Duration::from_secs(15)) {
+        Ok(o) if o.ok() => return None,
+        Ok(o) => o
+            .stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        Err(e) => format!("{e:#}"),
+    };
+    Some(format!(
+        "PostgreSQL does not answer on {host} (the primary), so no check that needs it can pass: {said}{}",
+        crate::provision::server_words::servers_now(lab, false)
+    ))
 }
 
 /// Facts found on the hosts, for `{{major}}` and `{{barman}}` in specs. barman's output

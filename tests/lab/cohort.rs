@@ -40,8 +40,9 @@ fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
 /// repositories as they come: a Vagrant shell provisioner (which sets up no ssh for barman),
 /// an ansible one without a standby slot (tests/lab/students.rs has the others), and a Red
 /// Hat box that gets its verdict without a lab.
-const COHORT: [&str; 12] = [
+const COHORT: [&str; 13] = [
     "tests/fixtures/no-slot",
+    "tests/fixtures/primary-never-starts",
     "tests/fixtures/no-barman-hba",
     "tests/fixtures/recovery-without-target",
     "tests/fixtures/replicator-without-password",
@@ -71,6 +72,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     eprintln!("{md}");
     check_rows(&g.rows);
     check_recover_messages(&g.reports);
+    check_silent_primary(&g.rows, &g.reports);
     insta::assert_snapshot!("cohort-md", md);
     insta::assert_snapshot!("cohort-csv", csv);
     for r in &g.rows {
@@ -125,6 +127,47 @@ fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
     ] {
         assert!(m.contains(n), "{n:?} not in {m}");
     }
+}
+
+/// A primary whose PostgreSQL never starts (a wal_level typo): provisioning fails, the first
+/// scenario fails at once saying PostgreSQL does not answer on node1, and the rest are not
+/// checked, without a single polling wait.
+fn check_silent_primary(rows: &[Row], reports: &[(String, Option<RunReport>)]) {
+    let name = "primary-never-starts";
+    let row = rows.iter().find(|r| r.name == name).expect(name);
+    assert_eq!(
+        cells(row),
+        ["FAILED", "FAILED", "skipped", "skipped", "skipped"],
+        "{row:#?}"
+    );
+    assert!(
+        row.first_failure()
+            .unwrap_or_default()
+            .contains("provisioned: "),
+        "{row:#?}"
+    );
+    assert!(
+        row.cells[1]
+            .why
+            .contains("PostgreSQL does not answer on node1"),
+        "{row:#?}"
+    );
+    let r = reports
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, r)| r.as_ref())
+        .expect(name);
+    let waited: f64 = r.checks.iter().map(|c| c.waited_secs).sum();
+    assert_eq!(waited, 0.0, "{name} waited for states that could not come");
+    let log = r
+        .checks
+        .iter()
+        .map(|c| c.message.clone())
+        .collect::<String>();
+    assert!(
+        log.contains("replcia"),
+        "PostgreSQL's own words are not in the verdicts: {log}"
+    );
 }
 
 /// Grading again with nothing changed runs no lab and keeps every row.
