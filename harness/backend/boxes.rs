@@ -156,7 +156,7 @@ impl BoxSpec {
             let path = boxes_dir().join(script);
             argv.push(format!(
                 "--customize-hook=sh -e {} \"$1\"",
-                crate::backend::shell_quote(&path.to_string_lossy())
+                crate::backend::api::shell_quote(&path.to_string_lossy())
             ));
         }
         // Commands get /dev/null as stdin, and a script is bash's argument rather than its
@@ -164,15 +164,15 @@ impl BoxSpec {
         for c in &self.recipe.customize {
             argv.push(format!(
                 "--customize-hook=chroot \"$1\" sh -c {} </dev/null",
-                crate::backend::shell_quote(c)
+                crate::backend::api::shell_quote(c)
             ));
         }
         for script in &self.recipe.scripts {
             let path = boxes_dir().join(script);
             argv.push(format!(
                 "--customize-hook=chroot \"$1\" sh -ec \"$(cat {})\" {} </dev/null",
-                crate::backend::shell_quote(&path.to_string_lossy()),
-                crate::backend::shell_quote(script)
+                crate::backend::api::shell_quote(&path.to_string_lossy()),
+                crate::backend::api::shell_quote(script)
             ));
         }
         argv.push(self.recipe.suite.clone());

@@ -25,7 +25,7 @@ pub const LAUNCHER: &str = "exec 3< <(exec cat) </dev/null; exec /bin/bash /dev/
 pub fn over_ssh(user: &str) -> String {
     format!(
         "sudo -n -H -u {} -- /bin/bash -lc 'cd \"$HOME\" 2>/dev/null; {LAUNCHER}'",
-        crate::backend::shell_quote(user)
+        crate::backend::api::shell_quote(user)
     )
 }
 

@@ -6,7 +6,7 @@
 //! fetches from the machine's Debian source. Its cache (`<cache>/apt`) is kept between labs,
 //! so a second lab installs from it.
 
-use crate::lab::Lab;
+use super::lifecycle::Lab;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;

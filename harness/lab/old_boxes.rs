@@ -37,7 +37,7 @@ fn current_names() -> BTreeSet<String> {
 /// Box roots that labs on this machine use (their overlays sit on them).
 fn in_use() -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    for lab in super::list().unwrap_or_default() {
+    for lab in super::record::list().unwrap_or_default() {
         // box_root is `<cache>/boxes/NAME-HASH/rootfs`.
         if let Some(dir) = lab.box_root.parent() {
             used.insert(dir_name(dir));

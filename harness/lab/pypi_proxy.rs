@@ -5,7 +5,7 @@
 //! proxpi server on this machine's loopback, run as `nobody`, whose cache (`<cache>/pypi`,
 //! at most 2 GiB) is kept between labs. Each host's pip is pointed at it (`/etc/pip.conf`).
 
-use crate::lab::Lab;
+use super::lifecycle::Lab;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

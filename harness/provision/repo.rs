@@ -167,11 +167,6 @@ fn read_hints(dir: &Path) -> Result<Hints> {
     })
 }
 
-/// `dir` as a submission.
-pub fn submission(dir: &Path) -> Result<super::Submission> {
-    super::Submission::from_repo(load(dir)?)
-}
-
 /// The lab's topology: the machines' names and first private addresses, roles from names.
 /// Machines whose names say no role take the roles left, in definition order: provisional
 /// (`RepoPlan::guessed`), found after provisioning from what runs where.

@@ -5,6 +5,7 @@
 //! A submission may name a `base` submission: scripts it does not have are taken from
 //! there (broken fixtures are the reference with one file changed).
 
+use super::repo::{self, RepoPlan};
 use super::vagrantfile_read;
 use crate::model::topology::Role;
 use anyhow::{bail, Context, Result};
@@ -92,7 +93,7 @@ pub struct Submission {
     /// The submission's playbook (relative to `dir`): Ansible instead of `steps`.
     pub playbook: Option<String>,
     /// A repository as it comes (a Vagrantfile): what pglab read from it and decided.
-    pub repo: Option<super::repo::RepoPlan>,
+    pub repo: Option<RepoPlan>,
     search: Vec<PathBuf>,
 }
 
@@ -202,7 +203,7 @@ impl Submission {
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {
         if vagrantfile_read::find(dir).is_some() {
-            return super::repo::submission(dir);
+            return Submission::from_repo(repo::load(dir)?);
         }
         let chain = manifests(dir)?;
         // The playbook is the submission's own; steps, resume steps and commands may come
@@ -262,7 +263,7 @@ impl Submission {
     /// A submission read from a repository: the reference's resume steps, and its
     /// `[commands]` where the repository's provision.toml has none (`recover` with the
     /// submission's names, found after provisioning).
-    pub(super) fn from_repo(plan: super::repo::RepoPlan) -> Result<Submission> {
+    pub(super) fn from_repo(plan: RepoPlan) -> Result<Submission> {
         let reference = Submission::load(&reference_dir())?;
         let mut commands = plan.hints_commands.clone();
         commands.entry("recover".into()).or_insert_with(|| {

@@ -1,9 +1,9 @@
 //! `pglab bench`: whole phases timed over several runs, printed as min / median / max.
 //! Figures are printed, never asserted (a loaded machine must not fail a test).
 
+use super::one::{run, Destroy, RunOptions};
 use crate::lab::{Lab, UpOptions};
 use crate::model::phase::Phase;
-use crate::run::{run, Destroy, RunOptions};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -4,7 +4,7 @@
 //! and its lab is removed. Submissions whose content did not change since the last grading
 //! in the same `--out` keep their row.
 
-use super::{run, RunOptions, RunReport};
+use super::one::{run, RunOptions, RunReport};
 use crate::provision::submission::is_submission;
 use crate::provision::Submission;
 use crate::report::cohort::{self, Row, PROVISIONED};
@@ -135,7 +135,7 @@ pub struct Graded {
 pub type Legend = Vec<(String, String)>;
 
 fn groups(base: &RunOptions) -> Result<(Vec<String>, Legend)> {
-    let prepared = super::prepare(base)?;
+    let prepared = super::one::prepare(base)?;
     let mut groups = vec![PROVISIONED.to_string()];
     let mut legend = vec![(
         PROVISIONED.to_string(),

@@ -1,7 +1,7 @@
 //! `run --box A,B --jobs N`: which labs a run needs (one per box; with more jobs than boxes
 //! each box's scenarios spread over several labs) and running them `jobs` at a time.
 
-use super::{RunOptions, RunReport};
+use super::one::{RunOptions, RunReport};
 use anyhow::Result;
 
 /// A lab to run: its label in progress lines (`bookworm`, `bookworm#2`) and its options.
@@ -19,7 +19,7 @@ pub fn work_items(base: &RunOptions, boxes: &[String], jobs: usize) -> Result<Ve
     let mut items: Vec<WorkItem> = Vec::new();
     for b in boxes {
         let groups = if parts > 1 {
-            super::spread(&opts_for(b), parts)?
+            super::one::spread(&opts_for(b), parts)?
         } else {
             vec![base.scenarios.clone()]
         };
@@ -55,7 +55,7 @@ pub fn run_all(
             if group.len() > 1 {
                 crate::sys::progress::set_label(label);
             }
-            super::run(opts)
+            super::one::run(opts)
         });
         for r in results {
             let report = r?;

@@ -9,7 +9,7 @@
 //! Every resource carries the lab id: namespaces by name, mounts and files by path under
 //! the lab directory, processes by the machine name `pglab-<id>-<host>` on their command line.
 
-use super::{Backend, HostState};
+use super::api::{Backend, HostState};
 use crate::model::topology::Topology;
 use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
 use crate::sys::fanout::fan_out;
@@ -540,15 +540,15 @@ impl Backend for Nspawn {
         self.check_host(a)?;
         self.check_host(b)?;
         let addr_b = self.topo.host(b).expect("checked").address;
-        let script = super::cut_rules(b, addr_b);
+        let script = super::api::cut_rules(b, addr_b);
         let out = self.nft(a, &script)?;
-        super::cut_applied(&out, &self.place(a), "on this machine (`pglab doctor`)")
+        super::api::cut_applied(&out, &self.place(a), "on this machine (`pglab doctor`)")
     }
 
     fn heal_link(&self, a: &str, b: &str) -> Result<()> {
         self.check_host(a)?;
         self.check_host(b)?;
-        let table = super::cut_table(b);
+        let table = super::api::cut_table(b);
         // A link that is not cut has no table: healing it is not an error.
         self.nft(a, &format!("delete table inet {table}\n"))?;
         Ok(())
@@ -572,12 +572,12 @@ impl Backend for Nspawn {
         teardown(&self.id, &self.dir, &self.topo.names())
     }
 
-    fn ssh_target(&self, host: &str, lab_key: &Path) -> Result<super::SshTarget> {
+    fn ssh_target(&self, host: &str, lab_key: &Path) -> Result<super::api::SshTarget> {
         self.check_host(host)?;
         let pubkey = std::fs::read_to_string(lab_key.with_extension("pub"))?;
         let script = format!(
             "set -e\ninstall -d -m 700 /root/.ssh\ntouch /root/.ssh/authorized_keys\ngrep -qxF {k} /root/.ssh/authorized_keys || echo {k} >> /root/.ssh/authorized_keys\nchmod 600 /root/.ssh/authorized_keys\nsystemctl start ssh\n",
-            k = super::shell_quote(pubkey.trim())
+            k = super::api::shell_quote(pubkey.trim())
         );
         let out = self.exec(host, "root", &script, Duration::from_secs(60))?;
         if !out.ok() {
@@ -589,7 +589,7 @@ impl Backend for Nspawn {
                 "is openssh-server in the box recipe?",
             ));
         }
-        Ok(super::SshTarget {
+        Ok(super::api::SshTarget {
             address: self.topo.host(host).expect("checked").address.to_string(),
             user: "root".into(),
             become_root: false,

@@ -12,7 +12,7 @@ pub mod libvirt;
 pub mod libvirt_box;
 pub mod vagrantfile;
 
-use super::{Backend, HostState};
+use super::api::{Backend, HostState};
 use crate::backend::vagrant::vagrantfile::Provider;
 use crate::model::topology::Topology;
 use crate::sys::exec::{failure, run, run_with, scaled, CmdOutput, Setup};
@@ -561,9 +561,12 @@ impl Backend for Vagrant {
         let addr_b = self.topo.host(b).expect("checked").address;
         // nftables inside the guest; ssh reaches it over the management network, which the
         // cut leaves alone.
-        let script = format!("nft -f - <<'EOF'\n{}EOF\n", super::cut_rules(b, addr_b));
+        let script = format!(
+            "nft -f - <<'EOF'\n{}EOF\n",
+            super::api::cut_rules(b, addr_b)
+        );
         let out = self.exec(a, "root", &script, Duration::from_secs(60))?;
-        super::cut_applied(
+        super::api::cut_applied(
             &out,
             &self.place(a),
             "in the box (boxes/layers/vagrant-libvirt.toml)",
@@ -574,7 +577,7 @@ impl Backend for Vagrant {
         self.check_host(b)?;
         let script = format!(
             "nft delete table inet {} 2>/dev/null || true\n",
-            super::cut_table(b)
+            super::api::cut_table(b)
         );
         self.exec(a, "root", &script, Duration::from_secs(60))?;
         Ok(())
@@ -613,10 +616,10 @@ impl Backend for Vagrant {
         teardown(&self.id, &self.dir)
     }
 
-    fn ssh_target(&self, host: &str, _lab_key: &Path) -> Result<super::SshTarget> {
+    fn ssh_target(&self, host: &str, _lab_key: &Path) -> Result<super::api::SshTarget> {
         self.check_host(host)?;
         // Vagrant's own user and key, through the ssh-config Vagrant wrote.
-        Ok(super::SshTarget {
+        Ok(super::api::SshTarget {
             address: host.into(),
             user: "vagrant".into(),
             become_root: true,
