@@ -175,6 +175,21 @@ fn sandboxed(ruby: &Path, stub: &Path, copy: &Path, name: &str) -> Vec<String> {
     argv
 }
 
+/// What was read, by the Vagrantfile's path and the digest of the repository's copy: a
+/// repository is read once per pglab process however often it is loaded (its hash, its
+/// plan, its roles), and read again only when its content changed.
+static READ: std::sync::Mutex<BTreeMap<(PathBuf, String), VagrantSpec>> =
+    std::sync::Mutex::new(BTreeMap::new());
+/// How many times Ruby ran, per Vagrantfile (for tests).
+static RUNS: std::sync::Mutex<BTreeMap<PathBuf, usize>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// How many times the reader ran Ruby on `file` in this process.
+pub fn runs_of(file: &Path) -> usize {
+    let file = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    let runs = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    runs.get(&file).copied().unwrap_or(0)
+}
+
 /// Runs `file` through the stub and reads what it configured. The Vagrantfile is a student's
 /// Ruby: it runs in a sandbox that sees nothing of this machine (see `sandboxed`).
 pub fn read(file: &Path) -> Result<VagrantSpec> {
@@ -201,6 +216,15 @@ pub fn read(file: &Path) -> Result<VagrantSpec> {
     }
     let dir = file.parent().context("a Vagrantfile has a folder")?;
     copy_tree(dir, &copy, &COPY)?;
+    let key = (file.clone(), crate::sys::tree::digest(&copy)?);
+    if let Some(spec) = READ.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(spec.clone());
+    }
+    *RUNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(file.clone())
+        .or_default() += 1;
     let name = file
         .file_name()
         .context("a Vagrantfile has a name")?
@@ -222,7 +246,11 @@ pub fn read(file: &Path) -> Result<VagrantSpec> {
             "run `vagrant validate` on it; pglab reads Vagrantfiles of version 2",
         )
     })?;
-    parse_raw(raw, &file)
+    let spec = parse_raw(raw, &file)?;
+    READ.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, spec.clone());
+    Ok(spec)
 }
 
 fn parse_raw(raw: RawOut, file: &Path) -> Result<VagrantSpec> {

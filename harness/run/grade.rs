@@ -487,6 +487,23 @@ mod tests {
         }
     }
 
+    /// A repository is read once however often it is loaded (its content hash, its plan
+    /// for the lab, its roles): Ruby runs once per Vagrantfile, again only after a change.
+    #[test]
+    fn the_vagrantfile_reader_runs_once_per_repository() {
+        let cohort = tempfile::tempdir().unwrap();
+        let d = cohort.path().join("dana");
+        copy_tree(&repo("tests/fixtures/students/vagrant-roles"), &d);
+        let vf = d.join("Vagrantfile");
+        find_submissions(&[cohort.path().to_path_buf()]).unwrap();
+        crate::run::homework::repo_lab(Some(&d)).unwrap();
+        Submission::load(&d).unwrap();
+        assert_eq!(crate::provision::vagrantfile_read::runs_of(&vf), 1);
+        std::fs::write(d.join("README.md"), "changed\n").unwrap();
+        Submission::load(&d).unwrap();
+        assert_eq!(crate::provision::vagrantfile_read::runs_of(&vf), 2);
+    }
+
     /// Every folder of a cohort gets a row: a lowercase `vagrantfile` (Vagrant's second
     /// name) is read like `Vagrantfile`, and a repository without either (an inventory and
     /// playbooks run by hand) is a row with its verdict, not the end of the grading.

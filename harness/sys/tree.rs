@@ -148,6 +148,38 @@ pub fn copy_tree(from: &Path, to: &Path, rules: &CopyRules) -> Result<Vec<PathBu
     Ok(left_out)
 }
 
+/// A digest of a tree's names and contents (symlinks by their target's name), sorted.
+pub fn digest(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut files = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for e in std::fs::read_dir(dir.join(&rel))? {
+            let e = e?;
+            let rel = rel.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                todo.push(rel.clone());
+            }
+            files.push(rel);
+        }
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    for rel in files {
+        let p = dir.join(&rel);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        let meta = p.symlink_metadata()?;
+        if meta.is_symlink() {
+            h.update(std::fs::read_link(&p)?.to_string_lossy().as_bytes());
+        } else if meta.is_file() {
+            h.update(std::fs::read(&p)?);
+        }
+        h.update([1]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Hands `dir` and everything under it to `uid` (symlinks themselves, not their targets).
 pub fn chown_tree(dir: &Path, uid: u32) -> Result<()> {
     std::os::unix::fs::lchown(dir, Some(uid), Some(uid))
