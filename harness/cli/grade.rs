@@ -34,6 +34,9 @@ pub struct GradeArgs {
     box_name: Option<String>,
     #[arg(long)]
     topology: Option<PathBuf>,
+    /// Points per check group (default: the homework's rubric.toml).
+    #[arg(long)]
+    rubric: Option<PathBuf>,
 }
 
 /// `pglab grade`: the cohort, `--jobs` labs at once, then the table.
@@ -55,6 +58,7 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
         out: a.out,
         all: a.all,
         deadline: a.deadline,
+        rubric: a.rubric,
     };
     let g = grade_cohort(&opts)?;
     print!(

@@ -8,6 +8,7 @@ use super::junit::{esc, testcase};
 use super::outcome::{RunReport, Status, StepOutcome};
 use crate::sys::safe_text::{csv_cell, markdown_cell};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The first column: provisioning, before any scenario.
@@ -34,6 +35,11 @@ pub struct Row {
     pub lab: String,
     pub seconds: f64,
     pub phases: Vec<(String, f64)>,
+    /// Points under the cohort's rubric (`report::rubric`), set when the cohort is written.
+    #[serde(default)]
+    pub score: f64,
+    #[serde(default)]
+    pub max_score: f64,
 }
 
 impl Row {
@@ -62,6 +68,8 @@ impl Row {
                     r.checks.iter().map(|c| c.waited_secs).sum(),
                 )])
                 .collect(),
+            score: 0.0,
+            max_score: 0.0,
         }
     }
 
@@ -93,6 +101,8 @@ impl Row {
             lab: String::new(),
             seconds: 0.0,
             phases: vec![],
+            score: 0.0,
+            max_score: 0.0,
         }
     }
 
@@ -228,14 +238,19 @@ fn word(s: Status) -> &'static str {
 
 /// The Markdown table; `legend` (group, description) follows it.
 pub fn markdown(groups: &[String], rows: &[Row], legend: &[(String, String)]) -> String {
-    let mut s = format!("| submission | {} | first failure |\n", groups.join(" | "));
-    s.push_str(&format!("|---|{}---|\n", "---|".repeat(groups.len())));
+    let mut s = format!(
+        "| submission | score | {} | first failure |\n",
+        groups.join(" | ")
+    );
+    s.push_str(&format!("|---|---|{}---|\n", "---|".repeat(groups.len())));
     for r in rows {
         let cells: Vec<&str> = r.cells.iter().map(|c| word(c.status)).collect();
         let first = r.first_failure().unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {} |\n",
+            "| {} | {}/{} | {} | {} |\n",
             markdown_cell(&r.name),
+            r.score,
+            r.max_score,
             cells.join(" | "),
             markdown_cell(&first)
         ));
@@ -248,13 +263,64 @@ pub fn markdown(groups: &[String], rows: &[Row], legend: &[(String, String)]) ->
     for (g, d) in legend {
         s.push_str(&format!("- **{g}**: {d}\n"));
     }
+    let wrong = mistakes(rows);
+    if !wrong.is_empty() {
+        s.push_str(
+            "\n## What the cohort got wrong\n\n| mistake | submissions | who |\n|---|---|---|\n",
+        );
+        for m in &wrong {
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                markdown_cell(&m.mistake),
+                m.count,
+                markdown_cell(&m.submissions.join(", "))
+            ));
+        }
+    }
     s
+}
+
+/// One mistake of a cohort: its words (a row's first failure; timestamps and ids are already
+/// gone, so the same mistake reads the same), how many made it, and who.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mistake {
+    pub mistake: String,
+    pub count: usize,
+    pub submissions: Vec<String>,
+}
+
+/// The cohort's first failures grouped, most frequent first (then by their words).
+pub fn mistakes(rows: &[Row]) -> Vec<Mistake> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        if let Some(f) = r.first_failure() {
+            by.entry(f).or_default().push(r.name.clone());
+        }
+    }
+    let mut out: Vec<Mistake> = by
+        .into_iter()
+        .map(|(mistake, submissions)| Mistake {
+            count: submissions.len(),
+            mistake,
+            submissions,
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.mistake.cmp(&b.mistake)));
+    out
+}
+
+/// `cohort.json`: every row (the regrade cache) and the mistakes.
+pub fn json(rows: &[Row]) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "rows": rows,
+        "mistakes": mistakes(rows),
+    }))
 }
 
 /// CSV for a gradebook: the table's columns, plus how many groups passed.
 pub fn csv(groups: &[String], rows: &[Row]) -> String {
     let mut s = format!(
-        "submission,{},groups_passed,first_failure\n",
+        "submission,score,max_score,{},groups_passed,first_failure\n",
         groups.join(",")
     );
     for r in rows {
@@ -270,8 +336,10 @@ pub fn csv(groups: &[String], rows: &[Row]) -> String {
             .filter(|c| c.status == Status::Passed)
             .count();
         s.push_str(&format!(
-            "{},{},{passed},{}\n",
+            "{},{},{},{},{passed},{}\n",
             csv_cell(&r.name),
+            r.score,
+            r.max_score,
             cells.join(","),
             csv_cell(&r.first_failure().unwrap_or_default())
         ));
@@ -344,17 +412,28 @@ fn verdict_case(row: &Row, c: &Cell) -> StepOutcome {
 /// The rows of an earlier grading in `dir` (none when there is none or it cannot be read:
 /// then everything is graded again).
 pub fn load_rows(dir: &Path) -> Vec<Row> {
-    std::fs::read_to_string(dir.join("cohort.json"))
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        Now { rows: Vec<Row> },
+        Before(Vec<Row>),
+    }
+    let saved = std::fs::read_to_string(dir.join("cohort.json"))
         .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    match saved {
+        Some(Saved::Now { rows }) | Some(Saved::Before(rows)) => rows,
+        None => Vec::new(),
+    }
 }
 
 /// A submission's report card: its cells with their whys, for the student.
 pub fn card(row: &Row, legend: &[(String, String)]) -> String {
     let mut s = format!(
-        "# {}\n\n| check group | result | why |\n|---|---|---|\n",
-        markdown_cell(&row.name)
+        "# {}\n\nScore: {} of {}\n\n| check group | result | why |\n|---|---|---|\n",
+        markdown_cell(&row.name),
+        row.score,
+        row.max_score
     );
     for c in &row.cells {
         let why = if c.status == Status::Passed {
@@ -439,7 +518,48 @@ mod tests {
             lab: "l".into(),
             seconds: 1.0,
             phases: vec![],
+            score: 0.0,
+            max_score: 0.0,
         }
+    }
+
+    /// The same first failure in several rows is one mistake with its count and who made it;
+    /// cohort.json carries them with the rows, and an older cohort.json (rows only) still
+    /// loads as the regrade cache.
+    #[test]
+    fn mistakes_are_grouped_most_frequent_first() {
+        use Status::*;
+        let rows = [
+            row("alice", &[Passed, Failed, Skipped]),
+            row("bob", &[Passed, Passed, Passed]),
+            row("carol", &[Passed, Failed, Skipped]),
+            row("dan", &[Failed, Skipped, Skipped]),
+        ];
+        let m = mistakes(&rows);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].count, 2);
+        assert_eq!(m[0].submissions, ["alice", "carol"]);
+        assert_eq!(m[0].mistake, "replicate: no slot, \"node2\"");
+        assert_eq!(m[1].submissions, ["dan"]);
+        let md = markdown(
+            &["provisioned".into(), "replicate".into(), "backup".into()],
+            &rows,
+            &[],
+        );
+        assert!(md.contains("## What the cohort got wrong"), "{md}");
+        assert!(
+            md.contains("| replicate: no slot, \"node2\" | 2 | alice, carol |"),
+            "{md}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("cohort.json"), json(&rows).unwrap()).unwrap();
+        assert_eq!(load_rows(d.path()).len(), 4);
+        std::fs::write(
+            d.path().join("cohort.json"),
+            serde_json::to_string(&rows).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(load_rows(d.path()).len(), 4);
     }
 
     #[test]
@@ -454,18 +574,18 @@ mod tests {
         ];
         let md = markdown(&groups, &rows, &[]);
         assert!(
-            md.contains("| alice | passed | passed | passed |  |\n"),
+            md.contains("| alice | 0/0 | passed | passed | passed |  |\n"),
             "{md}"
         );
         assert!(
-            md.contains("| bob | passed | FAILED | skipped | replicate: no slot, \"node2\" |"),
+            md.contains("| bob | 0/0 | passed | FAILED | skipped | replicate: no slot, \"node2\" |"),
             "{md}"
         );
         assert!(md.contains("1 of 2 submissions passed"), "{md}");
         let csv = csv(&groups, &rows);
         assert_eq!(
             csv,
-            "submission,provisioned,replicate,backup,groups_passed,first_failure\nalice,passed,passed,passed,3,\nbob,passed,failed,skipped,1,\"replicate: no slot, \"\"node2\"\"\"\n"
+            "submission,score,max_score,provisioned,replicate,backup,groups_passed,first_failure\nalice,0,0,passed,passed,passed,3,\nbob,0,0,passed,failed,skipped,1,\"replicate: no slot, \"\"node2\"\"\"\n"
         );
     }
 
@@ -508,7 +628,7 @@ mod tests {
         let rows = [row("alice", &[Passed, Passed, Passed]), bad];
         let records = csv_records(&csv(&groups, &rows));
         assert_eq!(records.len(), 3, "{records:?}");
-        assert!(records.iter().all(|r| r.len() == 6), "{records:?}");
+        assert!(records.iter().all(|r| r.len() == 8), "{records:?}");
         for f in records.iter().flatten() {
             assert!(!f.starts_with(['=', '+', '-', '@']), "a formula: {f:?}");
         }
@@ -516,7 +636,7 @@ mod tests {
         let table: Vec<&str> = md.lines().take_while(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 4, "{md}");
         let bars = |l: &str| l.len() - l.replace('|', "").len() - l.matches("\\|").count();
-        assert!(table.iter().all(|l| bars(l) == 6), "{md}");
+        assert!(table.iter().all(|l| bars(l) == 7), "{md}");
         assert!(!md.contains(['<', '\r', '\u{1b}']), "{md}");
         let card = card(&rows[1], &[]);
         assert!(!card.contains(['<', '\r', '\u{1b}']), "{card}");

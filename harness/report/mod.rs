@@ -4,5 +4,6 @@ pub mod cohort;
 pub mod json;
 pub mod junit;
 pub mod outcome;
+pub mod rubric;
 pub mod runlog;
 pub mod summary;

@@ -399,6 +399,7 @@ pub fn cohort_options(
         out: out.into(),
         all: true,
         deadline: std::time::Duration::from_secs(1200),
+        rubric: None,
     }
 }
 

@@ -8,6 +8,7 @@ use super::one::{run, RunOptions, RunReport};
 use crate::provision::submission::is_submission;
 use crate::provision::Submission;
 use crate::report::cohort::{self, Row, PROVISIONED};
+use crate::report::rubric::Rubric;
 use crate::sys::progress;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,8 @@ pub struct GradeOptions {
     pub all: bool,
     /// A submission still running after this gets a verdict and its lab is removed.
     pub deadline: Duration,
+    /// The rubric's file (None: the homework's default, `rubric.toml`).
+    pub rubric: Option<PathBuf>,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -150,6 +153,10 @@ fn groups(base: &RunOptions) -> Result<(Vec<String>, Legend)> {
 
 /// Grades the cohort and writes its report under `opts.out`.
 pub fn grade(opts: &GradeOptions) -> Result<Graded> {
+    let rubric = match &opts.rubric {
+        Some(f) => Rubric::load(f)?,
+        None => Rubric::default_for_homework()?,
+    };
     let entries = find_submissions(&opts.dirs)?;
     let (groups, legend) = groups(&opts.base)?;
     let before: BTreeMap<String, Row> = cohort::load_rows(&opts.out)
@@ -175,6 +182,7 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
             None => rows.push(before[&e.name].clone()),
         }
     }
+    rubric.apply(&mut rows);
     let graded = Graded {
         groups,
         legend,
@@ -434,7 +442,7 @@ fn write(out: &Path, g: &Graded) -> Result<()> {
     };
     put("cohort.md", cohort::markdown(&g.groups, &g.rows, &g.legend))?;
     put("cohort.csv", cohort::csv(&g.groups, &g.rows))?;
-    put("cohort.json", serde_json::to_string_pretty(&g.rows)?)?;
+    put("cohort.json", cohort::json(&g.rows)?)?;
     put("junit.xml", cohort::junit(&g.rows, &g.reports))?;
     for row in g.rows.iter().filter(|r| g.regraded.contains(&r.name)) {
         let dir = out.join(&row.name);
@@ -668,6 +676,8 @@ mod tests {
             lab: String::new(),
             seconds: 0.0,
             phases: vec![],
+            score: 0.0,
+            max_score: 0.0,
         };
         assert!(unchanged(&e, Some(&row), &groups));
         assert!(!unchanged(
