@@ -259,6 +259,15 @@ pub(crate) fn build_cached(
             parent.display()
         )
     })?;
+    // One build of a box at a time, across threads (labs started side by side by `grade
+    // --jobs 2` on a machine without the box: measured, both built into the same temporary
+    // folder and both failed) and processes; whoever waited finds it built.
+    let lock = std::fs::File::create(parent.join(format!(".lock-{name}-{hash}")))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock the build of box {name}: {e}"))?;
+    if final_dir.join("built.json").exists() {
+        return Ok(());
+    }
     check_free_space(&parent, 2 << 30)?;
     let tmp = parent.join(format!(".tmp-{name}-{hash}-{}", std::process::id()));
     mounts::own_temp_dir(&tmp);
