@@ -578,7 +578,9 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| bob | 0/0 | passed | FAILED | skipped | replicate: no slot, \"node2\" |"),
+            md.contains(
+                "| bob | 0/0 | passed | FAILED | skipped | replicate: no slot, \"node2\" |"
+            ),
             "{md}"
         );
         assert!(md.contains("1 of 2 submissions passed"), "{md}");
