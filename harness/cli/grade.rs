@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct GradeArgs {
+    #[command(subcommand)]
+    cmd: Option<GradeCmd>,
     /// Submissions, or folders whose subfolders are submissions.
-    #[arg(required = true)]
     dirs: Vec<PathBuf>,
     /// Scenarios every submission runs (default: all); the ones they depend on run first.
     #[arg(long, value_delimiter = ',')]
@@ -37,10 +39,38 @@ pub struct GradeArgs {
     /// Points per check group (default: the homework's rubric.toml).
     #[arg(long)]
     rubric: Option<PathBuf>,
+    /// Grade only part K of N of the cohort (every part computes the whole roster and keeps
+    /// the names that fall in it), or `auto`: the index the CI engine gives the job.
+    #[arg(long, value_parser = crate::run::shard::Shard::parse)]
+    shard: Option<crate::run::shard::Shard>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum GradeCmd {
+    /// Merges the parts of a cohort graded with --shard into one cohort report.
+    Merge {
+        /// The parts' --out folders.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        #[arg(long, default_value = "grades")]
+        out: PathBuf,
+    },
 }
 
 /// `pglab grade`: the cohort, `--jobs` labs at once, then the table.
 pub fn grade(a: GradeArgs) -> Result<i32> {
+    if let Some(GradeCmd::Merge { parts, out }) = a.cmd {
+        let g = crate::run::grade::merge(&parts, &out)?;
+        print!(
+            "{}",
+            crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
+        );
+        println!("merged {} parts into {}", parts.len(), out.display());
+        return Ok(0);
+    }
+    if a.dirs.is_empty() {
+        anyhow::bail!("pglab grade needs submissions (or `pglab grade merge PART...`)");
+    }
     crate::sys::doctor::require_root("grade submissions")?;
     let opts = GradeOptions {
         dirs: a.dirs,
@@ -59,6 +89,7 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
         all: a.all,
         deadline: a.deadline,
         rubric: a.rubric,
+        shard: a.shard,
     };
     let g = grade_cohort(&opts)?;
     print!(

@@ -400,6 +400,7 @@ pub fn cohort_options(
         all: true,
         deadline: std::time::Duration::from_secs(1200),
         rubric: None,
+        shard: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! in the same `--out` keep their row.
 
 use super::one::{run, RunOptions, RunReport};
+use super::shard;
 use crate::provision::submission::is_submission;
 use crate::provision::Submission;
 use crate::report::cohort::{self, Row, PROVISIONED};
@@ -30,6 +31,8 @@ pub struct GradeOptions {
     pub deadline: Duration,
     /// The rubric's file (None: the homework's default, `rubric.toml`).
     pub rubric: Option<PathBuf>,
+    /// Grade only this part of the cohort (`--shard K/N`); `shard.json` then says so.
+    pub shard: Option<shard::Shard>,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -157,7 +160,11 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         Some(f) => Rubric::load(f)?,
         None => Rubric::default_for_homework()?,
     };
-    let entries = find_submissions(&opts.dirs)?;
+    let mut entries = find_submissions(&opts.dirs)?;
+    let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    if let Some(s) = opts.shard {
+        entries.retain(|e| s.holds(&e.name));
+    }
     let (groups, legend) = groups(&opts.base)?;
     let before: BTreeMap<String, Row> = cohort::load_rows(&opts.out)
         .into_iter()
@@ -192,6 +199,48 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         wall,
     };
     write(&opts.out, &graded)?;
+    if let Some(shard) = opts.shard {
+        let info = shard::PartInfo {
+            shard,
+            roster,
+            groups: graded.groups.clone(),
+            legend: graded.legend.clone(),
+            grader: shard::grader_identity(),
+        };
+        shard::write_info(&opts.out, &info)?;
+    }
+    Ok(graded)
+}
+
+/// `pglab grade merge PART... --out DIR`: the cohort of the parts, written as one grading
+/// writes it, with each submission's folder copied from its part.
+pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
+    let mut read = Vec::new();
+    for p in parts {
+        read.push((p.clone(), shard::read_info(p)?, cohort::load_rows(p)));
+    }
+    let rows = shard::check_parts(&read)?;
+    let (_, info, _) = &read[0];
+    // JUnit of a merged cohort has one testcase per group of each row (its verdict); each
+    // part's own junit.xml and report.json keep the steps.
+    let reports = rows.iter().map(|r| (r.name.clone(), None)).collect();
+    let graded = Graded {
+        groups: info.groups.clone(),
+        legend: info.legend.clone(),
+        rows,
+        reports,
+        regraded: Vec::new(),
+        wall: std::time::Duration::ZERO,
+    };
+    write(out, &graded)?;
+    for (dir, _, rows) in &read {
+        for r in rows {
+            let from = dir.join(&r.name);
+            if from.is_dir() {
+                copy_dir(&from, &out.join(&r.name))?;
+            }
+        }
+    }
     Ok(graded)
 }
 
@@ -434,7 +483,7 @@ pub fn progress_line(
 
 /// Markdown, CSV, JUnit, cohort.json, and a folder per regraded submission (its report card,
 /// report.json, and its logs).
-fn write(out: &Path, g: &Graded) -> Result<()> {
+pub(super) fn write(out: &Path, g: &Graded) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let put = |name: &str, text: String| {
         std::fs::write(out.join(name), text)
@@ -458,7 +507,7 @@ fn write(out: &Path, g: &Graded) -> Result<()> {
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from).into_iter().flatten().flatten() {
         let p = e.path();

@@ -6,5 +6,6 @@ pub mod grade;
 pub mod homework;
 mod one;
 pub mod schedule;
+pub mod shard;
 
 pub use one::*;
