@@ -40,6 +40,9 @@ pub struct Row {
     pub score: f64,
     #[serde(default)]
     pub max_score: f64,
+    /// pglab failed on this submission (not a verdict on its work): never kept at a regrade.
+    #[serde(default)]
+    pub grader_failed: bool,
 }
 
 impl Row {
@@ -70,6 +73,7 @@ impl Row {
                 .collect(),
             score: 0.0,
             max_score: 0.0,
+            grader_failed: false,
         }
     }
 
@@ -103,6 +107,7 @@ impl Row {
             phases: vec![],
             score: 0.0,
             max_score: 0.0,
+            grader_failed: false,
         }
     }
 
@@ -520,6 +525,7 @@ mod tests {
             phases: vec![],
             score: 0.0,
             max_score: 0.0,
+            grader_failed: false,
         }
     }
 

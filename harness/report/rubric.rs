@@ -99,6 +99,7 @@ mod tests {
             phases: vec![],
             score: 0.0,
             max_score: 0.0,
+            grader_failed: false,
         }
     }
 

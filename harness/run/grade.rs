@@ -247,6 +247,9 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
 /// Kept from the last grading: same content, same check groups.
 fn unchanged(e: &Entry, before: Option<&Row>, groups: &[String]) -> bool {
     let Some(row) = before else { return false };
+    if row.grader_failed {
+        return false;
+    }
     let same_groups = row.cells.iter().map(|c| &c.group).eq(groups.iter());
     matches!(&e.hash, Ok(h) if *h == row.hash) && same_groups
 }
@@ -256,6 +259,8 @@ pub enum Outcome {
     Ran(RunReport),
     /// The run could not complete (an error outside the checks).
     Error(String),
+    /// pglab itself failed (its box, its lab, a bug): no verdict on the submission.
+    PglabFailed(String),
     /// Past the deadline, in this stage; its lab was removed.
     TimedOut(PastDeadline),
 }
@@ -283,6 +288,11 @@ fn row_of(
             Row::verdict(&e.name, &hash, groups, PROVISIONED, &why),
             None,
         ),
+        (Outcome::PglabFailed(why), _) => {
+            let mut row = Row::verdict(&e.name, &hash, groups, PROVISIONED, &why);
+            row.grader_failed = true;
+            (row, None)
+        }
         (Outcome::TimedOut(PastDeadline { stage, servers }), _) => {
             let why = format!(
                 "still running after the deadline of {} s (in {stage}): the lab was removed{servers}",
@@ -334,14 +344,18 @@ fn worker(
             }))
             .unwrap_or_else(|p| {
                 let what = crate::sys::fanout::panic_message(p.as_ref());
-                Err(anyhow::anyhow!(
-                    "pglab failed on this submission (a bug): {what}"
-                ))
+                Err(
+                    anyhow::anyhow!("pglab failed on this submission (a bug): {what}")
+                        .context(super::one::PglabFailure),
+                )
             });
             progress::untrack(&e.name);
             match (o, timed_out.lock().expect("lock").get(&e.name)) {
                 (_, Some(past)) => Outcome::TimedOut(past.clone()),
                 (Ok(r), None) => Outcome::Ran(r),
+                (Err(err), None) if super::one::is_own_failure(&err) => {
+                    Outcome::PglabFailed(cohort::plain_why(&format!("{err:#}")))
+                }
                 (Err(err), None) => Outcome::Error(cohort::plain_why(&format!("{err:#}"))),
             }
         };
@@ -727,8 +741,15 @@ mod tests {
             phases: vec![],
             score: 0.0,
             max_score: 0.0,
+            grader_failed: false,
         };
         assert!(unchanged(&e, Some(&row), &groups));
+        // pglab's own failure is never kept: the next grading retries it.
+        let failed = Row {
+            grader_failed: true,
+            ..row.clone()
+        };
+        assert!(!unchanged(&e, Some(&failed), &groups));
         assert!(!unchanged(
             &e,
             Some(&row),

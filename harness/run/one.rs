@@ -140,6 +140,41 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
 
 /// One lab, end to end: up, provision, the planned scenarios (stopping at the first that
 /// fails; the rest are reported skipped), down (or kept), and the report.
+/// A failure of pglab itself (its box, its lab, its scenario engine), not a verdict on the
+/// submission: `grade` marks such rows and never keeps them at a regrade. Everything a run
+/// returns after the submission was validated (`prepare`) carries it.
+#[derive(Debug)]
+pub struct PglabFailure;
+
+impl std::fmt::Display for PglabFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pglab could not grade this submission (its own failure, not the submission's)")
+    }
+}
+
+fn own(e: anyhow::Error) -> anyhow::Error {
+    e.context(PglabFailure)
+}
+
+#[cfg(test)]
+mod own_failure_tests {
+    /// pglab's failure is found under any context added later; a submission's is not one.
+    #[test]
+    fn pglab_failures_are_told_from_the_submissions() {
+        let e =
+            super::own(anyhow::anyhow!("box bookworm: mmdebstrap failed")).context("grading alice");
+        assert!(super::is_own_failure(&e));
+        assert!(format!("{e:#}").contains("its own failure, not the submission's"));
+        let theirs = anyhow::anyhow!("provision.toml: step \"x\" waits for \"y\"");
+        assert!(!super::is_own_failure(&theirs));
+    }
+}
+
+/// Whether `e` is pglab's own failure (see `PglabFailure`).
+pub fn is_own_failure(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<PglabFailure>().is_some()
+}
+
 pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let mut prepared = prepare(opts)?;
@@ -151,7 +186,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
         backend: opts.backend,
-    })?;
+    })
+    .map_err(own)?;
     crate::sys::progress::stage_lab(lab.id());
     phases.push((Phase::Up, t.elapsed().as_secs_f64()));
     let log = RunLog::create(
@@ -180,9 +216,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         ),
     };
     let ctx = (opts, &prepared, &lab, &log, started);
-    let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks)? && ok;
+    let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks).map_err(own)? && ok;
     let lab_id = lab.id().to_string();
-    let kept = finish(opts, lab, ok, &mut phases)?;
+    let kept = finish(opts, lab, ok, &mut phases).map_err(own)?;
     phases.push((Phase::Total, started.elapsed().as_secs_f64()));
     let report = RunReport {
         lab: lab_id,
