@@ -7,7 +7,7 @@ use crate::lab::Lab;
 use std::time::Duration;
 
 const LOG_TAIL: &str = r#"for f in /var/log/postgresql/postgresql-*-main.log; do
-  [ -f "$f" ] && tail -n 40 "$f" | grep -E 'FATAL|PANIC|ERROR|could not' | tail -n 4
+  [ -f "$f" ] && tail -n 40 "$f" | grep -E 'FATAL|PANIC|ERROR|DETAIL|HINT|could not|invalid value|unrecognized configuration|syntax error' | tail -n 6
 done 2>/dev/null || true"#;
 
 const ACTIVITY: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT coalesce(usename, backend_type), coalesce(client_addr::text, 'local'), state, coalesce(wait_event_type || ':' || wait_event, 'running'), left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'" 2>/dev/null || true"#;

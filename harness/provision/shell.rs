@@ -93,7 +93,10 @@ pub(super) fn run_steps(
         Ok(())
     })?;
     if let Some(e) = first_error {
-        return Err(e);
+        // A step that failed on a server (systemd says only "Job for postgresql@15-main
+        // failed"): the servers' own words, PostgreSQL's log, go with it.
+        let words = log.redact(&super::server_words::at_failure(lab, &format!("{e:#}")));
+        return Err(anyhow::anyhow!("{e:#}{words}"));
     }
     if !graph.all_finished() {
         bail!("interrupted");

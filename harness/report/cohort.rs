@@ -188,10 +188,10 @@ pub fn plain_why(message: &str) -> String {
         .expect("valid regex")
         .replace(what, "");
     let mut out = what.to_string();
-    if let Some(h) = host {
+    if let Some(h) = &host {
         out.push_str(&format!(" on {h}"));
     }
-    if let Some(line) = error_line(message) {
+    if let Some(line) = error_line(message, host.as_deref()) {
         out.push_str(": ");
         out.push_str(&line);
     }
@@ -203,7 +203,12 @@ pub fn plain_why(message: &str) -> String {
 /// then the last `WARNING:`, e.g. barman's "No archiver enabled"), else the last line that
 /// says an error in any words; PostgreSQL's `DETAIL:` and `HINT:` lines that follow it are
 /// kept with it ("password authentication failed" says nothing without its DETAIL).
-fn error_line(message: &str) -> Option<String> {
+fn error_line(message: &str, host: Option<&str>) -> Option<String> {
+    // A configuration error names the cause; the FATAL after it only says the file has errors.
+    let config = regex::Regex::new(
+        r"invalid value for parameter|unrecognized configuration parameter|syntax error in file",
+    )
+    .expect("valid regex");
     let tagged = regex::Regex::new(r"\b(FATAL|ERROR|PANIC):").expect("valid regex");
     let warning = regex::Regex::new(r"\bWARNING:").expect("valid regex");
     let errors = regex::Regex::new(r"(?i)\b(fatal|error|failed|denied|refused|not found)\b")
@@ -212,18 +217,29 @@ fn error_line(message: &str) -> Option<String> {
         r"\d{4}-\d\d-\d\d[ T][\d:.,]+( ?[A-Z]{2,4}| ?[+-]\d\d(:?\d\d)?)?|\[\d+\]|\b[0-9A-F]{24}\b",
     )
     .expect("valid regex");
+    // Another host's server log is not this failure's cause.
+    let other_host = |l: &str| {
+        l.split_once(": PostgreSQL's log: ")
+            .is_some_and(|(h, _)| Some(h) != host)
+    };
     let lines: Vec<&str> = message
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("| "))
+        .filter(|l| !other_host(l))
         .collect();
-    let i = [&tagged, &warning, &errors]
+    let i = [&config, &tagged, &warning, &errors]
         .iter()
         .find_map(|re| lines.iter().rposition(|l| re.is_match(l)))?;
     let clean = |l: &str| {
+        let l = l.split_once(": PostgreSQL's log: ").map_or(l, |(_, l)| l);
         let l = noise.replace_all(l, "");
         l.split_whitespace().collect::<Vec<_>>().join(" ")
     };
-    let mut out = clean(lines[i]);
+    let mut out = clean(
+        lines[i]
+            .split_once(": PostgreSQL's log: ")
+            .map_or(lines[i], |(_, l)| l),
+    );
     for l in lines[i + 1..].iter().take(4) {
         if l.contains("DETAIL:") || l.contains("HINT:") {
             out.push(' ');
@@ -487,6 +503,17 @@ mod tests {
         assert_eq!(
             plain_why(pg),
             "Ansible task \"Clone\" failed (playbook run 1) on node2: FATAL: password authentication failed for user \"replicator\" DETAIL: User \"replicator\" does not have a valid SCRAM secret."
+        );
+    }
+
+    /// A systemd job failure carries PostgreSQL's log of every host: the failing host's
+    /// configuration error is the cause, not the FATAL after it nor another host's line.
+    #[test]
+    fn a_failed_start_is_named_by_the_configuration_error_of_its_host() {
+        let m = "provisioning step \"postgresql settings\" (10-postgresql.sh) failed with exit code 1 (host node1, submission /s, log /l)\n  command: bash\n  output (last lines):\n    | Job for postgresql@15-main.service failed because the service did not take the steps required by its unit configuration.\n  try: read the step's log; fix the script\n  the servers at that moment:\n    | node1: PostgreSQL's log: 2026-12-02 05:55:28.310 UTC [180] LOG:  invalid value for parameter \"wal_level\": \"replcia\"\n    | node1: PostgreSQL's log: 2026-12-02 05:55:28.310 UTC [180] HINT:  Available values: minimal, replica, logical.\n    | node1: PostgreSQL's log: 2026-12-02 05:55:28.317 UTC [180] FATAL:  configuration file \"/etc/postgresql/15/main/conf.d/pglab.conf\" contains errors\n    | node2: PostgreSQL's log: 2026-12-02 05:55:28.312 UTC [139] FATAL:  the other host";
+        assert_eq!(
+            plain_why(m),
+            "provisioning step \"postgresql settings\" failed with exit code 1 on node1: LOG: invalid value for parameter \"wal_level\": \"replcia\" HINT: Available values: minimal, replica, logical."
         );
     }
 
