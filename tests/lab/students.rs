@@ -51,7 +51,9 @@ pub fn overlaid(base: &str, overlay: &Path, first: &str) -> tempfile::TempDir {
     lay_over(overlay, repo.path());
     let site = repo.path().join("ansible/provision.yml");
     let text = std::fs::read_to_string(&site).unwrap();
-    std::fs::write(&site, format!("- import_playbook: {first}\n{text}")).unwrap();
+    // One YAML document: the overlay's import goes after the document marker, if any.
+    let body = text.strip_prefix("---\n").unwrap_or(&text);
+    std::fs::write(&site, format!("---\n- import_playbook: {first}\n{body}")).unwrap();
     repo
 }
 
