@@ -52,6 +52,11 @@ fn check(files: &[PathBuf]) -> Result<(), String> {
         .args(files)
         .output()
         .unwrap();
+    verdict(out)
+}
+
+/// Ok when the tool passed, else what it printed.
+fn verdict(out: std::process::Output) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
@@ -72,11 +77,7 @@ fn actionlint(files: &[PathBuf]) -> Result<(), String> {
         .args(files)
         .output()
         .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
+    verdict(out)
 }
 
 fn workflows() -> Vec<PathBuf> {

@@ -8,12 +8,12 @@
 
 use super::lifecycle::Lab;
 use anyhow::{bail, Context, Result};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// approx's customary port.
@@ -138,47 +138,7 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
     let stop = Arc::new(AtomicBool::new(false));
     let log_sock = log_sink(netns, stop.clone())?;
     let sock = log_sock.clone();
-    let (tx, rx) = mpsc::channel::<TcpStream>();
-    let ns = format!("/run/netns/{netns}");
-    let addr = SocketAddr::from((gateway, PORT));
-    // The listener is made by a thread inside the lab's namespace (a socket stays in the
-    // namespace it was made in); connections are served from this one's.
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-    let stop_l = stop.clone();
-    std::thread::spawn(move || {
-        let listener = (|| -> Result<TcpListener> {
-            let f = std::fs::File::open(&ns).with_context(|| format!("cannot open {ns}"))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("cannot enter {ns}"))?;
-            let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })();
-        let listener = match listener {
-            Ok(l) => {
-                let _ = ready_tx.send(Ok(()));
-                l
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        while !stop_l.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    if tx.send(s).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
-    ready_rx
-        .recv()
-        .unwrap_or_else(|_| bail!("the proxy's listening thread ended"))?;
+    let rx = super::listen::accept_in(netns, SocketAddr::from((gateway, PORT)), &stop)?;
     std::thread::spawn(move || {
         for s in rx {
             serve(&approx, &conf, &sock, s);

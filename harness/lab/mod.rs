@@ -6,6 +6,7 @@ mod destroy;
 mod gc;
 mod leftovers;
 mod lifecycle;
+mod listen;
 pub mod old_boxes;
 pub mod pypi_proxy;
 mod record;

@@ -9,7 +9,7 @@ use super::lifecycle::Lab;
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// devpi's customary port, which students' pip configurations sometimes name.
@@ -132,44 +132,7 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<PypiProxy> {
 /// Accepts in the lab's namespace (a socket stays in the namespace it was made in), and
 /// relays each connection from this namespace to the server.
 fn relay(netns: &str, gateway: Ipv4Addr, port: u16, stop: &Arc<AtomicBool>) -> Result<()> {
-    let (tx, rx) = mpsc::channel::<TcpStream>();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-    let ns = format!("/run/netns/{netns}");
-    let stop_l = stop.clone();
-    std::thread::spawn(move || {
-        let listener = (|| -> Result<TcpListener> {
-            let f = std::fs::File::open(&ns).with_context(|| format!("cannot open {ns}"))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("cannot enter {ns}"))?;
-            let addr = SocketAddr::from((gateway, PORT));
-            let l = TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })();
-        let listener = match listener {
-            Ok(l) => {
-                let _ = ready_tx.send(Ok(()));
-                l
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        while !stop_l.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    if s.set_nonblocking(false).is_ok() && tx.send(s).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
-    ready_rx
-        .recv()
-        .unwrap_or_else(|_| bail!("the PyPI proxy's listening thread ended"))?;
+    let rx = super::listen::accept_in(netns, SocketAddr::from((gateway, PORT)), stop)?;
     let live = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for s in rx {

@@ -22,21 +22,22 @@ pub struct CopyRules {
 /// Whether the symlink at `rel` (relative to the tree's root) pointing to `target` resolves
 /// inside the tree, judged lexically (the copy holds no other link it could pass through).
 fn stays_inside(rel: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = rel.components().count() as i64 - 1;
-    for c in target.components() {
+    !target.is_absolute() && !climbs_out(rel.components().count() as i64 - 1, target)
+}
+
+/// Whether `path`, followed from a folder `depth` levels below a root, climbs above it.
+fn climbs_out(mut depth: i64, path: &Path) -> bool {
+    for c in path.components() {
         match c {
             Component::ParentDir => depth -= 1,
             Component::Normal(_) => depth += 1,
             _ => {}
         }
         if depth < 0 {
-            return false;
+            return true;
         }
     }
-    true
+    false
 }
 
 /// `rel` (a path a submission names) inside `root`, or why not: an absolute path, a path
@@ -49,16 +50,8 @@ pub fn within(root: &Path, rel: &Path) -> std::result::Result<PathBuf, String> {
             rel.display()
         ));
     }
-    let mut depth = 0i64;
-    for c in rel.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return Err(format!("{} leaves the repository", rel.display()));
-        }
+    if climbs_out(0, rel) {
+        return Err(format!("{} leaves the repository", rel.display()));
     }
     let full = root.join(rel);
     if full.symlink_metadata().is_ok() {

@@ -15,20 +15,7 @@ fn student(name: &str) -> PathBuf {
 /// `pglab run --homework tests/fixtures/students/NAME SCENARIOS...`: the lab takes the
 /// repository's topology and box.
 fn run_student(name: &str, scenarios: &[&str]) -> RunReport {
-    let dir = student(name);
-    let (topology, box_name) = pglab::run::homework::repo_lab(Some(&dir))
-        .unwrap()
-        .expect("a repository with a Vagrantfile");
-    let opts = RunOptions {
-        box_name,
-        topology,
-        scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
-        homework: Some(dir),
-        ..Default::default()
-    };
-    let report = run(&opts).unwrap();
-    assert_nothing_left(&report.lab);
-    report
+    run_repo(&student(name), scenarios)
 }
 
 /// A student's repository made of `base` (a folder of tests/fixtures/students) with an
