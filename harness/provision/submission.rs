@@ -169,7 +169,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             }
             match e.file_type() {
                 Ok(t) if t.is_dir() => todo.push(p),
-                Ok(t) if t.is_file() => out.push(p),
+                // Symlinks count by where they point (never followed: one leading outside
+                // would bring a host file into the hash).
+                Ok(t) if t.is_file() || t.is_symlink() => out.push(p),
                 _ => {}
             }
         }
@@ -189,8 +191,11 @@ impl Submission {
                 let rel = f.strip_prefix(dir).unwrap_or(&f);
                 h.update(rel.to_string_lossy().as_bytes());
                 h.update([0]);
-                let bytes =
-                    std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+                let bytes = match std::fs::read_link(&f) {
+                    Ok(target) => format!("symlink -> {}", target.display()).into_bytes(),
+                    Err(_) => std::fs::read(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?,
+                };
                 h.update((bytes.len() as u64).to_le_bytes());
                 h.update(&bytes);
             }
@@ -382,6 +387,22 @@ mod tests {
             manifests(&inside).is_err(),
             "a base above the submission leaves it too"
         );
+    }
+
+    /// A symlink counts in the content hash by where it points, never by what it points to.
+    #[test]
+    fn symlinks_count_by_their_target_name() {
+        let hash_with = |target: &str| {
+            let d = fixture_dir();
+            std::fs::write(
+                d.path().join("provision.toml"),
+                format!("base = {:?}\n", reference_dir().display().to_string()),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(target, d.path().join("notes")).unwrap();
+            Submission::load(d.path()).unwrap().content_hash().unwrap()
+        };
+        assert_ne!(hash_with("/dev/zero"), hash_with("/etc/machine-id"));
     }
 
     #[test]
