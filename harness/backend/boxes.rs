@@ -262,7 +262,10 @@ pub(crate) fn build_cached(
     // One build of a box at a time, across threads (labs started side by side by `grade
     // --jobs 2` on a machine without the box: measured, both built into the same temporary
     // folder and both failed) and processes; whoever waited finds it built.
-    let lock = std::fs::File::create(parent.join(format!(".lock-{name}-{hash}")))?;
+    // The lock files live beside the box cache, not in it: the cache holds boxes only.
+    let locks = paths::cache_root().join("locks");
+    std::fs::create_dir_all(&locks)?;
+    let lock = std::fs::File::create(locks.join(format!("box-{name}-{hash}")))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("cannot lock the build of box {name}: {e}"))?;
     if final_dir.join("built.json").exists() {
