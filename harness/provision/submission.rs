@@ -193,8 +193,9 @@ impl Submission {
                 h.update([0]);
                 let bytes = match std::fs::read_link(&f) {
                     Ok(target) => format!("symlink -> {}", target.display()).into_bytes(),
-                    Err(_) => std::fs::read(&f)
-                        .with_context(|| format!("cannot read {}", f.display()))?,
+                    Err(_) => {
+                        std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?
+                    }
                 };
                 h.update((bytes.len() as u64).to_le_bytes());
                 h.update(&bytes);

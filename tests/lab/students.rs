@@ -61,8 +61,8 @@ pub fn run_repo(dir: &Path, scenarios: &[&str]) -> RunReport {
     report
 }
 
-/// A playbook that installs with pip (python3-pip from Debian through the apt proxy, pexpect
-/// from PyPI through the PyPI proxy) provisions and replicates
+/// A playbook that installs with pip (python3-pip from Debian through the apt proxy,
+/// psycopg2-binary from PyPI through the PyPI proxy) provisions and replicates
 /// (tests/fixtures/overlays/pip-install on vagrant-roles).
 #[test]
 #[ignore = "needs root, systemd-nspawn, PyPI (ansible 9.4.0, proxpi), approx and Debian's archive"]
