@@ -75,7 +75,7 @@ fn a_playbook_installs_with_pip_through_the_labs_pypi_proxy() {
     assert!(
         r.provision_changes
             .iter()
-            .any(|c| c.starts_with("pexpect from PyPI")),
+            .any(|c| c.starts_with("psycopg2-binary from PyPI")),
         "pip installed nothing: {:?}",
         r.provision_changes
     );
