@@ -47,7 +47,12 @@ pub struct Controller {
     network: Vec<String>,
     /// Read-only binds (this machine's path, seen at the same path): the pinned Ansible.
     tools: Vec<PathBuf>,
+    /// `<lab>/controller-etc`: the sandbox's passwd and group, which only pglab writes.
+    etc: PathBuf,
 }
+
+/// The lab's key in the controller's folder.
+const KEY: &str = "id_ed25519";
 
 impl Controller {
     /// A fresh controller for `repo` in `lab`: the repository copied, the lab's key handed in.
@@ -56,39 +61,39 @@ impl Controller {
             .canonicalize()
             .with_context(|| format!("cannot read {}", repo.display()))?;
         let host_root = lab.dir.join("controller");
-        if host_root.exists() {
-            crate::sys::mounts::remove_tree(&host_root)?;
+        // The sandbox's /etc/passwd and /etc/group: outside the folder the sandbox writes,
+        // so that no playbook can turn them into symlinks for the next sandbox to bind.
+        let etc = lab.dir.join("controller-etc");
+        for d in [&host_root, &etc] {
+            if d.exists() {
+                crate::sys::mounts::remove_tree(d)?;
+            }
         }
-        for d in ["submission", "ssh", "home", "tmp", "etc"] {
+        for d in ["submission", "home", "tmp"] {
             std::fs::create_dir_all(host_root.join(d))?;
         }
+        std::fs::create_dir_all(&etc)?;
         copy_tree(&repo, &host_root.join("submission"), &COPY)?;
-        let key = lab_key(&lab.dir)?;
-        std::fs::copy(&key, host_root.join("ssh/id_ed25519"))?;
-        std::fs::copy(
-            key.with_extension("pub"),
-            host_root.join("ssh/id_ed25519.pub"),
-        )?;
-        std::fs::write(
-            host_root.join("etc/passwd"),
-            format!("ansible:x:{NOBODY}:{NOBODY}:controller:{ROOT}/home:/bin/sh\n"),
-        )?;
-        std::fs::write(
-            host_root.join("etc/group"),
-            format!("ansible:x:{NOBODY}:\n"),
-        )?;
+        let passwd = format!("ansible:x:{NOBODY}:{NOBODY}:controller:{ROOT}/home:/bin/sh\n");
+        std::fs::write(etc.join("passwd"), passwd)?;
+        std::fs::write(etc.join("group"), format!("ansible:x:{NOBODY}:\n"))?;
         chown_tree(&host_root, NOBODY)?;
         std::fs::set_permissions(&host_root, std::fs::Permissions::from_mode(0o700))?;
-        std::fs::set_permissions(
-            host_root.join("ssh/id_ed25519"),
-            std::fs::Permissions::from_mode(0o600),
-        )?;
-        Ok(Controller {
+        let ctl = Controller {
             host_root,
+            etc,
             repo,
             network: lab.backend().in_lab_network(),
             tools: tools.to_vec(),
-        })
+        };
+        let key = lab_key(&lab.dir)?;
+        ctl.import(&key, KEY)?;
+        ctl.put(
+            &format!("{KEY}.pub"),
+            &std::fs::read(key.with_extension("pub"))?,
+            0o644,
+        )?;
+        Ok(ctl)
     }
 
     /// The repository the controller holds a copy of.
@@ -103,12 +108,34 @@ impl Controller {
         Path::new(ROOT).join("submission").join(rel)
     }
 
-    /// Writes `name` into the controller (owned by its user, `mode`); returns its inside path.
+    /// Writes `name` (a plain file name) into the controller's folder, owned by its user,
+    /// `mode`; returns its inside path. That folder is the sandbox's to write: whatever a
+    /// playbook left under `name` (a symlink to a file of this machine, a folder) is removed,
+    /// and the file is made new without following a link, so pglab (root) never writes
+    /// through a path a submission laid.
     pub fn put(&self, name: &str, data: &[u8], mode: u32) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        anyhow::ensure!(
+            !name.contains('/'),
+            "controller file {name:?} is not a plain name"
+        );
         let file = self.host_root.join(name);
-        std::fs::write(&file, data)?;
-        std::os::unix::fs::lchown(&file, Some(NOBODY), Some(NOBODY))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
+        match file.symlink_metadata() {
+            Ok(m) if m.is_dir() => crate::sys::mounts::remove_tree(&file)?,
+            Ok(_) => std::fs::remove_file(&file)?,
+            Err(_) => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&file)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        f.write_all(data)?;
+        std::os::unix::fs::fchown(&f, Some(NOBODY), Some(NOBODY))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         Ok(Path::new(ROOT).join(name))
     }
 
@@ -119,9 +146,9 @@ impl Controller {
         let mut t = lab.backend().ssh_target(host, &key)?;
         if let Some(k) = &t.key {
             t.key = Some(if *k == key {
-                Path::new(ROOT).join("ssh/id_ed25519")
+                Path::new(ROOT).join(KEY)
             } else {
-                self.import(k, &format!("ssh/{host}.key"))?
+                self.import(k, &format!("{host}.key"))?
             });
         }
         let mut args = Vec::new();
@@ -154,7 +181,7 @@ impl Controller {
             match t.strip_prefix("IdentityFile ") {
                 Some(f) => {
                     let f = f.trim().trim_matches('"');
-                    let inside = self.import(Path::new(f), &format!("ssh/identity-{i}"))?;
+                    let inside = self.import(Path::new(f), &format!("identity-{i}"))?;
                     out.push_str(&format!("  IdentityFile {}\n", inside.display()));
                 }
                 None => {
@@ -164,7 +191,7 @@ impl Controller {
             }
         }
         Ok(self
-            .put("ssh/config", out.as_bytes(), 0o600)?
+            .put("ssh_config", out.as_bytes(), 0o600)?
             .to_string_lossy()
             .into())
     }
@@ -186,7 +213,7 @@ impl Controller {
         for f in ["passwd", "group"] {
             argv.extend([
                 "--ro-bind".into(),
-                s(&self.host_root.join("etc").join(f)),
+                s(&self.etc.join(f)),
                 format!("/etc/{f}"),
             ]);
         }

@@ -48,6 +48,7 @@ fn a_playbook_acts_on_nothing_of_the_grading_host() {
         "vagrant-roles",
         &fixture("hostile/controller-escape"),
         "hostile.yml",
+        "ansible/provision.yml",
     );
     let r = run_repo(repo.path(), &["replicate"]);
     // What the controller saw, in the playbook's own log.
@@ -79,5 +80,48 @@ fn a_playbook_acts_on_nothing_of_the_grading_host() {
         "the teacher's\n"
     );
     let _ = std::fs::remove_dir_all(&out);
+    crate::common::assert_all_passed(&r);
+}
+
+/// The students' static-inventory repository (two playbooks) plus a first playbook that
+/// replaces what pglab writes into the controller's folder before the second playbook with
+/// symlinks to paths of the grading host (tests/fixtures/hostile/controller-plant): pglab
+/// writes new files instead of following them, nothing lands on the host, and both
+/// playbooks still provision a lab that replicates.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn links_planted_in_the_controller_are_never_written_through() {
+    let _g = serial();
+    let planted =
+        ["secrets", "inventory", "ssh"].map(|n| PathBuf::from(format!("{MARKER}-planted-{n}")));
+    for p in &planted {
+        let _ = std::fs::remove_file(p);
+    }
+    let repo = overlaid(
+        "static-inventory",
+        &fixture("hostile/controller-plant"),
+        "plant.yml",
+        "ansible/replication.yml",
+    );
+    let r = run_repo(repo.path(), &["replicate"]);
+    let log = std::fs::read_dir(r.log_dir.join("provision"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".all.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    // The links were planted (the probe's own `ls -la /pglab`)...
+    assert!(
+        log.contains("secrets.yml -> /tmp/pglab-hostile-controller-planted-secrets"),
+        "{log}"
+    );
+    // ...and nothing was written through them.
+    for p in &planted {
+        assert!(
+            !p.exists(),
+            "pglab wrote through a planted link: {}",
+            p.display()
+        );
+    }
     crate::common::assert_all_passed(&r);
 }

@@ -20,8 +20,8 @@ fn run_student(name: &str, scenarios: &[&str]) -> RunReport {
 
 /// A student's repository made of `base` (a folder of tests/fixtures/students) with an
 /// overlay's files laid over it and `first` (a playbook of the overlay) imported before the
-/// repository's own `ansible/provision.yml`: a fixture that is a repository plus one change.
-pub fn overlaid(base: &str, overlay: &Path, first: &str) -> tempfile::TempDir {
+/// repository's own playbook `site`: a fixture that is a repository plus one change.
+pub fn overlaid(base: &str, overlay: &Path, first: &str, site: &str) -> tempfile::TempDir {
     fn lay_over(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -36,7 +36,7 @@ pub fn overlaid(base: &str, overlay: &Path, first: &str) -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     lay_over(&student(base), repo.path());
     lay_over(overlay, repo.path());
-    let site = repo.path().join("ansible/provision.yml");
+    let site = repo.path().join(site);
     let text = std::fs::read_to_string(&site).unwrap();
     // One YAML document: the overlay's import goes after the document marker, if any.
     let body = text.strip_prefix("---\n").unwrap_or(&text);
@@ -69,7 +69,12 @@ pub fn run_repo(dir: &Path, scenarios: &[&str]) -> RunReport {
 fn a_playbook_installs_with_pip_through_the_labs_pypi_proxy() {
     let _g = serial();
     let overlay = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/overlays/pip-install");
-    let repo = overlaid("vagrant-roles", &overlay, "pip.yml");
+    let repo = overlaid(
+        "vagrant-roles",
+        &overlay,
+        "pip.yml",
+        "ansible/provision.yml",
+    );
     let r = run_repo(repo.path(), &["replicate"]);
     assert_passed(&r);
     assert!(
