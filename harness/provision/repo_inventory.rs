@@ -69,6 +69,30 @@ pub fn vagrant(
     out
 }
 
+/// The listed groups with their hosts, children and vars (connection vars left out), as a
+/// YAML inventory's `children` of `all`.
+fn group_tree(groups: &Map<String, Value>) -> Map<String, Value> {
+    let set = |list: Vec<&str>| -> Value {
+        Value::Object(
+            list.into_iter()
+                .map(|n| (n.to_string(), json!({})))
+                .collect(),
+        )
+    };
+    groups
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "_meta" | "all" | "ungrouped"))
+        .map(|(name, g)| {
+            let group = json!({
+                "hosts": set(names(g, "hosts")),
+                "children": set(names(g, "children")),
+                "vars": without_connection(g.get("vars")),
+            });
+            (name.clone(), group)
+        })
+        .collect()
+}
+
 /// `key=value key='a b'` (pglab's own connection settings) as pairs.
 fn pairs(conn: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -152,27 +176,7 @@ pub fn from_listed(
         }
         all_hosts.insert(h.to_string(), Value::Object(vars));
     }
-    let mut children = Map::new();
-    for (name, g) in groups {
-        if matches!(name.as_str(), "_meta" | "all" | "ungrouped") {
-            continue;
-        }
-        let set = |list: Vec<&str>| -> Value {
-            Value::Object(
-                list.into_iter()
-                    .map(|n| (n.to_string(), json!({})))
-                    .collect(),
-            )
-        };
-        children.insert(
-            name.clone(),
-            json!({
-                "hosts": set(names(g, "hosts")),
-                "children": set(names(g, "children")),
-                "vars": without_connection(g.get("vars")),
-            }),
-        );
-    }
+    let children = group_tree(groups);
     let all = json!({"all": {
         "hosts": all_hosts,
         "vars": without_connection(groups.get("all").and_then(|a| a.get("vars"))),

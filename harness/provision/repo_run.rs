@@ -150,18 +150,7 @@ fn playbook(
     };
     let dir = plan.dir.canonicalize().unwrap_or_else(|_| plan.dir.clone());
     let wd = workdir(&dir, playbook);
-    let (inventory_file, inventory) = match inventory {
-        Inventory::Vagrant { groups } => {
-            ("inventory.ini", repo_inventory::vagrant(plan, conn, groups))
-        }
-        Inventory::Static(p) => {
-            let listed = list_inventory(ctl, &wd, &dir.join(p))?;
-            (
-                "inventory.yml",
-                repo_inventory::from_listed(p, &listed, plan, conn)?,
-            )
-        }
-    };
+    let (inventory_file, inventory) = inventory_for(plan, inventory, ctl, conn, &dir, &wd)?;
     let mut extra = Vec::new();
     if let Some(l) = limit {
         extra.push(format!("--limit={l}"));
@@ -193,6 +182,30 @@ fn playbook(
         };
         let words = log.redact(&super::server_words::at_failure(lab, &msg));
         anyhow::anyhow!("{stuck}{msg}{words}")
+    })
+}
+
+/// The inventory a playbook runs against, and its file name in the controller: Vagrant's
+/// generated one, or the student's as Ansible reads it (from `wd`, its `ansible.cfg` applies).
+fn inventory_for(
+    plan: &RepoPlan,
+    inventory: &Inventory,
+    ctl: &Controller,
+    conn: &Connections,
+    dir: &Path,
+    wd: &Path,
+) -> Result<(&'static str, String)> {
+    Ok(match inventory {
+        Inventory::Vagrant { groups } => {
+            ("inventory.ini", repo_inventory::vagrant(plan, conn, groups))
+        }
+        Inventory::Static(p) => {
+            let listed = list_inventory(ctl, wd, &dir.join(p))?;
+            (
+                "inventory.yml",
+                repo_inventory::from_listed(p, &listed, plan, conn)?,
+            )
+        }
     })
 }
 

@@ -122,6 +122,22 @@ impl Row {
     pub fn passed(&self) -> bool {
         self.cells.iter().all(|c| c.status == Status::Passed)
     }
+
+    /// A row with these cells and nothing else (for tests).
+    #[cfg(test)]
+    pub(crate) fn with_cells(name: &str, hash: &str, cells: Vec<Cell>) -> Row {
+        Row {
+            name: name.into(),
+            hash: hash.into(),
+            cells,
+            lab: String::new(),
+            seconds: 0.0,
+            phases: vec![],
+            score: 0.0,
+            max_score: 0.0,
+            grader_failed: false,
+        }
+    }
 }
 
 fn group_of(c: &StepOutcome) -> &str {
@@ -530,29 +546,24 @@ mod tests {
 
     fn row(name: &str, statuses: &[Status]) -> Row {
         let groups = ["provisioned", "replicate", "backup"];
+        let cells = statuses
+            .iter()
+            .zip(groups)
+            .map(|(s, g)| Cell {
+                group: g.into(),
+                status: *s,
+                why: if *s == Status::Passed {
+                    ""
+                } else {
+                    "no slot, \"node2\""
+                }
+                .into(),
+            })
+            .collect();
         Row {
-            name: name.into(),
-            hash: "h".into(),
-            cells: statuses
-                .iter()
-                .zip(groups)
-                .map(|(s, g)| Cell {
-                    group: g.into(),
-                    status: *s,
-                    why: if *s == Status::Passed {
-                        ""
-                    } else {
-                        "no slot, \"node2\""
-                    }
-                    .into(),
-                })
-                .collect(),
             lab: "l".into(),
             seconds: 1.0,
-            phases: vec![],
-            score: 0.0,
-            max_score: 0.0,
-            grader_failed: false,
+            ..Row::with_cells(name, "h", cells)
         }
     }
 

@@ -83,24 +83,15 @@ mod tests {
     use crate::report::cohort::Cell;
 
     fn row(cells: &[(&str, Status)]) -> Row {
-        Row {
-            name: "a".into(),
-            hash: String::new(),
-            cells: cells
-                .iter()
-                .map(|(g, s)| Cell {
-                    group: g.to_string(),
-                    status: *s,
-                    why: String::new(),
-                })
-                .collect(),
-            lab: String::new(),
-            seconds: 0.0,
-            phases: vec![],
-            score: 0.0,
-            max_score: 0.0,
-            grader_failed: false,
-        }
+        let cells = cells
+            .iter()
+            .map(|(g, s)| Cell {
+                group: g.to_string(),
+                status: *s,
+                why: String::new(),
+            })
+            .collect();
+        Row::with_cells("a", "", cells)
     }
 
     #[test]

@@ -6,13 +6,9 @@ use crate::sys::safe_text::terminal;
 /// How the steps of a scenario skipped for its declared versions start their message.
 pub const SKIPPED_BY_NEED: &str = "SKIPPED (declared in the scenario file): ";
 
-/// The summary table printed at the end of a run.
-pub fn summary(r: &RunReport) -> String {
-    let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
-    s.push_str(&format!(
-        "\n{:<22} {:>7} {:>9}  {}\n",
-        "scenario", "steps", "time", "result"
-    ));
+/// One line per scenario, in the order they ran: steps passed, time, result.
+fn scenario_lines(r: &RunReport) -> String {
+    let mut s = String::new();
     let mut names: Vec<&str> = Vec::new();
     for c in &r.checks {
         if !names.contains(&c.scenario.as_str()) {
@@ -37,6 +33,17 @@ pub fn summary(r: &RunReport) -> String {
             format!("{passed}/{}", cs.len())
         ));
     }
+    s
+}
+
+/// The summary table printed at the end of a run.
+pub fn summary(r: &RunReport) -> String {
+    let mut s = format!("\nbox {} (lab {})", r.box_name, r.lab);
+    s.push_str(&format!(
+        "\n{:<22} {:>7} {:>9}  {}\n",
+        "scenario", "steps", "time", "result"
+    ));
+    s.push_str(&scenario_lines(r));
     let phases: Vec<String> = r
         .phases
         .iter()
