@@ -36,6 +36,9 @@ pub fn overlaid(base: &str, overlay: &Path, first: &str, site: &str) -> tempfile
     let repo = tempfile::tempdir().unwrap();
     lay_over(&student(base), repo.path());
     lay_over(overlay, repo.path());
+    // The overlay's README describes the fixture; the repository keeps its own (it may
+    // say the playbooks' order).
+    std::fs::copy(student(base).join("README.md"), repo.path().join("README.md")).unwrap();
     let site = repo.path().join(site);
     let text = std::fs::read_to_string(&site).unwrap();
     // One YAML document: the overlay's import goes after the document marker, if any.
