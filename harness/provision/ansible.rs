@@ -188,7 +188,13 @@ pub fn run_playbook(
             play.playbook.display()
         ),
     );
-    let (parsed, _) = run.once(1, "provision", log)?;
+    // A repository may run several playbooks: each keeps its own log.
+    let stem = play
+        .playbook
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (parsed, _) = run.once(1, &format!("provision-{stem}"), log)?;
     Ok(ProvisionReport {
         changes: parsed.changed,
         duration: t0.elapsed(),
@@ -247,7 +253,8 @@ impl Playbook {
                 ..Default::default()
             },
             shown: format!(
-                "ansible-playbook -i inventory.ini -e @secrets.yml {}{}",
+                "ansible-playbook -i {} -e @secrets.yml {}{}",
+                play.inventory_file,
                 play.extra
                     .iter()
                     .map(|e| format!("{e} "))
