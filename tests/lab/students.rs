@@ -38,7 +38,11 @@ pub fn overlaid(base: &str, overlay: &Path, first: &str, site: &str) -> tempfile
     lay_over(overlay, repo.path());
     // The overlay's README describes the fixture; the repository keeps its own (it may
     // say the playbooks' order).
-    std::fs::copy(student(base).join("README.md"), repo.path().join("README.md")).unwrap();
+    std::fs::copy(
+        student(base).join("README.md"),
+        repo.path().join("README.md"),
+    )
+    .unwrap();
     let site = repo.path().join(site);
     let text = std::fs::read_to_string(&site).unwrap();
     // One YAML document: the overlay's import goes after the document marker, if any.
