@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync {
     /// One line telling a human how to get a shell on `host`.
     fn how_to_enter(&self, host: &str) -> String;
 
+    /// The limits `host` hit since it started, each said for a verdict ("ran out of memory
+    /// (limit 2 GiB) ..."); empty when none, or when the backend sets none.
+    fn limits_hit(&self, _host: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Removes every resource of the lab. Idempotent; works after a crash.
     fn down(&mut self) -> Result<()>;
 

@@ -46,7 +46,18 @@ pub fn payload(script: &str) -> String {
 /// The end marker is taken out of stderr; when it is missing, stderr gets a line saying that
 /// bash stopped before the script's end, with the exit status.
 pub fn run(argv: &[String], script: &str, timeout: Duration) -> Result<CmdOutput> {
-    let mut out = crate::sys::exec::run(argv, Some(payload(script).as_bytes()), timeout)?;
+    run_with(argv, script, timeout, &crate::sys::exec::Setup::default())
+}
+
+/// [`run`], with how the command starts (a backend's way into its host).
+pub fn run_with(
+    argv: &[String],
+    script: &str,
+    timeout: Duration,
+    setup: &crate::sys::exec::Setup,
+) -> Result<CmdOutput> {
+    let payload = payload(script);
+    let mut out = crate::sys::exec::run_with(argv, Some(payload.as_bytes()), timeout, setup)?;
     note_end(&mut out);
     Ok(out)
 }

@@ -183,6 +183,11 @@ impl Lab {
         self.backend.exec(host, user, script, timeout)
     }
 
+    /// What `host` hit of its limits (memory, processes), said for a verdict.
+    pub fn limits_hit(&self, host: &str) -> Vec<String> {
+        self.backend.limits_hit(host)
+    }
+
     pub fn status(&self) -> Vec<(String, HostState)> {
         self.record
             .topology

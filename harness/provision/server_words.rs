@@ -27,6 +27,9 @@ pub fn at_failure(lab: &Lab, message: &str) -> String {
 pub fn servers_now(lab: &Lab, stuck: bool) -> String {
     let mut out = String::new();
     for h in &lab.topology().hosts {
+        for hit in lab.limits_hit(&h.name) {
+            out.push_str(&format!("\n    | {}: {hit}", h.name));
+        }
         let t = Duration::from_secs(15);
         if let Ok(o) = lab.exec(&h.name, "root", LOG_TAIL, t) {
             for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {

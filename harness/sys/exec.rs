@@ -72,6 +72,14 @@ pub struct Setup {
     /// Run in a process group of its own, so that a timeout or pglab's exit can end the
     /// command and everything it started (Vagrant starts ssh, ruby helpers, qemu-img...).
     pub own_group: bool,
+    /// Enter these cgroups (their `cgroup.procs` files) before the program starts: a command
+    /// run into a lab host counts against that host's limits.
+    pub cgroups: Vec<std::path::PathBuf>,
+    /// Keep only these capabilities in the bounding set (a mask as in /proc/PID/status
+    /// `CapBnd`), so nothing the command starts can gain more than the lab host's own init.
+    pub bounding: Option<u64>,
+    /// Start from an empty environment (plus `env`), not pglab's.
+    pub clear_env: bool,
 }
 
 pub fn run_with(
@@ -197,7 +205,11 @@ fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
     if let Some(d) = &setup.cwd {
         cmd.current_dir(d);
     }
+    if setup.clear_env {
+        cmd.env_clear();
+    }
     cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
+    enter_before_exec(&mut cmd, setup);
     if setup.own_group {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
@@ -211,6 +223,46 @@ fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// Joins `setup.cgroups` and drops capabilities outside `setup.bounding` in the child,
+/// between fork and exec (where only async-signal-safe calls are allowed: everything is
+/// prepared before the fork, and the child only opens, writes and calls prctl).
+fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    if setup.cgroups.is_empty() && setup.bounding.is_none() {
+        return;
+    }
+    let procs: Vec<std::ffi::CString> = setup
+        .cgroups
+        .iter()
+        .filter_map(|c| std::ffi::CString::new(c.join("cgroup.procs").as_os_str().as_bytes()).ok())
+        .collect();
+    let bounding = setup.bounding;
+    // SAFETY: the closure allocates nothing and calls only open, write, close and prctl.
+    unsafe {
+        cmd.pre_exec(move || {
+            // "0" writes the calling process itself into the cgroup.
+            for p in &procs {
+                let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            if let Some(keep) = bounding {
+                for cap in 0..64u64 {
+                    if keep & (1 << cap) == 0 && libc::prctl(libc::PR_CAPBSET_READ, cap) == 1 {
+                        if libc::prctl(libc::PR_CAPBSET_DROP, cap) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Waits for the child until `deadline`; past it, ends the child (and its process group)
@@ -248,13 +300,31 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Collected {
             if n == 0 {
                 break;
             }
-            b.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(&chunk[..n]);
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            b.extend_from_slice(&chunk[..n]);
+            bound(&mut b);
         }
         d.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     (buf, done)
+}
+
+/// Captured output is kept to its first and last [`KEPT_EACH_END`] bytes: a step that
+/// prints without end (`yes`, a `cat /dev/zero`) must not fill pglab's memory.
+pub const KEPT_EACH_END: usize = 4 << 20;
+
+fn bound(b: &mut Vec<u8>) {
+    if b.len() <= 3 * KEPT_EACH_END {
+        return;
+    }
+    let cut = b.len() - KEPT_EACH_END;
+    let note = b"\n[pglab: output cut here; only its first and last 4 MiB are kept]\n";
+    let head_end = KEPT_EACH_END + note.len();
+    if b.get(KEPT_EACH_END..head_end) != Some(&note[..]) {
+        b.splice(KEPT_EACH_END..cut, note.iter().copied());
+    } else {
+        b.drain(head_end..cut);
+    }
 }
 
 fn drain(c: &Collected) -> String {
@@ -300,6 +370,27 @@ pub fn scaled(d: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    /// A command that prints without end leaves pglab its first and last 4 MiB, and a note.
+    #[test]
+    fn endless_output_is_kept_to_its_two_ends() {
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "echo first; head -c 30000000 /dev/zero | tr '\\0' x; echo; echo last",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let o = super::run(&argv, None, std::time::Duration::from_secs(60)).unwrap();
+        assert!(
+            o.stdout.len() < 3 * super::KEPT_EACH_END,
+            "{}",
+            o.stdout.len()
+        );
+        assert!(o.stdout.starts_with("first\n") && o.stdout.ends_with("x\nlast\n"));
+        assert!(o.stdout.contains("[pglab: output cut here"));
+    }
+
     use super::*;
 
     fn sh(script: &str) -> Vec<String> {

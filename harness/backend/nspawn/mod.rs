@@ -9,6 +9,8 @@
 //! Every resource carries the lab id: namespaces by name, mounts and files by path under
 //! the lab directory, processes by the machine name `pglab-<id>-<host>` on their command line.
 
+mod sandbox;
+
 use super::api::{Backend, HostState};
 use crate::model::topology::Topology;
 use crate::sys::exec::{failure, must, quiet, run, scaled, CmdOutput};
@@ -39,24 +41,25 @@ fn machine_name(id: &str, host: &str) -> String {
     crate::model::names::host_name(id, host)
 }
 
-/// `nsenter` into every namespace of the container whose init is `init`, then `cmd`.
+/// `nsenter` into every namespace of the container whose init is `init`, its user and
+/// cgroup namespaces included (root there is the lab's unprivileged id here), then `cmd`.
 fn nsenter(init: u32, cmd: &[&str]) -> Vec<String> {
     let pid = init.to_string();
-    let mut argv: Vec<String> = ["nsenter", "-t", &pid, "-m", "-u", "-i", "-n", "-p", "--"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut argv: Vec<String> = [
+        "nsenter", "-t", &pid, "-U", "-m", "-u", "-i", "-n", "-p", "-C", "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     argv.extend(cmd.iter().map(|s| s.to_string()));
     argv
 }
 
-/// Asks systemd inside the container to power off (it may already be going).
-fn poweroff(init: u32) {
-    let _ = run(
-        &nsenter(init, &["systemctl", "poweroff"]),
-        None,
-        Duration::from_secs(60),
-    );
+/// Runs `cmd` in the host whose machine is `machine` and init `init`, entered the one way
+/// ([`sandbox::entry`]): its namespaces, cgroups and bounding set, a clean environment.
+fn run_in(machine: &str, init: u32, cmd: &[&str], timeout: Duration) -> Result<CmdOutput> {
+    let setup = sandbox::entry(machine, init)?;
+    crate::sys::exec::run_with(&nsenter(init, cmd), None, timeout, &setup)
 }
 
 impl Nspawn {
@@ -235,6 +238,21 @@ impl Nspawn {
             &place,
             hint,
         )?;
+        // The namespace belongs to this machine's root, not to the host's user namespace:
+        // its root may not bind ports below 1024 (sshd's 22) nor open ICMP sockets (ping)
+        // unless the namespace's own settings allow every user to.
+        let netns = format!("--net=/run/netns/{ns}");
+        must(
+            &[
+                "nsenter",
+                &netns,
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start && echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range",
+            ],
+            &place,
+            hint,
+        )?;
         Ok(())
     }
 
@@ -261,7 +279,7 @@ impl Nspawn {
                     "-t",
                     "tmpfs",
                     "-o",
-                    "mode=0755",
+                    &format!("mode=0755,size={}", sandbox::tmpfs_size()?),
                     &crate::model::names::lab_tag(&self.id),
                     &at.to_string_lossy(),
                 ],
@@ -270,6 +288,21 @@ impl Nspawn {
             )?;
         }
         Ok(())
+    }
+
+    /// The box as this lab's hosts see it: a read-only view in which every owner is shifted
+    /// into the lab's id range ([`sandbox::uid_base`]), shared by the lab's hosts.
+    fn box_view(&self) -> Result<PathBuf> {
+        let at = self.dir.join("box");
+        std::fs::create_dir_all(&at)?;
+        if !procfs::is_mountpoint(&at) {
+            let _g = cleanup::creating()?;
+            crate::sys::idmap::mount_shifted(&self.box_root, &at, sandbox::uid_base(&self.id))
+                .with_context(|| {
+                    format!("lab {}: the box's view for user-namespaced hosts", self.id)
+                })?;
+        }
+        Ok(at)
     }
 
     fn mount_root(&self, host: &str) -> Result<()> {
@@ -281,9 +314,13 @@ impl Nspawn {
         if procfs::is_mountpoint(&root) {
             return Ok(());
         }
+        let lower = self.box_view()?;
+        // The overlay's root directory is the upper layer's: owned by the host's root.
+        let base = sandbox::uid_base(&self.id);
+        std::os::unix::fs::lchown(hd.join("upper"), Some(base), Some(base))?;
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
-            self.box_root.display(),
+            lower.display(),
             hd.join("upper").display(),
             hd.join("work").display()
         );
@@ -301,8 +338,12 @@ impl Nspawn {
             &self.place(host),
             "overlayfs must be available (`modprobe overlay`); see `pglab doctor`",
         )?;
-        // The box carries the build machine's hostname: every host gets its own.
-        std::fs::write(root.join("etc/hostname"), format!("{host}\n"))?;
+        // The box carries the build machine's hostname: every host gets its own, owned by
+        // the host's root (written from here it would be this machine's root's: "nobody").
+        let hostname = root.join("etc/hostname");
+        let _ = std::fs::remove_file(&hostname);
+        std::fs::write(&hostname, format!("{host}\n"))?;
+        std::os::unix::fs::lchown(&hostname, Some(base), Some(base))?;
         Ok(())
     }
 
@@ -315,17 +356,24 @@ impl Nspawn {
         // Each container gets its own cgroup in the name=systemd (and unified) hierarchies:
         // with --keep-unit they would otherwise share pglab's cgroup, and their systemds
         // would create and remove each other's units' cgroups (seen: status=219/CGROUP).
+        // In the memory and pids hierarchies the same cgroup carries the host's limits.
         let cgroup = machine_name(&self.id, host);
         let mut enter = String::new();
-        for h in cgroup_hierarchies() {
-            let dir = h.join(&cgroup);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create cgroup {}", dir.display()))?;
+        for dir in sandbox::launch_cgroups(&cgroup)? {
             enter.push_str(&format!("echo $$ > {}/cgroup.procs && ", dir.display()));
         }
+        sandbox::set_limits(&cgroup, sandbox::limits()?)?;
+        let base = sandbox::uid_base(&self.id);
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("{enter}exec systemd-nspawn \"$@\""))
+            // nspawn starts in the host's network namespace and the container shares it: with
+            // a user namespace, `--network-namespace-path` fails ("Failed to join network
+            // namespace: Operation not permitted", systemd 252: the child joins it after it
+            // entered its new user namespace, which has no rights over pglab's).
+            .arg(format!(
+                "{enter}exec nsenter --net=/run/netns/{} systemd-nspawn \"$@\"",
+                host_netns(&self.id, host)
+            ))
             .arg("sh")
             .arg("-D")
             .arg(self.root(host))
@@ -338,10 +386,14 @@ impl Nspawn {
             ])
             .arg(machine_name(&self.id, host))
             .arg(format!("--hostname={host}"))
+            // Root inside is uid `base` here: "untrusted code must always be run in a user
+            // namespace" (systemd-nspawn(1)). The box's files are already shifted by the
+            // view, so nspawn must not chown anything.
             .arg(format!(
-                "--network-namespace-path=/run/netns/{}",
-                host_netns(&self.id, host)
+                "--private-users={base}:{}",
+                crate::sys::idmap::RANGE
             ))
+            .arg("--private-users-ownership=off")
             .stdin(std::process::Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console);
@@ -383,8 +435,14 @@ impl Nspawn {
                 ));
             }
             if let Some(pid) = self.init_pid(host) {
-                let argv = nsenter(pid, &["systemctl", "is-system-running"]);
-                if let Ok(o) = run(&argv, None, Duration::from_secs(10)) {
+                let machine = machine_name(&self.id, host);
+                let said = run_in(
+                    &machine,
+                    pid,
+                    &["systemctl", "is-system-running"],
+                    Duration::from_secs(10),
+                );
+                if let Ok(o) = said {
                     last = o.stdout.trim().to_string();
                     if last == "running" || last == "degraded" {
                         return Ok(());
@@ -504,7 +562,8 @@ impl Backend for Nspawn {
                 crate::backend::script::LAUNCHER,
             ],
         );
-        crate::backend::script::run(&argv, script, timeout)
+        let setup = sandbox::entry(&machine_name(&self.id, host), pid)?;
+        crate::backend::script::run_with(&argv, script, timeout, &setup)
     }
 
     fn stop_host(&self, host: &str) -> Result<()> {
@@ -513,7 +572,14 @@ impl Backend for Nspawn {
             return Ok(());
         };
         if let Some(init) = self.init_pid(host) {
-            poweroff(init);
+            // It may already be going.
+            let machine = machine_name(&self.id, host);
+            let _ = run_in(
+                &machine,
+                init,
+                &["systemctl", "poweroff"],
+                Duration::from_secs(60),
+            );
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
@@ -566,6 +632,11 @@ impl Backend for Nspawn {
 
     fn how_to_enter(&self, host: &str) -> String {
         format!("pglab exec --lab {} {host} -- bash   (or: nsenter -t $(cat /proc/$(cat {})/task/*/children) -a bash)", self.id, self.host_dir(host).join("nspawn.pid").display())
+    }
+
+    fn limits_hit(&self, host: &str) -> Vec<String> {
+        let limits = sandbox::limits().unwrap_or(sandbox::Limits { memory: 0, pids: 0 });
+        sandbox::limits_hit(&machine_name(&self.id, host), limits)
     }
 
     fn down(&mut self) -> Result<()> {
@@ -668,7 +739,7 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     }
     // 3. Mounts under the lab directory, then cgroups and namespaces, then the files.
     mounts::unmount_under(dir)?;
-    for h in cgroup_hierarchies() {
+    for h in sandbox::all_hierarchies() {
         for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
             if e.file_name()
                 .to_string_lossy()
@@ -684,21 +755,6 @@ pub fn teardown(id: &str, dir: &Path, hosts: &[&str]) -> Result<()> {
     mounts::remove_dir_all_in_parallel(dir, &IN_MEMORY)
         .with_context(|| format!("cannot remove lab directory {}", dir.display()))?;
     Ok(())
-}
-
-/// The cgroup hierarchies systemd inside a container uses (v1 name=systemd, v2 unified,
-/// or a pure v2 mount at /sys/fs/cgroup).
-pub fn cgroup_hierarchies() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut out: Vec<PathBuf> = ["systemd", "unified"]
-        .iter()
-        .map(|h| base.join(h))
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect();
-    if out.is_empty() && base.join("cgroup.controllers").exists() {
-        out.push(base.into());
-    }
-    out
 }
 
 /// Removes a cgroup and its children (deepest first; they are empty once the host is down).
@@ -730,7 +786,7 @@ pub fn leftovers(id: &str) -> Vec<String> {
     for m in procfs::mount_points_where(|line| line.contains(id)) {
         found.push(format!("mount {m}"));
     }
-    for h in cgroup_hierarchies() {
+    for h in sandbox::all_hierarchies() {
         for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(&tag) {
                 found.push(format!("cgroup {}", e.path().display()));
@@ -795,7 +851,7 @@ mod tests {
     fn nsenter_enters_every_namespace_of_the_container() {
         assert_eq!(
             nsenter(42, &["systemctl", "poweroff"]).join(" "),
-            "nsenter -t 42 -m -u -i -n -p -- systemctl poweroff"
+            "nsenter -t 42 -U -m -u -i -n -p -C -- systemctl poweroff"
         );
     }
 

@@ -304,6 +304,7 @@ fn vagrant_setup(vdir: &Path) -> Setup {
             ("VAGRANT_NO_COLOR".into(), "1".into()),
         ],
         own_group: true,
+        ..Setup::default()
     }
 }
 
