@@ -253,10 +253,12 @@ fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
             }
             if let Some(keep) = bounding {
                 for cap in 0..64u64 {
-                    if keep & (1 << cap) == 0 && libc::prctl(libc::PR_CAPBSET_READ, cap) == 1 {
-                        if libc::prctl(libc::PR_CAPBSET_DROP, cap) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
+                    let held = libc::prctl(libc::PR_CAPBSET_READ, cap) == 1;
+                    if keep & (1 << cap) == 0
+                        && held
+                        && libc::prctl(libc::PR_CAPBSET_DROP, cap) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
                     }
                 }
             }
