@@ -38,6 +38,31 @@ pub trait Backend: Send + Sync {
     /// the commands inside get /dev/null as stdin. A non-zero exit is not an Err.
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput>;
 
+    /// Runs one of pglab's own checks like [`Backend::exec`], but so that the submission's
+    /// setup of the host cannot answer for the programs: no login profile (a `psql`
+    /// function in /etc/profile.d), a fixed PATH without /usr/local ([`crate::backend::script::CHECK_PATH`]).
+    fn check(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
+        self.exec(host, user, script, timeout)
+    }
+
+    /// A Unix socket connected to `host`'s PostgreSQL (its default socket) as the host's
+    /// user `user`, for SQL checks that run no program of the host. None when the backend
+    /// cannot make one (checks then run `psql` on the host).
+    fn pg_socket(
+        &self,
+        _host: &str,
+        _user: &str,
+    ) -> Result<Option<std::os::unix::net::UnixStream>> {
+        Ok(None)
+    }
+
+    /// Programs and files the checks rely on that the submission changed on `host` (read from
+    /// this machine's side, not through the host's programs): "/usr/bin/psql is not the
+    /// box's". Empty when none, or when the backend cannot see them.
+    fn changed_programs(&self, _host: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Stops a host cleanly (its disk is kept) / starts it again and waits for its boot.
     fn stop_host(&self, host: &str) -> Result<()>;
     fn start_host(&self, host: &str) -> Result<()>;

@@ -20,6 +20,14 @@ use std::time::Duration;
 /// "/dev/fd/3: No such device or address" (exit 126), through `cat` it ran.
 pub const LAUNCHER: &str = "exec 3< <(exec cat) </dev/null; exec /bin/bash /dev/fd/3";
 
+/// PATH of pglab's checks: the system's programs, never /usr/local, whatever a profile says.
+pub const CHECK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// [`LAUNCHER`] for a check: the fixed PATH first, and no file bash would read at start.
+pub fn check_launcher() -> String {
+    format!("export PATH={CHECK_PATH}; unset BASH_ENV ENV; {LAUNCHER}")
+}
+
 /// The remote command that runs [`LAUNCHER`] over ssh (the Vagrant backend) in a login
 /// environment of `user`, through sudo from the ssh user.
 pub fn over_ssh(user: &str) -> String {

@@ -31,7 +31,7 @@ pub fn servers_now(lab: &Lab, stuck: bool) -> String {
             out.push_str(&format!("\n    | {}: {hit}", h.name));
         }
         let t = Duration::from_secs(15);
-        if let Ok(o) = lab.exec(&h.name, "root", LOG_TAIL, t) {
+        if let Ok(o) = lab.check(&h.name, "root", LOG_TAIL, t) {
             for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
                 out.push_str(&format!(
                     "\n    | {}: PostgreSQL's log: {}",
@@ -41,7 +41,7 @@ pub fn servers_now(lab: &Lab, stuck: bool) -> String {
             }
         }
         if stuck {
-            if let Ok(o) = lab.exec(&h.name, "root", ACTIVITY, t) {
+            if let Ok(o) = lab.check(&h.name, "root", ACTIVITY, t) {
                 for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
                     out.push_str(&format!(
                         "\n    | {}: pg_stat_activity: {}",

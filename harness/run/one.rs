@@ -180,16 +180,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let mut prepared = prepare(opts)?;
     say_plan(started, &prepared);
     let mut phases = Vec::new();
-    let t = Instant::now();
-    crate::sys::progress::stage("up");
-    let mut lab = Lab::up(UpOptions {
-        box_name: opts.box_name.clone(),
-        topology: opts.topology.clone(),
-        backend: opts.backend,
-    })
-    .map_err(own)?;
-    crate::sys::progress::stage_lab(lab.id());
-    phases.push((Phase::Up, t.elapsed().as_secs_f64()));
+    let mut lab = up(opts, &mut phases)?;
     let log = RunLog::create(
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
         &lab.secrets,
@@ -208,15 +199,19 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         prepared = again;
     }
     let (ok, changes, mut checks) = match provisioned {
-        Ok(r) => (true, r.changes, Vec::new()),
+        Ok(r) => match programs_changed(&lab, &log, t) {
+            None => (true, r.changes, Vec::new()),
+            Some(o) => (false, r.changes, vec![o]),
+        },
         Err(e) => (
             false,
-            Vec::new(),
+            vec![],
             vec![provision_failed(&e, &prepared, &log, t)],
         ),
     };
     let ctx = (opts, &prepared, &lab, &log, started);
     let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks).map_err(own)? && ok;
+    let ok = ok && still_believed(&lab, &log, started, &mut checks);
     let lab_id = lab.id().to_string();
     let kept = finish(opts, lab, ok, &mut phases).map_err(own)?;
     phases.push((Phase::Total, started.elapsed().as_secs_f64()));
@@ -359,6 +354,67 @@ fn say_scenarios(started: Instant, planned: &[Scenario]) {
                 .join(" → ")
         ),
     );
+}
+
+/// The lab, up (timed as its phase).
+fn up(opts: &RunOptions, phases: &mut Vec<(Phase, f64)>) -> Result<Lab> {
+    let t = Instant::now();
+    crate::sys::progress::stage("up");
+    let lab = Lab::up(UpOptions {
+        box_name: opts.box_name.clone(),
+        topology: opts.topology.clone(),
+        backend: opts.backend,
+    })
+    .map_err(own)?;
+    crate::sys::progress::stage_lab(lab.id());
+    phases.push((Phase::Up, t.elapsed().as_secs_f64()));
+    Ok(lab)
+}
+
+/// The submission's own steps between scenarios (resume, after_recover) could change the
+/// checks' programs too: what the checks said is believed only if they are still the box's.
+fn still_believed(
+    lab: &Lab,
+    log: &RunLog,
+    started: Instant,
+    checks: &mut Vec<StepOutcome>,
+) -> bool {
+    match programs_changed(lab, log, started) {
+        Some(o) => {
+            checks.push(o);
+            false
+        }
+        None => true,
+    }
+}
+
+/// A failed check when the submission changed programs the checks use on any host
+/// (`Backend::changed_programs`): such a lab's answers are not believed.
+fn programs_changed(lab: &Lab, log: &RunLog, t: Instant) -> Option<StepOutcome> {
+    let mut lines = Vec::new();
+    for h in &lab.topology().hosts {
+        for c in lab.changed_programs(&h.name) {
+            lines.push(format!("  {}: {c}", h.name));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let msg = log.redact(&format!(
+        "the submission changed programs or files that pglab's checks use, so no check on this lab is believed:\n{}\n  try: install PostgreSQL and barman with the distribution's packages and leave their programs as they are",
+        lines.join("\n")
+    ));
+    eprintln!("{msg}");
+    Some(StepOutcome {
+        scenario: "provision".into(),
+        step: "the checks' programs are the box's".into(),
+        host: "".into(),
+        location: String::new(),
+        status: Status::Failed,
+        duration_secs: t.elapsed().as_secs_f64(),
+        waited_secs: 0.0,
+        message: msg,
+    })
 }
 
 /// Provisioning failed: one failed check that says why, with the secrets redacted.
@@ -660,7 +716,7 @@ fn not_checked(requires: &str, outcomes: &mut [StepOutcome]) {
 fn primary_silent(lab: &Lab) -> Option<String> {
     let host = lab.topology().with_role(Role::Primary).name.clone();
     let probe = "runuser -u postgres -- psql -XAtqc 'select 1' 2>&1";
-    let said = match lab.exec(&host, "root", probe, Duration::from_secs(15)) {
+    let said = match lab.check(&host, "root", probe, Duration::from_secs(15)) {
         Ok(o) if o.ok() => return None,
         Ok(o) => o
             .stdout
@@ -695,7 +751,7 @@ fn host_facts(lab: &Lab) -> Result<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
     for (var, role, probe) in facts {
         let host = lab.topology().with_role(role).name.clone();
-        let out = lab.exec(&host, "root", probe, Duration::from_secs(30))?;
+        let out = lab.check(&host, "root", probe, Duration::from_secs(30))?;
         vars.insert(var.into(), out.stdout.trim().to_string());
     }
     vars.extend(discover::names(lab)?);

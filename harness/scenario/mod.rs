@@ -6,3 +6,4 @@ pub mod normalize;
 pub mod runner;
 pub mod snapshot;
 pub mod spec;
+pub mod sql;

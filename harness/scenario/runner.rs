@@ -36,6 +36,8 @@ pub struct Runner<'a> {
     prelude: String,
     /// Seconds the last step spent polling for its check (see `StepOutcome::waited_secs`).
     waited: std::cell::Cell<f64>,
+    /// Connections kept for SQL checks (`super::sql`).
+    sql: super::sql::Kept,
 }
 
 fn var_re() -> &'static Regex {
@@ -158,6 +160,7 @@ impl<'a> Runner<'a> {
             vars,
             prelude: prelude(lab),
             waited: std::cell::Cell::new(0.0),
+            sql: super::sql::Kept::default(),
         }
     }
 
@@ -346,7 +349,7 @@ impl<'a> Runner<'a> {
         );
         let out = self
             .lab
-            .exec(&h.name, "root", &probe, Duration::from_secs(30))?;
+            .check(&h.name, "root", &probe, Duration::from_secs(30))?;
         if out.ok() {
             return Err(failure(
                 &format!("step {:?} refused: PostgreSQL is running on {} in {dest}; barman recover would overwrite a live data directory", st.name, h.name),
@@ -480,7 +483,11 @@ impl<'a> Runner<'a> {
             attempts += 1;
             let out = match &st.kind {
                 StepKind::Connect { .. } => self.connect(&st.host, script),
-                _ => self.lab.exec(&st.host, user, script, scaled(st.timeout))?,
+                StepKind::Sql { db, sql } => match self.kept_sql(st, db, sql)? {
+                    Some(out) => out,
+                    None => self.lab.check(&st.host, user, script, scaled(st.timeout))?,
+                },
+                _ => self.lab.check(&st.host, user, script, scaled(st.timeout))?,
             };
             let first = *first_attempt_done.get_or_insert_with(Instant::now);
             self.waited.set(first.elapsed().as_secs_f64());
@@ -512,6 +519,16 @@ impl<'a> Runner<'a> {
                 (Some(p), None) => return Ok((out, Some(p))),
             }
         }
+    }
+
+    /// A SQL step over a kept connection when it is one statement and the host gives one.
+    fn kept_sql(&self, st: &Step, db: &str, sql: &str) -> Result<Option<CmdOutput>> {
+        let sql = substitute(sql, &self.vars)?;
+        if !super::sql::single_statement(&sql) {
+            return Ok(None);
+        }
+        self.sql
+            .query(self.lab, &st.host, db, &sql, scaled(st.timeout))
     }
 
     /// What a passed step leaves: the value it saves, the snapshot it is compared with.

@@ -125,3 +125,207 @@ fn links_planted_in_the_controller_are_never_written_through() {
     }
     crate::common::assert_all_passed(&r);
 }
+
+/// Every file under `dir`, read as text (a run's or a grade's logs).
+fn all_text(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push_str(&all_text(&p));
+        } else if let Ok(t) = std::fs::read_to_string(&p) {
+            out.push_str(&t);
+        }
+    }
+    out
+}
+
+/// The lines the probes printed (`PROBE <name>: ...`), each once.
+fn probe_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.find("PROBE ")
+                .map(|i| l[i..].trim_end_matches(['"', ',']).to_string())
+        })
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// Each escape probe ran and was refused: its own output is the evidence.
+fn assert_probes_refused(lines: &[String]) {
+    let all = lines.join("\n");
+    for name in [
+        "mknod-disk",
+        "proc-sys-rw",
+        "module-load",
+        "proc1-root",
+        "cgroup-mount",
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("PROBE {name}: exit ")))
+            .unwrap_or_else(|| panic!("probe {name} did not run:\n{all}"));
+        assert!(
+            !line.starts_with(&format!("PROBE {name}: exit 0")),
+            "{line}"
+        );
+    }
+    for won in ["READ-THE-HOST-DISK", "WROTE-A-KERNEL-SETTING"] {
+        assert!(!all.contains(won), "{all}");
+    }
+    assert!(all.contains("Operation not permitted"), "{all}");
+    assert!(!Path::new("/tmp/pglab-hostile-host-proc1").exists());
+}
+
+/// The students' shell-provisioners repository with probes put in front of its primary's
+/// script (tests/fixtures/hostile/host-escape), graded beside the reference two labs at a
+/// time: every escape from the host is refused, the fork bomb and the memory hog stop at
+/// the host's limits and the verdict names them, and the reference graded at the same
+/// time passes.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
+    let _g = serial();
+    let _ = std::fs::remove_file("/tmp/pglab-hostile-host-proc1");
+    let dirs = tempfile::tempdir().unwrap();
+    let hostile = dirs.path().join("hostile-shell");
+    copy_dir(&crate::students::student("shell-provisioners"), &hostile);
+    let probe = std::fs::read_to_string(fixture("hostile/host-escape/probe.sh")).unwrap();
+    let exhaust = std::fs::read_to_string(fixture("hostile/host-escape/exhaust.sh")).unwrap();
+    let leader = hostile.join("scripts/leader.sh");
+    let own = std::fs::read_to_string(&leader).unwrap();
+    std::fs::write(&leader, format!("{probe}\n{exhaust}\n{own}")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let repo = pglab::sys::paths::repo_root();
+    let opts = pglab::run::grade::GradeOptions {
+        dirs: vec![hostile, repo.join("examples/reference")],
+        base: pglab::run::RunOptions {
+            box_name: String::new(),
+            scenarios: vec!["replicate".into()],
+            keep_going: true,
+            ..Default::default()
+        },
+        jobs: 2,
+        out: out.path().into(),
+        all: true,
+        deadline: std::time::Duration::from_secs(600),
+        rubric: None,
+        shard: None,
+    };
+    let g = pglab::run::grade::grade(&opts).unwrap();
+    let text = all_text(&out.path().join("hostile-shell"));
+    let lines = probe_lines(&text);
+    eprintln!("{}", lines.join("\n"));
+    assert_probes_refused(&lines);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("PROBE fork-bomb: refused after")),
+        "{text}"
+    );
+    assert!(!text.contains("NOT STOPPED"), "{text}");
+    let row = g.rows.iter().find(|r| r.name == "hostile-shell").unwrap();
+    let card = std::fs::read_to_string(out.path().join("hostile-shell/report.md")).unwrap();
+    assert!(
+        card.contains("leader: ran out of memory (limit 2 GiB)"),
+        "{card}"
+    );
+    assert!(
+        card.contains("leader: reached its limit of 2048 processes"),
+        "{card}"
+    );
+    assert_eq!(
+        row.cells[0].status,
+        pglab::scenario::runner::Status::Failed,
+        "{card}"
+    );
+    let reference = g.rows.iter().find(|r| r.name == "reference").unwrap();
+    assert!(
+        reference
+            .cells
+            .iter()
+            .all(|c| c.status == pglab::scenario::runner::Status::Passed),
+        "{:?}",
+        reference.cells
+    );
+    assert!(!Path::new("/tmp/pglab-hostile-host-proc1").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// The students' vagrant-roles repository, which does the whole homework, plus an Ansible
+/// play that runs the escape probes and installs programs that would answer pglab's checks
+/// (tests/fixtures/hostile/host-shim): the probes are refused, the checks never run the
+/// shims (a fixed PATH, no login profile: nothing says PGLAB-SHIM), and the replaced
+/// /usr/bin/psql is named in a failed check, so the lab's answers are not believed.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn programs_a_submission_replaced_are_not_believed() {
+    let _g = serial();
+    let repo = overlaid(
+        "vagrant-roles",
+        &fixture("hostile/host-shim"),
+        "shim.yml",
+        "ansible/provision.yml",
+    );
+    std::fs::copy(
+        fixture("hostile/host-escape/probe.sh"),
+        repo.path().join("ansible/probe.sh"),
+    )
+    .unwrap();
+    let (topology, box_name) = pglab::run::homework::repo_lab(Some(repo.path()))
+        .unwrap()
+        .unwrap();
+    let opts = pglab::run::RunOptions {
+        box_name,
+        topology,
+        scenarios: vec!["replicate".into()],
+        homework: Some(repo.path().to_path_buf()),
+        keep_going: true,
+        ..Default::default()
+    };
+    let r = pglab::run::run(&opts).unwrap();
+    crate::verbs::assert_nothing_left(&r.lab);
+    let lines = probe_lines(&all_text(&r.log_dir.join("provision")));
+    eprintln!("{}", lines.join("\n"));
+    assert_probes_refused(&lines);
+    let failed: Vec<_> = r
+        .checks
+        .iter()
+        .filter(|c| c.status == pglab::scenario::runner::Status::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].step, "the checks' programs are the box's");
+    assert!(
+        failed[0]
+            .message
+            .contains("node1: /usr/bin/psql is not the box's"),
+        "{}",
+        failed[0].message
+    );
+    for c in &r.checks {
+        assert!(!c.message.contains("PGLAB-SHIM"), "{c:#?}");
+    }
+    let replicated = r.checks.iter().filter(|c| c.scenario == "replicate");
+    assert!(
+        replicated.clone().count() > 3
+            && replicated
+                .clone()
+                .all(|c| c.status == pglab::scenario::runner::Status::Passed),
+        "{:#?}",
+        r.checks
+    );
+}

@@ -6,7 +6,7 @@ use pglab::run::{run, RunOptions, RunReport};
 use pglab::scenario::runner::{Status, StepOutcome};
 use std::path::{Path, PathBuf};
 
-fn student(name: &str) -> PathBuf {
+pub fn student(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/students")
         .join(name)

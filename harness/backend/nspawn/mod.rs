@@ -9,6 +9,8 @@
 //! Every resource carries the lab id: namespaces by name, mounts and files by path under
 //! the lab directory, processes by the machine name `pglab-<id>-<host>` on their command line.
 
+mod integrity;
+mod pgsock;
 mod sandbox;
 
 use super::api::{Backend, HostState};
@@ -53,6 +55,16 @@ fn nsenter(init: u32, cmd: &[&str]) -> Vec<String> {
     .collect();
     argv.extend(cmd.iter().map(|s| s.to_string()));
     argv
+}
+
+/// nspawn's options for a host whose root is uid `base` here: "untrusted code must always
+/// be run in a user namespace" (systemd-nspawn(1)). The box's files are already shifted by
+/// the view, so nspawn must not chown anything.
+fn user_namespace(base: u32) -> [String; 2] {
+    [
+        format!("--private-users={base}:{}", crate::sys::idmap::RANGE),
+        "--private-users-ownership=off".into(),
+    ]
 }
 
 /// Runs `cmd` in the host whose machine is `machine` and init `init`, entered the one way
@@ -386,14 +398,7 @@ impl Nspawn {
             ])
             .arg(machine_name(&self.id, host))
             .arg(format!("--hostname={host}"))
-            // Root inside is uid `base` here: "untrusted code must always be run in a user
-            // namespace" (systemd-nspawn(1)). The box's files are already shifted by the
-            // view, so nspawn must not chown anything.
-            .arg(format!(
-                "--private-users={base}:{}",
-                crate::sys::idmap::RANGE
-            ))
-            .arg("--private-users-ownership=off")
+            .args(user_namespace(base))
             .stdin(std::process::Stdio::null())
             .stdout(console.try_clone()?)
             .stderr(console);
@@ -474,6 +479,24 @@ impl Nspawn {
     }
 }
 
+impl Nspawn {
+    /// Runs `cmd` (which ends in a shell running the launcher) in `host`, entered the one way.
+    fn enter(
+        &self,
+        host: &str,
+        cmd: &[&str],
+        script: &str,
+        timeout: Duration,
+    ) -> Result<CmdOutput> {
+        self.check_host(host)?;
+        let Some(pid) = self.init_pid(host) else {
+            bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
+        };
+        let setup = sandbox::entry(&machine_name(&self.id, host), pid)?;
+        crate::backend::script::run_with(&nsenter(pid, cmd), script, timeout, &setup)
+    }
+}
+
 impl Backend for Nspawn {
     fn kind(&self) -> &'static str {
         "nspawn"
@@ -546,24 +569,45 @@ impl Backend for Nspawn {
     }
 
     fn exec(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
-        self.check_host(host)?;
-        let Some(pid) = self.init_pid(host) else {
-            bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
-        };
-        let argv = nsenter(
-            pid,
+        let launcher = crate::backend::script::LAUNCHER;
+        self.enter(
+            host,
+            &["runuser", "-l", user, "-s", "/bin/bash", "-c", launcher],
+            script,
+            timeout,
+        )
+    }
+
+    fn check(&self, host: &str, user: &str, script: &str, timeout: Duration) -> Result<CmdOutput> {
+        let launcher = crate::backend::script::check_launcher();
+        self.enter(
+            host,
             &[
                 "runuser",
-                "-l",
+                "-u",
                 user,
-                "-s",
+                "--",
                 "/bin/bash",
+                "--noprofile",
+                "--norc",
                 "-c",
-                crate::backend::script::LAUNCHER,
+                &launcher,
             ],
-        );
-        let setup = sandbox::entry(&machine_name(&self.id, host), pid)?;
-        crate::backend::script::run_with(&argv, script, timeout, &setup)
+            script,
+            timeout,
+        )
+    }
+
+    fn pg_socket(&self, host: &str, user: &str) -> Result<Option<std::os::unix::net::UnixStream>> {
+        self.check_host(host)?;
+        let Some(pid) = self.init_pid(host) else {
+            return Ok(None);
+        };
+        pgsock::connect(pid, user).map(Some)
+    }
+
+    fn changed_programs(&self, host: &str) -> Vec<String> {
+        integrity::changed(&self.host_dir(host).join("upper"), &self.box_root)
     }
 
     fn stop_host(&self, host: &str) -> Result<()> {

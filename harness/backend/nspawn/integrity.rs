@@ -1,0 +1,190 @@
+//! Whether a host still has the box's programs where pglab's checks use them. Read from this
+//! machine's side of the host's overlay: what the submission wrote is in the upper layer,
+//! what the box had is in the lower one, and no program of the host takes part in the
+//! reading (a replaced `cmp` or `sha256sum` could not lie about it).
+//!
+//! A check runs `psql`, `barman`, `pg_controldata`, bash, runuser (and what they load):
+//! a submission that replaced one of them could answer every check's expected value (they
+//! are public, in `scenarios/` and `snapshots/`). New files are not counted (packages the
+//! homework installs), a program the submission removed only makes its check fail.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Folders (relative to the root) whose programs and libraries the checks run.
+const WATCHED: [&str; 9] = [
+    "usr/bin",
+    "usr/sbin",
+    "usr/lib/postgresql",
+    "usr/lib/python3/dist-packages/barman",
+    "usr/share/postgresql-common",
+    "usr/lib/x86_64-linux-gnu",
+    "usr/lib64",
+    "etc/pam.d",
+    "etc/security",
+];
+
+/// Top-level links of a merged-/usr root (`bin -> usr/bin`): replacing one moves every
+/// program the checks use.
+const LINKS: [&str; 5] = ["bin", "sbin", "lib", "lib64", "usr"];
+
+/// At most this many entries of the upper layer are looked at (a submission's node_modules
+/// must not make this slow); past it the rest is said to be unread.
+const MAX_ENTRIES: usize = 200_000;
+
+/// What the submission changed of the programs the checks use, one line each.
+pub fn changed(upper: &Path, lower: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if is_written(&upper.join("etc/ld.so.preload")) {
+        found.push(
+            "/etc/ld.so.preload was written: every program, the checks' included, would load what it names".to_string(),
+        );
+    }
+    for top in LINKS {
+        let (u, l) = (upper.join(top), lower.join(top));
+        if let (Ok(um), Ok(lm)) = (u.symlink_metadata(), l.symlink_metadata()) {
+            if lm.file_type().is_symlink()
+                && std::fs::read_link(&u).ok() != std::fs::read_link(&l).ok()
+                && !um.file_type().is_char_device()
+            {
+                found.push(format!(
+                    "/{top} is not the box's link to {}",
+                    std::fs::read_link(&l).unwrap_or_default().display()
+                ));
+            }
+        }
+    }
+    let mut seen = 0usize;
+    for dir in WATCHED {
+        walk(upper, lower, Path::new(dir), &mut seen, &mut found);
+    }
+    if seen >= MAX_ENTRIES {
+        found.push(format!(
+            "more than {MAX_ENTRIES} files were written under the system's program folders; the rest were not compared"
+        ));
+    }
+    found
+}
+
+fn is_written(p: &Path) -> bool {
+    p.symlink_metadata()
+        .map(|m| !(m.file_type().is_char_device() && m.rdev() == 0))
+        .unwrap_or(false)
+}
+
+fn walk(upper: &Path, lower: &Path, rel: &Path, seen: &mut usize, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(upper.join(rel)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        *seen += 1;
+        if *seen >= MAX_ENTRIES {
+            return;
+        }
+        let rel = rel.join(e.file_name());
+        let Ok(um) = e.path().symlink_metadata() else {
+            continue;
+        };
+        let Ok(lm) = lower.join(&rel).symlink_metadata() else {
+            // New: a package the homework installs, or nothing the checks run.
+            if um.is_dir() {
+                walk(upper, lower, &rel, seen, found);
+            }
+            continue;
+        };
+        let (ut, lt) = (um.file_type(), lm.file_type());
+        let differs = if ut.is_dir() {
+            walk(upper, lower, &rel, seen, found);
+            !lt.is_dir()
+        } else if ut.is_char_device() && um.rdev() == 0 {
+            false // removed: its check fails by itself
+        } else if ut.is_symlink() {
+            std::fs::read_link(e.path()).ok() != std::fs::read_link(lower.join(&rel)).ok()
+        } else if ut.is_file() && lt.is_file() {
+            um.len() != lm.len() || !same_bytes(&e.path(), &lower.join(&rel))
+        } else {
+            true
+        };
+        if differs {
+            found.push(format!("/{} is not the box's", rel.display()));
+        }
+    }
+}
+
+/// Whether two regular files hold the same bytes (neither is followed if it is a link).
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(p)
+    };
+    let (Ok(mut fa), Ok(mut fb)) = (open(a), open(b)) else {
+        return false;
+    };
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let (Ok(na), Ok(nb)) = (read_full(&mut fa, &mut ba), read_full(&mut fb, &mut bb)) else {
+            return false;
+        };
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A box and an upper layer as overlayfs leaves them: a program replaced, one copied up
+    /// unchanged (a chmod or a reinstall), a new one, a removed one, ld.so.preload.
+    #[test]
+    fn only_programs_that_differ_from_the_box_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+        for root in [&lower, &upper] {
+            std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        }
+        std::fs::write(lower.join("usr/bin/psql"), "real psql").unwrap();
+        std::fs::write(lower.join("usr/bin/barman"), "real barman").unwrap();
+        std::fs::write(lower.join("usr/bin/rm"), "rm").unwrap();
+        assert!(changed(&upper, &lower).is_empty());
+        std::fs::write(upper.join("usr/bin/barman"), "real barman").unwrap();
+        std::fs::write(upper.join("usr/bin/barman-wal-archive"), "new").unwrap();
+        nix::sys::stat::mknod(
+            &upper.join("usr/bin/rm"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        assert!(
+            changed(&upper, &lower).is_empty(),
+            "{:?}",
+            changed(&upper, &lower)
+        );
+        std::fs::write(upper.join("usr/bin/psql"), "echo t").unwrap();
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::fs::write(upper.join("etc/ld.so.preload"), "/x.so").unwrap();
+        let found = changed(&upper, &lower);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("/etc/ld.so.preload was written"));
+        assert_eq!(found[1], "/usr/bin/psql is not the box's");
+    }
+}
