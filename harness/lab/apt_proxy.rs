@@ -50,6 +50,10 @@ impl Drop for AptProxy {
         self.stop.store(true, Ordering::SeqCst);
         // Here, not only in the log thread: the process may end before that thread wakes.
         let _ = std::fs::remove_file(&self.log_sock);
+        prune(
+            &crate::sys::paths::cache_root().join("apt/cache"),
+            max_cache(),
+        );
     }
 }
 
@@ -139,9 +143,15 @@ pub fn start(netns: &str, gateway: Ipv4Addr) -> Result<AptProxy> {
     let log_sock = log_sink(netns, stop.clone())?;
     let sock = log_sock.clone();
     let rx = super::listen::accept_in(netns, SocketAddr::from((gateway, PORT)), &stop)?;
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::spawn(move || {
         for s in rx {
-            serve(&approx, &conf, &sock, s);
+            // A lab's hosts may open connections without end: past the bound they wait in
+            // the listen queue until one ends.
+            while busy.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            serve(&approx, &conf, &sock, s, busy.clone());
         }
     });
     Ok(AptProxy {
@@ -171,6 +181,10 @@ fn log_sink(netns: &str, stop: Arc<AtomicBool>) -> Result<PathBuf> {
         let mut buf = [0u8; 4096];
         while !stop.load(Ordering::SeqCst) {
             if let Ok(n) = sock.recv(&mut buf) {
+                if log.metadata().map(|m| m.len() > MAX_LOG).unwrap_or(false) {
+                    let _ = log.set_len(0);
+                    let _ = log.write_all(b"[pglab: approx.log started again at 16 MiB]\n");
+                }
                 let _ = log.write_all(&buf[..n]);
                 let _ = log.write_all(b"\n");
             }
@@ -180,8 +194,57 @@ fn log_sink(netns: &str, stop: Arc<AtomicBool>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// approx processes (one per connection) a lab's proxy runs at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// approx.log is started again past this size (a lab's hosts decide how much it logs).
+pub const MAX_LOG: u64 = 16 << 20;
+
+/// Past this size (`PGLAB_APT_CACHE`, default 4G) the proxy's cache loses its oldest files
+/// when a lab's proxy stops.
+fn max_cache() -> u64 {
+    std::env::var("PGLAB_APT_CACHE")
+        .ok()
+        .and_then(|v| crate::sys::size::parse(&v))
+        .unwrap_or(4 << 30)
+}
+
+/// Removes the oldest files of `dir` until what is left holds at most `max` bytes.
+pub fn prune(dir: &std::path::Path, max: u64) {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                files.push((m.modified().ok(), m.len(), e.path()));
+            }
+        }
+    }
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+}
+
 /// One connection: approx in inetd mode with the connection as its stdin and stdout.
-fn serve(approx: &PathBuf, conf: &PathBuf, log_sock: &PathBuf, s: TcpStream) {
+fn serve(
+    approx: &PathBuf,
+    conf: &PathBuf,
+    log_sock: &PathBuf,
+    s: TcpStream,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let out: OwnedFd = match s.try_clone() {
         Ok(c) => c.into(),
         Err(_) => return,
@@ -199,8 +262,10 @@ fn serve(approx: &PathBuf, conf: &PathBuf, log_sock: &PathBuf, s: TcpStream) {
         .stderr(Stdio::null())
         .spawn();
     if let Ok(mut c) = child {
+        busy.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
             let _ = c.wait();
+            busy.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -268,6 +333,29 @@ EOF
 
 #[cfg(test)]
 mod tests {
+    /// The cache keeps its newest files within the bound.
+    #[test]
+    fn a_cache_past_its_bound_loses_its_oldest_files() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("debian/pool");
+        std::fs::create_dir_all(&sub).unwrap();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let f = sub.join(name);
+            std::fs::write(&f, vec![0u8; 1000]).unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(1000 * (i as u64 + 1));
+            std::fs::File::options()
+                .write(true)
+                .open(&f)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        super::prune(d.path(), 2000);
+        assert!(!sub.join("old").exists());
+        assert!(sub.join("mid").exists() && sub.join("new").exists());
+    }
+
     #[test]
     fn the_mirror_is_read_from_deb822_and_one_line_sources() {
         assert_eq!(

@@ -12,5 +12,6 @@ pub mod paths;
 pub mod procfs;
 pub mod progress;
 pub mod safe_text;
+pub mod size;
 pub mod tree;
 pub mod venv;

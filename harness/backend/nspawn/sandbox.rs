@@ -36,20 +36,9 @@ pub struct Limits {
     pub pids: u64,
 }
 
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (num, mult) = match t.chars().last()? {
-        'k' | 'K' => (&t[..t.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&t[..t.len() - 1], 1 << 20),
-        'g' | 'G' => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
 pub fn limits() -> Result<Limits> {
     let memory = match std::env::var("PGLAB_HOST_MEMORY") {
-        Ok(v) if !v.is_empty() => match parse_size(&v) {
+        Ok(v) if !v.is_empty() => match crate::sys::size::parse(&v) {
             Some(n) if n >= 256 << 20 => n,
             _ => bail!("PGLAB_HOST_MEMORY={v:?}: give a size of at least 256M, e.g. 2G"),
         },
@@ -69,19 +58,11 @@ pub fn limits() -> Result<Limits> {
 /// reservation; a host that fills it gets "No space left on device", not the machine.
 pub fn tmpfs_size() -> Result<String> {
     match std::env::var("PGLAB_LAB_TMPFS") {
-        Ok(v) if !v.is_empty() => match parse_size(&v) {
+        Ok(v) if !v.is_empty() => match crate::sys::size::parse(&v) {
             Some(n) if n >= 512 << 20 => Ok(format!("{}k", n >> 10)),
             _ => bail!("PGLAB_LAB_TMPFS={v:?}: give a size of at least 512M, e.g. 8G"),
         },
         _ => Ok("8g".into()),
-    }
-}
-
-pub fn human(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
-        format!("{} GiB", bytes >> 30)
-    } else {
-        format!("{} MiB", bytes >> 20)
     }
 }
 
@@ -192,7 +173,7 @@ pub fn limits_hit(machine: &str, l: Limits) -> Vec<String> {
     if oom > 0 {
         said.push(format!(
             "ran out of memory (limit {}): the kernel killed {oom} process(es) there",
-            human(l.memory)
+            crate::sys::size::human(l.memory)
         ));
     }
     if pids > 0 {
@@ -246,15 +227,5 @@ mod tests {
         let many: std::collections::BTreeSet<u32> =
             (0..50).map(|i| uid_base(&format!("lab{i}"))).collect();
         assert!(many.len() > 45, "ranges spread: {}", many.len());
-    }
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("512m"), Some(512 << 20));
-        assert_eq!(parse_size("1000"), Some(1000));
-        assert_eq!(parse_size("lots"), None);
-        assert_eq!(human(2 << 30), "2 GiB");
-        assert_eq!(human(768 << 20), "768 MiB");
     }
 }
