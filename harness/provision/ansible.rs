@@ -366,8 +366,16 @@ fn ansible_env() -> Vec<(String, String)> {
         ("ANSIBLE_PIPELINING", "1"),
         ("ANSIBLE_STDOUT_CALLBACK", "default"),
         ("ANSIBLE_LOCAL_TEMP", "/pglab/tmp"),
-        // One connection per task: nothing lingers in the lab's network afterwards.
-        ("ANSIBLE_SSH_ARGS", "-o ControlMaster=no"),
+        // One ssh connection per host for the whole run (each task over it, as Ansible's
+        // ControlPersist is meant to be used): the masters live in the controller's pid
+        // namespace and die with it when ansible-playbook ends, so nothing lingers.
+        (
+            "ANSIBLE_SSH_ARGS",
+            "-o ControlMaster=auto -o ControlPersist=120s",
+        ),
+        ("ANSIBLE_SSH_CONTROL_PATH_DIR", "/pglab/tmp/cp"),
+        // Facts once per host and run (each play of a playbook gathered them again).
+        ("ANSIBLE_GATHERING", "smart"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

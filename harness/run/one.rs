@@ -569,22 +569,7 @@ impl<'a> ScenarioRun<'a> {
             }));
             return Ok(());
         }
-        if let Some(reason) = sc.needs.as_ref().and_then(|n| n.unmet(&self.runner.vars)) {
-            // Declared in the scenario file; such a scenario keeps the lab's state.
-            crate::sys::progress::say(
-                self.started,
-                "run",
-                &format!("scenario {}: SKIPPED: {reason}", sc.name),
-            );
-            let msg = format!("{SKIPPED_BY_NEED}{reason}");
-            self.checks.extend(
-                sc.steps
-                    .iter()
-                    .map(|st| crate::scenario::runner::skipped(sc, st, &msg)),
-            );
-            return Ok(());
-        }
-        if self.cannot_pass(sc) {
+        if self.needs_unmet(sc) || self.cannot_pass(sc) {
             return Ok(());
         }
         crate::sys::progress::say(
@@ -623,6 +608,26 @@ impl<'a> ScenarioRun<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A scenario whose declared needs (a PostgreSQL or barman version) this lab does not
+    /// meet is skipped, saying why; such a scenario keeps the lab's state.
+    fn needs_unmet(&mut self, sc: &Scenario) -> bool {
+        let Some(reason) = sc.needs.as_ref().and_then(|n| n.unmet(&self.runner.vars)) else {
+            return false;
+        };
+        crate::sys::progress::say(
+            self.started,
+            "run",
+            &format!("scenario {}: SKIPPED: {reason}", sc.name),
+        );
+        let msg = format!("{SKIPPED_BY_NEED}{reason}");
+        self.checks.extend(
+            sc.steps
+                .iter()
+                .map(|st| crate::scenario::runner::skipped(sc, st, &msg)),
+        );
+        true
     }
 
     /// After a failure, a scenario waits only if what it waits on can still come: when the
