@@ -43,8 +43,43 @@ const FLOOR: &[(&str, &str, &str)] = &[
     ("barman", "barman", "floor_rebackup"),
 ];
 
-/// Seconds of the floor's work on a freshly provisioned lab.
-fn floor_once(box_name: &str) -> Result<f64> {
+/// The fixed cost of one step of each kind on a provisioned lab's primary, median of 20
+/// in milliseconds: entering a host (the process chain and the launcher, running `true`),
+/// that plus psql's start and one query, and one query over a kept connection.
+fn step_costs(lab: &Lab) -> Result<Vec<(&'static str, f64)>> {
+    let t = std::time::Duration::from_secs(30);
+    let median_ms = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let s = Instant::now();
+            f()?;
+            v.push(s.elapsed().as_secs_f64() * 1000.0);
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        Ok(v[10])
+    };
+    let enter = median_ms(&mut || lab.check("node1", "postgres", "true", t).map(|_| ()))?;
+    let psql = median_ms(&mut || {
+        lab.check("node1", "postgres", "psql -XAtqc 'SELECT 1'", t)
+            .map(|_| ())
+    })?;
+    let kept = crate::scenario::sql::Kept::default();
+    let query = median_ms(
+        &mut || match kept.query(lab, "node1", "postgres", "SELECT 1", t)? {
+            Some(_) => Ok(()),
+            None => bail!("no kept connection to node1's PostgreSQL"),
+        },
+    )?;
+    Ok(vec![
+        ("enter a host and run bash (`true`)", enter),
+        ("the same plus psql's start and a query", psql),
+        ("a query over a kept connection", query),
+    ])
+}
+
+/// Seconds of the floor's work on a freshly provisioned lab, and (when asked) the costs
+/// of one step of each kind there.
+fn floor_once(box_name: &str, costs: &mut Vec<(&'static str, f64)>) -> Result<f64> {
     let lab = Lab::up(UpOptions {
         box_name: box_name.into(),
         ..Default::default()
@@ -52,6 +87,9 @@ fn floor_once(box_name: &str) -> Result<f64> {
     let sub = crate::provision::Submission::load(&crate::provision::reference_dir())?;
     let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
     crate::provision::provision(&lab, &sub, &log, Instant::now())?;
+    if costs.is_empty() {
+        *costs = step_costs(&lab)?;
+    }
     let repo = crate::sys::paths::repo_root();
     let mut prelude = crate::scenario::runner::prelude(&lab);
     prelude.push_str(&std::fs::read_to_string(repo.join("ci/floor.sh"))?);
@@ -203,8 +241,13 @@ fn floor(runs: usize, box_name: &str) -> Result<String> {
     let homework: Vec<String> = ["replicate", "backup", "drop", "recover"]
         .map(String::from)
         .to_vec();
+    let mut costs = Vec::new();
+    let mut steps = 0;
     for _ in 0..runs {
-        samples.add("floor: the same work directly", floor_once(box_name)?);
+        samples.add(
+            "floor: the same work directly",
+            floor_once(box_name, &mut costs)?,
+        );
         let report = run(&RunOptions {
             box_name: box_name.into(),
             scenarios: homework.clone(),
@@ -220,11 +263,20 @@ fn floor(runs: usize, box_name: &str) -> Result<String> {
             .map(|(_, s)| s)
             .sum();
         samples.add("pglab: the four scenarios", scenarios);
+        steps = report.checks.len();
     }
-    let ratio = samples.median("pglab: the four scenarios")
-        / samples.median("floor: the same work directly");
+    let pglab = samples.median("pglab: the four scenarios");
+    let ratio = pglab / samples.median("floor: the same work directly");
+    let mut cost_lines = String::new();
+    for (what, ms) in &costs {
+        cost_lines.push_str(&format!(
+            "  {what:<44} {ms:>6.1} ms; x {steps} steps = {:.1} s, {:.0}% of pglab's {pglab:.1} s\n",
+            ms * steps as f64 / 1000.0,
+            ms * steps as f64 / 10.0 / pglab
+        ));
+    }
     Ok(format!(
-        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n",
+        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\nfixed cost of one step (median of 20 on node1):\n{cost_lines}",
         samples.table()
     ))
 }
