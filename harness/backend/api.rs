@@ -47,7 +47,8 @@ pub trait Backend: Send + Sync {
 
     /// A Unix socket connected to `host`'s PostgreSQL (its default socket) as the host's
     /// user `user`, for SQL checks that run no program of the host. None when the backend
-    /// cannot make one (checks then run `psql` on the host).
+    /// cannot make one (checks then run `psql` on the host); an Err of [`NotTheServer`] when
+    /// what listens there is not the box's PostgreSQL.
     fn pg_socket(
         &self,
         _host: &str,
@@ -215,3 +216,16 @@ mod tests {
         }
     }
 }
+
+/// What listens at a host's PostgreSQL socket is not the box's PostgreSQL server: a check
+/// that would ask it fails with this, it never falls back to another way of asking.
+#[derive(Debug)]
+pub struct NotTheServer(pub String);
+
+impl std::fmt::Display for NotTheServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotTheServer {}

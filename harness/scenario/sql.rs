@@ -17,6 +17,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+/// What a connection attempt gave.
+enum Connected {
+    Client(Client),
+    /// None could be made (another socket, no peer authentication): psql is asked instead.
+    No,
+    /// What listens there is not the box's PostgreSQL: the check fails saying so.
+    NotTheServer(String),
+}
+
 pub struct Kept {
     rt: Option<tokio::runtime::Runtime>,
     conns: RefCell<HashMap<(String, String), Client>>,
@@ -110,6 +119,16 @@ fn outcome(
     }
 }
 
+/// A check's output when what answers at the socket is not the box's PostgreSQL.
+fn not_the_server(why: &str) -> CmdOutput {
+    CmdOutput {
+        code: 2,
+        stdout: String::new(),
+        stderr: format!("pglab: {why}\n"),
+        duration: Duration::ZERO,
+    }
+}
+
 impl Kept {
     /// Runs `sql` (one statement) in `db` on `host`; None when no kept connection can be
     /// made there (the caller runs psql instead).
@@ -129,8 +148,10 @@ impl Kept {
         // connection is tried before the check falls back to psql.
         for _ in 0..2 {
             if !self.conns.borrow().contains_key(&key) {
-                let Some(client) = self.connect(rt, lab, host, db) else {
-                    return Ok(None);
+                let client = match self.connect(rt, lab, host, db) {
+                    Connected::Client(c) => c,
+                    Connected::No => return Ok(None),
+                    Connected::NotTheServer(why) => return Ok(Some(not_the_server(&why))),
                 };
                 self.conns.borrow_mut().insert(key.clone(), client);
             }
@@ -169,14 +190,29 @@ impl Kept {
         Ok(None)
     }
 
-    fn connect(
-        &self,
+    fn connect(&self, rt: &tokio::runtime::Runtime, lab: &Lab, host: &str, db: &str) -> Connected {
+        let std_stream = match lab.pg_socket(host, "postgres") {
+            Ok(Some(s)) => s,
+            Ok(None) => return Connected::No,
+            Err(e) => {
+                return match e.downcast_ref::<crate::backend::NotTheServer>() {
+                    Some(n) => Connected::NotTheServer(n.0.clone()),
+                    None => Connected::No,
+                }
+            }
+        };
+        match Self::start(rt, std_stream, db) {
+            Some(c) => Connected::Client(c),
+            None => Connected::No,
+        }
+    }
+
+    /// PostgreSQL's startup on a connected socket (peer authentication as `postgres`).
+    fn start(
         rt: &tokio::runtime::Runtime,
-        lab: &Lab,
-        host: &str,
+        std_stream: std::os::unix::net::UnixStream,
         db: &str,
     ) -> Option<Client> {
-        let std_stream = lab.pg_socket(host, "postgres").ok()??;
         std_stream.set_nonblocking(true).ok()?;
         rt.block_on(async {
             let stream = tokio::net::UnixStream::from_std(std_stream).ok()?;

@@ -67,6 +67,43 @@ pub fn changed(upper: &Path, lower: &Path) -> Vec<String> {
     found
 }
 
+/// Where a mount inside the host would put other programs or files under the checks'
+/// feet without writing the overlay's upper layer (root in the host may mount in its own
+/// mount namespace): the system's folders, PostgreSQL's socket folder.
+const NO_MOUNTS_UNDER: [&str; 9] = [
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/etc",
+    "/run/postgresql",
+    "/var/run/postgresql",
+    "/var/lib/postgresql",
+];
+
+/// Mounts of the host's init's mount namespace (its /proc/PID/mountinfo) over those folders.
+pub fn mounts_over(mountinfo: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let point = point.replace("\\040", " ");
+        let covered = NO_MOUNTS_UNDER
+            .iter()
+            .any(|d| point == *d || point.starts_with(&format!("{d}/")));
+        if covered {
+            found.push(format!(
+                "a file system is mounted over {point} (mounted there, programs and files are not the box's)"
+            ));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
 fn is_written(p: &Path) -> bool {
     p.symlink_metadata()
         .map(|m| !(m.file_type().is_char_device() && m.rdev() == 0))
@@ -120,9 +157,37 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(p)
     };
-    let (Ok(mut fa), Ok(mut fb)) = (open(a), open(b)) else {
+    let (Ok(fa), Ok(fb)) = (open(a), open(b)) else {
         return false;
     };
+    same_content(fa, fb)
+}
+
+/// The program process `pid` runs (its /proc/PID/exe, the file itself wherever it was
+/// reached from) is one of the box's PostgreSQL servers: its path, or why not.
+pub fn runs_box_postgres(pid: u32, box_root: &Path) -> Result<String, String> {
+    let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+    let shown = std::fs::read_link(&exe)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "a program pglab cannot see".into());
+    let majors = std::fs::read_dir(box_root.join("usr/lib/postgresql"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for m in majors {
+        let server = m.path().join("bin/postgres");
+        let (Ok(a), Ok(b)) = (std::fs::File::open(&exe), std::fs::File::open(&server)) else {
+            continue;
+        };
+        let same_len = a.metadata().map(|x| x.len()).ok() == b.metadata().map(|x| x.len()).ok();
+        if same_len && same_content(a, b) {
+            return Ok(shown);
+        }
+    }
+    Err(shown)
+}
+
+fn same_content(mut fa: std::fs::File, mut fb: std::fs::File) -> bool {
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
         let (Ok(na), Ok(nb)) = (read_full(&mut fa, &mut ba), read_full(&mut fb, &mut bb)) else {
@@ -151,6 +216,22 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh host's mounts (measured: what nspawn and systemd mount) are fine; a bind
+    /// mount over /usr/bin or PostgreSQL's socket folder is named.
+    #[test]
+    fn mounts_over_the_system_or_the_socket_are_named() {
+        let fresh = "1 2 0:1 / / rw - overlay x rw\n3 1 0:2 / /tmp rw - tmpfs t rw\n4 1 0:3 / /run rw - tmpfs t rw\n5 4 0:4 / /run/host/os-release ro - ext4 /dev/vda ro\n6 1 0:5 / /proc/sys ro - proc proc ro\n7 1 0:6 / /sys/fs/cgroup ro - tmpfs t ro\n";
+        assert!(mounts_over(fresh).is_empty());
+        let bound = format!("{fresh}8 1 0:7 /fake /usr/bin rw - ext4 /dev/vda rw\n9 4 0:8 / /run/postgresql rw - tmpfs t rw\n");
+        assert_eq!(
+            mounts_over(&bound),
+            [
+                "a file system is mounted over /run/postgresql (mounted there, programs and files are not the box's)",
+                "a file system is mounted over /usr/bin (mounted there, programs and files are not the box's)"
+            ]
+        );
+    }
 
     /// A box and an upper layer as overlayfs leaves them: a program replaced, one copied up
     /// unchanged (a chmod or a reinstall), a new one, a removed one, ld.so.preload.

@@ -603,11 +603,27 @@ impl Backend for Nspawn {
         let Some(pid) = self.init_pid(host) else {
             return Ok(None);
         };
-        pgsock::connect(pid, user).map(Some)
+        let sock = pgsock::connect(pid, user)?;
+        // Root in the host could listen at the socket's path with a server of its own that
+        // answers every check: the peer must run the box's PostgreSQL.
+        let peer = nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)?;
+        if let Err(runs) = integrity::runs_box_postgres(peer.pid() as u32, &self.box_root) {
+            return Err(anyhow::Error::new(super::api::NotTheServer(format!(
+                "{host}: what answers at {} is not the box's PostgreSQL server (process {} runs {runs})",
+                pgsock::SOCKET,
+                peer.pid()
+            ))));
+        }
+        Ok(Some(sock))
     }
 
     fn changed_programs(&self, host: &str) -> Vec<String> {
-        integrity::changed(&self.host_dir(host).join("upper"), &self.box_root)
+        let mut found = integrity::changed(&self.host_dir(host).join("upper"), &self.box_root);
+        if let Some(init) = self.init_pid(host) {
+            let mountinfo = std::fs::read_to_string(format!("/proc/{init}/mountinfo"));
+            found.extend(integrity::mounts_over(&mountinfo.unwrap_or_default()));
+        }
+        found
     }
 
     fn stop_host(&self, host: &str) -> Result<()> {
