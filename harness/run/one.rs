@@ -211,7 +211,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let ctx = (opts, &prepared, &lab, &log, started);
     let ok = scenarios_after_provisioning(ctx, ok, &mut phases, &mut checks).map_err(own)? && ok;
-    let ok = ok && still_believed(&lab, &log, started, &mut checks);
+    let ok = still_believed(&lab, &log, started, &mut checks) && ok;
     let lab_id = lab.id().to_string();
     let kept = finish(opts, lab, ok, &mut phases).map_err(own)?;
     phases.push((Phase::Total, started.elapsed().as_secs_f64()));
@@ -373,20 +373,32 @@ fn up(opts: &RunOptions, phases: &mut Vec<(Phase, f64)>) -> Result<Lab> {
 
 /// The submission's own steps between scenarios (resume, after_recover) could change the
 /// checks' programs too: what the checks said is believed only if they are still the box's.
+/// When they are not (now, or already after provisioning), no scenario step keeps a pass:
+/// each becomes "not believed" (a cohort's points never count what such a lab answered).
 fn still_believed(
     lab: &Lab,
     log: &RunLog,
     started: Instant,
     checks: &mut Vec<StepOutcome>,
 ) -> bool {
-    match programs_changed(lab, log, started) {
-        Some(o) => {
-            checks.push(o);
-            false
+    let earlier = checks.iter().any(|c| c.step == PROGRAMS_CHECK);
+    if !earlier {
+        match programs_changed(lab, log, started) {
+            Some(o) => checks.push(o),
+            None => return true,
         }
-        None => true,
     }
+    for c in checks.iter_mut() {
+        if c.scenario != "provision" && c.status == Status::Passed {
+            c.status = Status::Skipped;
+            c.message = format!("not believed: the submission changed programs that pglab's checks use (see \"{PROGRAMS_CHECK}\")");
+        }
+    }
+    false
 }
+
+/// The name of the failed check that says the programs changed.
+const PROGRAMS_CHECK: &str = "the checks' programs are the box's";
 
 /// A failed check when the submission changed programs the checks use on any host
 /// (`Backend::changed_programs`): such a lab's answers are not believed.
@@ -407,7 +419,7 @@ fn programs_changed(lab: &Lab, log: &RunLog, t: Instant) -> Option<StepOutcome> 
     eprintln!("{msg}");
     Some(StepOutcome {
         scenario: "provision".into(),
-        step: "the checks' programs are the box's".into(),
+        step: PROGRAMS_CHECK.into(),
         host: "".into(),
         location: String::new(),
         status: Status::Failed,

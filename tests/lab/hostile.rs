@@ -157,23 +157,31 @@ fn probe_lines(text: &str) -> Vec<String> {
 /// Each escape probe ran and was refused: its own output is the evidence.
 fn assert_probes_refused(lines: &[String]) {
     let all = lines.join("\n");
+    // proc1-root succeeds inside the host (its own init's root): the marker on this
+    // machine is the evidence, below.
     for name in [
         "mknod-disk",
-        "proc-sys-rw",
+        "kernel-setting",
         "module-load",
+        "cgroup-escape",
         "proc1-root",
-        "cgroup-mount",
     ] {
         let line = lines
             .iter()
             .find(|l| l.starts_with(&format!("PROBE {name}: exit ")))
             .unwrap_or_else(|| panic!("probe {name} did not run:\n{all}"));
-        assert!(
-            !line.starts_with(&format!("PROBE {name}: exit 0")),
-            "{line}"
-        );
+        if name != "proc1-root" {
+            assert!(
+                !line.starts_with(&format!("PROBE {name}: exit 0")),
+                "{line}"
+            );
+        }
     }
-    for won in ["READ-THE-HOST-DISK", "WROTE-A-KERNEL-SETTING"] {
+    for won in [
+        "READ-THE-HOST-DISK",
+        "WROTE-A-KERNEL-SETTING",
+        "RAISED-ITS-LIMIT",
+    ] {
         assert!(!all.contains(won), "{all}");
     }
     assert!(all.contains("Operation not permitted"), "{all}");
@@ -281,6 +289,11 @@ fn programs_a_submission_replaced_are_not_believed() {
         "shim.yml",
         "ansible/provision.yml",
     );
+    // After the homework's own plays (which use psql themselves), not before them.
+    let site = repo.path().join("ansible/provision.yml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    let homework = text.replacen("- import_playbook: shim.yml\n", "", 1);
+    std::fs::write(&site, format!("{homework}\n- import_playbook: shim.yml\n")).unwrap();
     std::fs::copy(
         fixture("hostile/host-escape/probe.sh"),
         repo.path().join("ansible/probe.sh"),
@@ -319,13 +332,17 @@ fn programs_a_submission_replaced_are_not_believed() {
     for c in &r.checks {
         assert!(!c.message.contains("PGLAB-SHIM"), "{c:#?}");
     }
+    // The homework was done: every check of replicate ran and met its expectation (a shim
+    // used would have failed it), and none is believed.
     let replicated = r.checks.iter().filter(|c| c.scenario == "replicate");
     assert!(
         replicated.clone().count() > 3
-            && replicated
-                .clone()
-                .all(|c| c.status == pglab::scenario::runner::Status::Passed),
+            && replicated.clone().all(|c| {
+                c.status == pglab::scenario::runner::Status::Skipped
+                    && c.message.starts_with("not believed")
+            }),
         "{:#?}",
         r.checks
     );
+    assert!(!r.passed);
 }
