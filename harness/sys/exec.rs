@@ -75,9 +75,6 @@ pub struct Setup {
     /// Enter these cgroups (their `cgroup.procs` files) before the program starts: a command
     /// run into a lab host counts against that host's limits.
     pub cgroups: Vec<std::path::PathBuf>,
-    /// Keep only these capabilities in the bounding set (a mask as in /proc/PID/status
-    /// `CapBnd`), so nothing the command starts can gain more than the lab host's own init.
-    pub bounding: Option<u64>,
     /// Start from an empty environment (plus `env`), not pglab's.
     pub clear_env: bool,
 }
@@ -225,13 +222,13 @@ fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
     cmd
 }
 
-/// Joins `setup.cgroups` and drops capabilities outside `setup.bounding` in the child,
-/// between fork and exec (where only async-signal-safe calls are allowed: everything is
-/// prepared before the fork, and the child only opens, writes and calls prctl).
+/// Joins `setup.cgroups` in the child, between fork and exec (where only async-signal-safe
+/// calls are allowed: the paths are prepared before the fork, and the child only opens and
+/// writes).
 fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
-    if setup.cgroups.is_empty() && setup.bounding.is_none() {
+    if setup.cgroups.is_empty() {
         return;
     }
     let procs: Vec<std::ffi::CString> = setup
@@ -239,8 +236,7 @@ fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
         .iter()
         .filter_map(|c| std::ffi::CString::new(c.join("cgroup.procs").as_os_str().as_bytes()).ok())
         .collect();
-    let bounding = setup.bounding;
-    // SAFETY: the closure allocates nothing and calls only open, write, close and prctl.
+    // SAFETY: the closure allocates nothing and calls only open, write and close.
     unsafe {
         cmd.pre_exec(move || {
             // "0" writes the calling process itself into the cgroup.
@@ -250,17 +246,6 @@ fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
                     return Err(std::io::Error::last_os_error());
                 }
                 libc::close(fd);
-            }
-            if let Some(keep) = bounding {
-                for cap in 0..64u64 {
-                    let held = libc::prctl(libc::PR_CAPBSET_READ, cap) == 1;
-                    if keep & (1 << cap) == 0
-                        && held
-                        && libc::prctl(libc::PR_CAPBSET_DROP, cap) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
             }
             Ok(())
         });

@@ -70,8 +70,17 @@ fn user_namespace(base: u32) -> [String; 2] {
 /// Runs `cmd` in the host whose machine is `machine` and init `init`, entered the one way
 /// ([`sandbox::entry`]): its namespaces, cgroups and bounding set, a clean environment.
 fn run_in(machine: &str, init: u32, cmd: &[&str], timeout: Duration) -> Result<CmdOutput> {
-    let setup = sandbox::entry(machine, init)?;
-    crate::sys::exec::run_with(&nsenter(init, cmd), None, timeout, &setup)
+    let setup = sandbox::entry(machine)?;
+    crate::sys::exec::run_with(&entered(init, cmd)?, None, timeout, &setup)
+}
+
+/// The command line that runs `cmd` in the host whose init is `init`: its namespaces, then
+/// its init's bounding set.
+fn entered(init: u32, cmd: &[&str]) -> Result<Vec<String>> {
+    let mut inner = sandbox::bounding_argv(init)?;
+    inner.extend(cmd.iter().map(|s| s.to_string()));
+    let inner: Vec<&str> = inner.iter().map(String::as_str).collect();
+    Ok(nsenter(init, &inner))
 }
 
 impl Nspawn {
@@ -492,8 +501,8 @@ impl Nspawn {
         let Some(pid) = self.init_pid(host) else {
             bail!("host {host} of lab {} is not running (start it with the scenario's start step or `pglab up`)", self.id);
         };
-        let setup = sandbox::entry(&machine_name(&self.id, host), pid)?;
-        crate::backend::script::run_with(&nsenter(pid, cmd), script, timeout, &setup)
+        let setup = sandbox::entry(&machine_name(&self.id, host))?;
+        crate::backend::script::run_with(&entered(pid, cmd)?, script, timeout, &setup)
     }
 }
 

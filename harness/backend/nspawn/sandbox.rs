@@ -185,9 +185,11 @@ pub fn limits_hit(machine: &str, l: Limits) -> Vec<String> {
     said
 }
 
-/// How a command enters a host: into its exec cgroups (limits count), with the bounding set
-/// of the host's init (`CapBnd` of /proc/INIT/status) and an empty environment but PATH.
-pub fn entry(machine: &str, init: u32) -> Result<Setup> {
+/// How a command enters a host: into its exec cgroups (limits count) with an empty
+/// environment but PATH. The bounding set is dropped inside ([`bounding_argv`]): entering a
+/// user namespace gives a full bounding set again (the kernel's `userns_install`; measured:
+/// dropped before `nsenter -U`, a step still showed CapBnd 000001ffffffffff).
+pub fn entry(machine: &str) -> Result<Setup> {
     let mut cgroups = Vec::new();
     for h in hierarchies() {
         // A cgroup of pglab's own beside the host's payload: systemd inside manages only
@@ -197,26 +199,100 @@ pub fn entry(machine: &str, init: u32) -> Result<Setup> {
         cgroups.push(dir);
     }
     cgroups.extend(v1_controllers().into_iter().map(|c| c.join(machine)));
-    let status = std::fs::read_to_string(format!("/proc/{init}/status"))?;
-    let bounding = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-    let Some(bounding) = bounding else {
-        bail!("cannot read the capability bounding set of process {init}");
-    };
     Ok(Setup {
         env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
         clear_env: true,
         cgroups,
-        bounding: Some(bounding),
         ..Setup::default()
     })
+}
+
+/// Capability names as setpriv(1) takes them, by number (capabilities(7)).
+const CAPS: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// The host's own setpriv, keeping only the capabilities of the host's init (`CapBnd` of
+/// /proc/INIT/status), put in front of a command run inside the host. The program is the
+/// box's: a submission that replaced it is caught by the checks' program comparison
+/// (`integrity`, /usr/bin), and inside the user namespace a fuller set reaches nothing of
+/// this machine anyway.
+pub fn bounding_argv(init: u32) -> Result<Vec<String>> {
+    let status = std::fs::read_to_string(format!("/proc/{init}/status"))?;
+    let Some(mask) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    else {
+        bail!("cannot read the capability bounding set of process {init}");
+    };
+    let keep: Vec<String> = CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| format!("+{n}"))
+        .collect();
+    Ok(vec![
+        "/usr/bin/setpriv".into(),
+        "--bounding-set".into(),
+        format!("-all,{}", keep.join(",")),
+        "--".into(),
+    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bounding_set_is_named_as_setpriv_takes_it() {
+        let me = std::process::id();
+        let argv = bounding_argv(me).unwrap();
+        assert_eq!(argv[0], "/usr/bin/setpriv");
+        assert!(argv[2].starts_with("-all,+chown,"), "{}", argv[2]);
+        assert_eq!(CAPS[21], "sys_admin");
+        assert_eq!(CAPS[40], "checkpoint_restore");
+    }
 
     #[test]
     fn a_lab_gets_one_range_of_its_own_inside_the_container_ids() {
