@@ -214,7 +214,8 @@ pub fn plain_why(message: &str) -> String {
     out
 }
 
-/// The output line that names the cause, without its timestamp and process id: the servers'
+/// The output line that names the cause, without its timestamp and process id: the limits a
+/// host hit (all of them), else the servers'
 /// own words first (the last `FATAL:`, `ERROR:` or `PANIC:` of PostgreSQL, barman or libpq,
 /// then the last `WARNING:`, e.g. barman's "No archiver enabled"), else the last line that
 /// says an error in any words; PostgreSQL's `DETAIL:` and `HINT:` lines that follow it are
@@ -243,6 +244,17 @@ fn error_line(message: &str, host: Option<&str>) -> Option<String> {
         .filter_map(|l| l.trim_start().strip_prefix("| "))
         .filter(|l| !other_host(l))
         .collect();
+    // A host that hit its limits (memory, processes) explains whatever failed after.
+    let limits: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            l.contains(": ran out of memory (limit ") || l.contains(": reached its limit of ")
+        })
+        .collect();
+    if !limits.is_empty() {
+        return Some(limits.join("; "));
+    }
     let i = [&config, &tagged, &warning, &errors]
         .iter()
         .find_map(|re| lines.iter().rposition(|l| re.is_match(l)))?;
@@ -507,6 +519,15 @@ mod tests {
 
     /// The servers' own words make the verdict: barman's WARNING when nothing else says
     /// more, PostgreSQL's FATAL with its DETAIL and HINT; a generic hint never hides them.
+    #[test]
+    fn a_host_that_hit_its_limits_is_the_verdicts_cause() {
+        let m = "shell provisioner scripts/leader.sh (Vagrantfile:9) failed with exit code 1 (host leader, log /l)\n  command: bash\n  output (last lines):\n    | bash: line 58: 2222 Killed python3 -c\n  try: read the log; the same script fails under `vagrant up` too\n  the servers at that moment:\n    | leader: ran out of memory (limit 2 GiB): the kernel killed 1 process(es) there\n    | leader: reached its limit of 2048 processes (1 fork(s) refused)";
+        assert_eq!(
+            plain_why(m),
+            "shell provisioner scripts/leader.sh (Vagrantfile:9) failed with exit code 1 on leader: leader: ran out of memory (limit 2 GiB): the kernel killed 1 process(es) there; leader: reached its limit of 2048 processes (1 fork(s) refused)"
+        );
+    }
+
     #[test]
     fn a_verdict_carries_the_line_that_names_the_cause() {
         let barman = "provisioning step \"barman\" (50-barman.sh) failed with exit code 1 (host barman, log /x)\n  command: bash\n  output (last lines):\n    | Server node1:\n    | WARNING: No archiver enabled for server 'node1'. Please turn on 'archiver', 'streaming_archiver' or both\n    | \tPostgreSQL: OK\n  try: read the step's log; fix the script";
