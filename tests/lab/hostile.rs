@@ -209,7 +209,7 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
     let _ = std::fs::remove_file("/tmp/pglab-hostile-host-proc1");
     let dirs = tempfile::tempdir().unwrap();
     let hostile = dirs.path().join("hostile-shell");
-    copy_dir(&crate::students::student("shell-provisioners"), &hostile);
+    crate::students::lay_over(&crate::students::student("shell-provisioners"), &hostile);
     let probe = std::fs::read_to_string(fixture("hostile/host-escape/probe.sh")).unwrap();
     let exhaust = std::fs::read_to_string(fixture("hostile/host-escape/exhaust.sh")).unwrap();
     let leader = hostile.join("scripts/leader.sh");
@@ -272,18 +272,6 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         reference.cells
     );
     assert!(!Path::new("/tmp/pglab-hostile-host-proc1").exists());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 /// The students' vagrant-roles repository, which does the whole homework, plus an Ansible

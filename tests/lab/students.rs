@@ -18,21 +18,23 @@ fn run_student(name: &str, scenarios: &[&str]) -> RunReport {
     run_repo(&student(name), scenarios)
 }
 
+/// Copies the files of `from` over `to` (folders merged, files replaced).
+pub fn lay_over(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            lay_over(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
 /// A student's repository made of `base` (a folder of tests/fixtures/students) with an
 /// overlay's files laid over it and `first` (a playbook of the overlay) imported before the
 /// repository's own playbook `site`: a fixture that is a repository plus one change.
 pub fn overlaid(base: &str, overlay: &Path, first: &str, site: &str) -> tempfile::TempDir {
-    fn lay_over(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let dst = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                lay_over(&e.path(), &dst);
-            } else {
-                std::fs::copy(e.path(), dst).unwrap();
-            }
-        }
-    }
     let repo = tempfile::tempdir().unwrap();
     lay_over(&student(base), repo.path());
     lay_over(overlay, repo.path());

@@ -67,13 +67,6 @@ fn user_namespace(base: u32) -> [String; 2] {
     ]
 }
 
-/// Runs `cmd` in the host whose machine is `machine` and init `init`, entered the one way
-/// ([`sandbox::entry`]): its namespaces, cgroups and bounding set, a clean environment.
-fn run_in(machine: &str, init: u32, cmd: &[&str], timeout: Duration) -> Result<CmdOutput> {
-    let setup = sandbox::entry(machine)?;
-    crate::sys::exec::run_with(&entered(init, cmd)?, None, timeout, &setup)
-}
-
 /// The command line that runs `cmd` in the host whose init is `init`: its namespaces, then
 /// its init's bounding set.
 fn entered(init: u32, cmd: &[&str]) -> Result<Vec<String>> {
@@ -449,13 +442,8 @@ impl Nspawn {
                 ));
             }
             if let Some(pid) = self.init_pid(host) {
-                let machine = machine_name(&self.id, host);
-                let said = run_in(
-                    &machine,
-                    pid,
-                    &["systemctl", "is-system-running"],
-                    Duration::from_secs(10),
-                );
+                let is_running = ["systemctl", "is-system-running"];
+                let said = self.run_in(host, pid, &is_running, Duration::from_secs(10));
                 if let Ok(o) = said {
                     last = o.stdout.trim().to_string();
                     if last == "running" || last == "degraded" {
@@ -489,6 +477,13 @@ impl Nspawn {
 }
 
 impl Nspawn {
+    /// Runs `cmd` in `host` (whose init is `init`), entered the one way
+    /// ([`sandbox::entry`]): its namespaces, cgroups and bounding set, a clean environment.
+    fn run_in(&self, host: &str, init: u32, cmd: &[&str], timeout: Duration) -> Result<CmdOutput> {
+        let setup = sandbox::entry(&machine_name(&self.id, host))?;
+        crate::sys::exec::run_with(&entered(init, cmd)?, None, timeout, &setup)
+    }
+
     /// Runs `cmd` (which ends in a shell running the launcher) in `host`, entered the one way.
     fn enter(
         &self,
@@ -642,13 +637,8 @@ impl Backend for Nspawn {
         };
         if let Some(init) = self.init_pid(host) {
             // It may already be going.
-            let machine = machine_name(&self.id, host);
-            let _ = run_in(
-                &machine,
-                init,
-                &["systemctl", "poweroff"],
-                Duration::from_secs(60),
-            );
+            let poweroff = ["systemctl", "poweroff"];
+            let _ = self.run_in(host, init, &poweroff, Duration::from_secs(60));
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
