@@ -3,6 +3,8 @@
 
 mod api;
 pub mod boxes;
+#[cfg(test)]
+pub mod fake;
 pub mod nspawn;
 pub mod script;
 pub mod vagrant;

@@ -98,6 +98,21 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A lab on `backend` (the fake one of unit tests) with the default topology, in `dir`:
+    /// nothing is created on the machine and nothing is destroyed on drop.
+    #[cfg(test)]
+    pub fn fake(backend: Box<dyn Backend>, dir: &std::path::Path) -> Lab {
+        let opts = UpOptions::default();
+        let record = LabRecord::new(&opts, PathBuf::new(), None);
+        Lab {
+            record,
+            dir: dir.to_path_buf(),
+            secrets: Secrets::generate(),
+            backend,
+            destroy_on_drop: false,
+        }
+    }
+
     /// Opens an existing lab (by id, or the only one there is).
     pub fn attach(id: Option<&str>) -> Result<Lab> {
         let id = match id {

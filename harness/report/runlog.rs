@@ -36,6 +36,15 @@ impl RunLog {
         })
     }
 
+    /// A run log in `dir` (unit tests).
+    #[cfg(test)]
+    pub fn at(dir: &std::path::Path, secrets: &Secrets) -> RunLog {
+        RunLog {
+            dir: dir.to_path_buf(),
+            secrets: secrets.clone(),
+        }
+    }
+
     pub fn redact(&self, s: &str) -> String {
         self.secrets.redact(s)
     }

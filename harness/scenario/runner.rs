@@ -589,6 +589,109 @@ pub fn recover_destination(args: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::fake::{said, Fake};
+
+    /// Runs scenario `text` on a lab of the fake backend; returns the outcomes and the
+    /// scripts it ran.
+    fn run_on_fake(fake: Fake, text: &str) -> (Vec<StepOutcome>, Vec<String>) {
+        let d = tempfile::tempdir().unwrap();
+        let topo = crate::model::topology::Topology::default_lab();
+        let sc = crate::scenario::spec::parse(text, &d.path().join("t.toml"), &topo).unwrap();
+        let lab = Lab::fake(Box::new(fake.clone()), d.path());
+        let log = RunLog::at(d.path(), &lab.secrets);
+        let mut runner = Runner::new(&lab, &log, Instant::now(), BTreeMap::new());
+        let outcomes = runner.run(&sc);
+        let calls = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.2.clone())
+            .collect();
+        (outcomes, calls)
+    }
+
+    const TWO_STEPS: &str = r#"
+description = "t"
+requires = "provisioned"
+provides = "provisioned"
+
+[[step]]
+name = "ready"
+host = "node1"
+shell = "echo probe-ready"
+expect = "ready"
+wait = "5s"
+why = "it never got ready"
+
+[[step]]
+name = "after"
+host = "node2"
+shell = "echo probe-after"
+expect = "ok"
+"#;
+
+    /// A waited step runs again until its output is what it expects, and says how long it
+    /// waited; the next step then runs.
+    #[test]
+    fn a_wait_polls_until_the_output_is_met() {
+        let fake = Fake::default()
+            .answer(
+                "node1",
+                "probe-ready",
+                &[said(0, "no"), said(0, "no"), said(0, "ready")],
+            )
+            .answer("node2", "probe-after", &[said(0, "ok")]);
+        let (o, calls) = run_on_fake(fake, TWO_STEPS);
+        assert_eq!(o.len(), 2);
+        assert!(o.iter().all(|o| o.status == Status::Passed), "{o:#?}");
+        assert_eq!(
+            calls.iter().filter(|c| c.contains("probe-ready")).count(),
+            3
+        );
+        assert!(o[0].waited_secs >= 0.15, "{}", o[0].waited_secs);
+        assert!(calls.iter().all(|c| c.contains("set -o pipefail")));
+    }
+
+    /// A step whose output never meets its check fails with its `why` and what was seen;
+    /// the steps after it are skipped, not run.
+    #[test]
+    fn after_a_failed_step_the_rest_are_skipped_and_not_run() {
+        let text = TWO_STEPS.replace("wait = \"5s\"\n", "");
+        let fake = Fake::default().answer("node1", "probe-ready", &[said(0, "never")]);
+        let (o, calls) = run_on_fake(fake, &text);
+        assert_eq!(o[0].status, Status::Failed);
+        assert!(
+            o[0].message.contains("it never got ready"),
+            "{}",
+            o[0].message
+        );
+        assert!(o[0].message.contains("never"), "{}", o[0].message);
+        assert_eq!(o[1].status, Status::Skipped);
+        assert!(o[1].message.contains("an earlier step failed"));
+        assert!(!calls.iter().any(|c| c.contains("probe-after")));
+    }
+
+    /// An output that shows a state waiting cannot change ends the wait at once.
+    #[test]
+    fn a_hopeless_state_ends_the_wait_at_once() {
+        let text = TWO_STEPS.replace(
+            "wait = \"5s\"\n",
+            "wait = \"30s\"\ngives_up_on = \"paused\"\n",
+        );
+        let fake =
+            Fake::default().answer("node1", "probe-ready", &[said(0, "paused at the target")]);
+        let t = Instant::now();
+        let (o, calls) = run_on_fake(fake, &text);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(o[0].status, Status::Failed);
+        assert!(
+            o[0].message.contains("stopped waiting after 1 tries"),
+            "{}",
+            o[0].message
+        );
+        assert_eq!(calls.len(), 1);
+    }
 
     #[test]
     fn finds_where_barman_recovers_to() {
