@@ -33,6 +33,8 @@ pub struct Fake {
     pub answers: Arc<Mutex<Vec<Answer>>>,
     /// (host, user, script) of every command run, in order.
     pub calls: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// What `changed_programs` says for every host.
+    pub changed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Fake {
@@ -73,6 +75,10 @@ impl Backend for Fake {
             a.outputs.front().cloned()
         };
         Ok(out.unwrap_or_else(|| said(0, "")))
+    }
+
+    fn changed_programs(&self, _host: &str) -> Vec<String> {
+        self.changed.lock().expect("lock").clone()
     }
 
     fn stop_host(&self, _host: &str) -> Result<()> {

@@ -782,3 +782,51 @@ fn chrono_like_stamp() -> String {
         .unwrap_or(0);
     format!("run-{secs}")
 }
+
+#[cfg(test)]
+mod believed_tests {
+    use super::*;
+
+    /// A lab whose checks' programs changed keeps no pass: the failure names the program
+    /// on its host, and every scenario step that passed becomes "not believed".
+    #[test]
+    fn answers_of_a_lab_with_changed_programs_are_not_believed() {
+        use crate::backend::fake::Fake;
+        let d = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        let lab = Lab::fake(Box::new(fake.clone()), d.path());
+        let log = RunLog::at(d.path(), &lab.secrets);
+        let passed = |scenario: &str| StepOutcome {
+            scenario: scenario.into(),
+            step: "s".into(),
+            host: "node1".into(),
+            location: String::new(),
+            status: Status::Passed,
+            duration_secs: 0.0,
+            waited_secs: 0.0,
+            message: String::new(),
+        };
+        let mut checks = vec![passed("provision"), passed("replicate")];
+        assert!(still_believed(&lab, &log, Instant::now(), &mut checks));
+        assert_eq!(checks.len(), 2);
+        fake.changed
+            .lock()
+            .unwrap()
+            .push("/usr/bin/psql is not the box's".into());
+        assert!(!still_believed(&lab, &log, Instant::now(), &mut checks));
+        assert_eq!(
+            checks[0].status,
+            Status::Passed,
+            "provisioning is not a check"
+        );
+        assert_eq!(checks[1].status, Status::Skipped);
+        assert!(checks[1].message.starts_with("not believed"));
+        assert_eq!(checks[2].status, Status::Failed);
+        assert!(checks[2]
+            .message
+            .contains("node1: /usr/bin/psql is not the box's"));
+        // Said once: a second look adds nothing.
+        assert!(!still_believed(&lab, &log, Instant::now(), &mut checks));
+        assert_eq!(checks.len(), 3);
+    }
+}
