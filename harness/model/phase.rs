@@ -1,6 +1,10 @@
 //! The phases of a run that reports time and `pglab bench` compares: shown as `up`,
 //! `provision`, `scenario replicate`, `save provisioned`, `restore replicated`, `down`, `total`.
 
+/// The state a lab is in once its provisioning passed: the first scenarios require it,
+/// and the cohort's first column is named after it.
+pub const PROVISIONED: &str = "provisioned";
+
 use serde::Serialize;
 use std::fmt;
 

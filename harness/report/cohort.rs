@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The first column: provisioning, before any scenario.
-pub const PROVISIONED: &str = "provisioned";
+pub use crate::model::phase::PROVISIONED;
 
 /// One check group of one submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,24 @@ pub fn skipped(sc: &Scenario, st: &Step, message: &str) -> StepOutcome {
     }
 }
 
+/// What a step runs: as which user, the script (with the prelude), and how it is shown in
+/// logs and verdicts (without the prelude).
+struct StepCommand {
+    user: String,
+    script: String,
+    shown: String,
+}
+
+impl StepCommand {
+    fn new(user: &str, script: String, shown: String) -> StepCommand {
+        StepCommand {
+            user: user.to_string(),
+            script,
+            shown,
+        }
+    }
+}
+
 pub struct Runner<'a> {
     lab: &'a Lab,
     log: &'a RunLog,
@@ -213,7 +231,7 @@ impl<'a> Runner<'a> {
         outcomes
     }
 
-    fn script(&self, st: &Step) -> Result<(String, String, String)> {
+    fn script(&self, st: &Step) -> Result<StepCommand> {
         let s = |t: &str| substitute(t, &self.vars);
         Ok(match &st.kind {
             StepKind::Sql { db, sql } => {
@@ -223,32 +241,22 @@ impl<'a> Runner<'a> {
                     self.prelude,
                     crate::backend::shell_quote(db)
                 );
-                (
-                    "postgres".into(),
-                    script,
-                    format!("psql -d {db} -At: {sql}"),
-                )
+                StepCommand::new("postgres", script, format!("psql -d {db} -At: {sql}"))
             }
             StepKind::Psql { db, input } => {
                 let input = s(input)?;
                 let script = format!("{}psql -X -q -P pager=off -v ON_ERROR_STOP=1 -d {} <<'PGLAB_SQL'\n{input}\nPGLAB_SQL\n", self.prelude, crate::backend::shell_quote(db));
-                ("postgres".into(), script, format!("psql -d {db}: {input}"))
+                StepCommand::new("postgres", script, format!("psql -d {db}: {input}"))
             }
             StepKind::Shell { user, script } => {
                 let body = s(script)?;
-                (
-                    user.clone(),
-                    format!("{}set -o pipefail\n{body}\n", self.prelude),
-                    body,
-                )
+                let script = format!("{}set -o pipefail\n{body}\n", self.prelude);
+                StepCommand::new(user, script, body)
             }
             StepKind::Barman { args } => {
                 let args = s(args)?;
-                (
-                    "barman".into(),
-                    format!("{}barman {args}\n", self.prelude),
-                    format!("barman {args}"),
-                )
+                let script = format!("{}barman {args}\n", self.prelude);
+                StepCommand::new("barman", script, format!("barman {args}"))
             }
             StepKind::Connect { conninfo } => {
                 let conninfo = s(conninfo)?;
@@ -256,7 +264,7 @@ impl<'a> Runner<'a> {
                     "tokio-postgres from the lab's gateway to {}:5432: {conninfo}",
                     st.host
                 );
-                (String::new(), conninfo, shown)
+                StepCommand::new("", conninfo, shown)
             }
             StepKind::Action(_) => unreachable!("actions have no script"),
         })
@@ -381,7 +389,11 @@ impl<'a> Runner<'a> {
                 return self.refused(sc, index, st, &args, e);
             }
         }
-        let (user, script, shown) = self
+        let StepCommand {
+            user,
+            script,
+            shown,
+        } = self
             .script(st)
             .map_err(|e| anyhow!("{}: step {:?}: {e:#}", sc.at(st.line), st.name))?;
         let check = self.substituted(&st.check)?;

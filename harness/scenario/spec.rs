@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// The state every lab is in right after provisioning.
-pub const PROVISIONED: &str = "provisioned";
+pub use crate::model::phase::PROVISIONED;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
