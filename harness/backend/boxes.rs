@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The box a lab gets when nobody names one (Debian 12: PostgreSQL 15, barman 3.4).
+pub const DEFAULT_BOX: &str = "bookworm";
+
 /// Bumped when the way pglab builds boxes changes, so old boxes are not reused.
 const BUILD_FORMAT: &str = "pglab-box-1";
 

@@ -12,7 +12,7 @@ pub struct BenchArgs {
     /// Labs at once, for `parallel`.
     #[arg(long, default_value_t = 3)]
     labs: usize,
-    #[arg(long = "box", default_value = "bookworm")]
+    #[arg(long = "box", default_value = crate::backend::boxes::DEFAULT_BOX)]
     box_name: String,
 }
 

@@ -9,7 +9,7 @@ use clap::Subcommand;
 pub enum BoxCmd {
     /// Builds a box (no-op when the recipe is unchanged and the box is cached).
     Build {
-        #[arg(default_value = "bookworm")]
+        #[arg(default_value = crate::backend::boxes::DEFAULT_BOX)]
         name: String,
         /// Rebuild even if cached.
         #[arg(long)]

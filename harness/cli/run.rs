@@ -55,7 +55,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         }
     }
     if a.boxes.is_empty() {
-        a.boxes = vec!["bookworm".into()];
+        a.boxes = vec![crate::backend::boxes::DEFAULT_BOX.into()];
     }
     let base = RunOptions {
         box_name: String::new(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct UpArgs {
     /// Box recipe (boxes/NAME.toml).
-    #[arg(long = "box", default_value = "bookworm")]
+    #[arg(long = "box", default_value = crate::backend::boxes::DEFAULT_BOX)]
     box_name: String,
     /// Topology file (default: the built-in lab.toml).
     #[arg(long)]

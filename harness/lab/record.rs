@@ -151,7 +151,7 @@ pub struct UpOptions {
 impl Default for UpOptions {
     fn default() -> Self {
         UpOptions {
-            box_name: "bookworm".into(),
+            box_name: crate::backend::boxes::DEFAULT_BOX.into(),
             topology: Topology::default_lab(),
             backend: BackendChoice::Nspawn,
         }

@@ -6,6 +6,7 @@
 
 use super::one::{run, RunOptions, RunReport};
 use super::shard;
+use crate::backend::boxes::DEFAULT_BOX;
 use crate::provision::submission::is_submission;
 use crate::provision::Submission;
 use crate::report::cohort::{self, Row, PROVISIONED};
@@ -411,9 +412,6 @@ fn servers_at_deadline(lab_id: &str) -> String {
     }
     format!("; the servers at that moment: {}", lines.join("; "))
 }
-
-/// The box of a submission that names none, when the grader named none.
-pub const DEFAULT_BOX: &str = "bookworm";
 
 /// Until every submission is graded: a progress line when something changes (and every
 /// 30 s), and the deadline.

@@ -50,7 +50,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            box_name: "bookworm".into(),
+            box_name: crate::backend::boxes::DEFAULT_BOX.into(),
             topology: Topology::default_lab(),
             scenarios: vec![],
             homework: None,
