@@ -60,7 +60,9 @@ impl RunLog {
         out: &CmdOutput,
     ) -> PathBuf {
         let dir = self.dir.join(slug(group));
-        let _ = std::fs::create_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("pglab: cannot create the log folder {}: {e}", dir.display());
+        }
         let path = dir.join(format!("{index:02}-{}.{host}.log", slug(step)));
         let text = format!(
             "step: {step}\nhost: {host}\nexit: {}\nduration: {:.2}s\n--- command ---\n{}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
@@ -70,14 +72,22 @@ impl RunLog {
             out.stdout,
             out.stderr
         );
-        let _ = std::fs::write(&path, self.redact(&text));
+        self.put(&path, &text);
         path
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.join(name);
-        let _ = std::fs::write(&path, self.redact(text));
+        self.put(&path, text);
         path
+    }
+
+    /// Writes `text` redacted; a log that cannot be written is said on stderr (the run goes
+    /// on: its verdicts still name the path).
+    fn put(&self, path: &Path, text: &str) {
+        if let Err(e) = std::fs::write(path, self.redact(text)) {
+            eprintln!("pglab: cannot write the log {}: {e}", path.display());
+        }
     }
 }
 
