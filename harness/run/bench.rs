@@ -77,16 +77,35 @@ fn step_costs(lab: &Lab) -> Result<Vec<(&'static str, f64)>> {
     ])
 }
 
-/// Seconds of the floor's work on a freshly provisioned lab, and (when asked) the costs
-/// of one step of each kind there.
-fn floor_once(box_name: &str, costs: &mut Vec<(&'static str, f64)>) -> Result<f64> {
+/// A lab of `box_name` provisioned with the reference, and its log.
+fn provisioned(box_name: &str, what: &str) -> Result<(Lab, crate::report::runlog::RunLog)> {
     let lab = Lab::up(UpOptions {
         box_name: box_name.into(),
         ..Default::default()
     })?;
     let sub = crate::provision::Submission::load(&crate::provision::reference_dir())?;
-    let log = crate::report::runlog::RunLog::create(&format!("floor-{}", lab.id()), &lab.secrets)?;
+    let log = crate::report::runlog::RunLog::create(&format!("{what}-{}", lab.id()), &lab.secrets)?;
     crate::provision::provision(&lab, &sub, &log, Instant::now())?;
+    Ok((lab, log))
+}
+
+/// The step costs' lines: each cost, times `steps`, as a share of `total` seconds.
+fn cost_lines(costs: &[(&'static str, f64)], steps: usize, total: f64) -> String {
+    let mut out = format!("fixed cost of one step (median of 20 on node1), x {steps} steps:\n");
+    for (what, ms) in costs {
+        out.push_str(&format!(
+            "  {what:<44} {ms:>6.1} ms = {:.1} s, {:.0}% of {total:.1} s\n",
+            ms * steps as f64 / 1000.0,
+            ms * steps as f64 / 10.0 / total
+        ));
+    }
+    out
+}
+
+/// Seconds of the floor's work on a freshly provisioned lab, and (when asked) the costs
+/// of one step of each kind there.
+fn floor_once(box_name: &str, costs: &mut Vec<(&'static str, f64)>) -> Result<f64> {
+    let (lab, _log) = provisioned(box_name, "floor")?;
     if costs.is_empty() {
         *costs = step_costs(&lab)?;
     }
@@ -126,6 +145,11 @@ impl Samples {
             self.order.push(phase.to_string());
         }
         self.values.entry(phase.to_string()).or_default().push(secs);
+    }
+
+    /// The phases, in the order first seen.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
     }
 
     pub fn median(&self, phase: &str) -> f64 {
@@ -267,17 +291,10 @@ fn floor(runs: usize, box_name: &str) -> Result<String> {
     }
     let pglab = samples.median("pglab: the four scenarios");
     let ratio = pglab / samples.median("floor: the same work directly");
-    let mut cost_lines = String::new();
-    for (what, ms) in &costs {
-        cost_lines.push_str(&format!(
-            "  {what:<44} {ms:>6.1} ms; x {steps} steps = {:.1} s, {:.0}% of pglab's {pglab:.1} s\n",
-            ms * steps as f64 / 1000.0,
-            ms * steps as f64 / 10.0 / pglab
-        ));
-    }
     Ok(format!(
-        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\nfixed cost of one step (median of 20 on node1):\n{cost_lines}",
-        samples.table()
+        "pglab bench floor ({runs} runs, box {box_name}; provisioning excluded from both)\n{}harness overhead: {ratio:.2}x the floor\n{}",
+        samples.table(),
+        cost_lines(&costs, steps, pglab)
     ))
 }
 
@@ -310,6 +327,7 @@ fn whole_runs(runs: usize, box_name: &str) -> Result<String> {
     crate::backend::boxes::BoxSpec::load(box_name)?.ensure()?;
     // Every run is counted, failed or not: this is also the reliability measure.
     let mut failed = Vec::new();
+    let mut steps = 0;
     for i in 0..runs {
         let report = run(&RunOptions {
             box_name: box_name.into(),
@@ -328,6 +346,7 @@ fn whole_runs(runs: usize, box_name: &str) -> Result<String> {
         for (phase, secs) in &report.phases {
             samples.add(&phase.to_string(), *secs);
         }
+        steps = report.checks.len();
     }
     let mut s = format!(
         "pglab bench run ({runs} runs, box {box_name})\n{}",
@@ -337,6 +356,15 @@ fn whole_runs(runs: usize, box_name: &str) -> Result<String> {
     for f in &failed {
         s.push_str(&format!("failed run, logs in {f}\n"));
     }
+    let (lab, _log) = provisioned(box_name, "bench-run")?;
+    let costs = step_costs(&lab)?;
+    lab.down()?;
+    let scenarios: f64 = samples
+        .names()
+        .filter(|p| p.starts_with("scenario "))
+        .map(|p| samples.median(p))
+        .sum();
+    s.push_str(&cost_lines(&costs, steps, scenarios));
     Ok(s)
 }
 
