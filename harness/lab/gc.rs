@@ -61,7 +61,14 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         destroy(&id)?;
         removed.push((id, "no lab record".into()));
     }
-    if crate::backend::vagrant::libvirt::domains_matching(names::PREFIX).is_empty() {
+    // A Vagrant lab that is coming up has a record but no domain yet: its daemons stay
+    // (measured: a `pglab up` of an nspawn lab during another process's `vagrant up` stopped
+    // libvirtd under it, "virDomainDefineXML failed: Cannot write data: Broken pipe").
+    let vagrant_labs = list()?
+        .iter()
+        .any(|r| matches!(r.backend, super::record::BackendChoice::Vagrant(_)));
+    if !vagrant_labs && crate::backend::vagrant::libvirt::domains_matching(names::PREFIX).is_empty()
+    {
         crate::backend::vagrant::libvirt::stop_daemons_if_idle()?;
     }
     for p in boxes::remove_stale_builds() {

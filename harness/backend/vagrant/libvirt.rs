@@ -105,12 +105,14 @@ pub fn remove_domain(name: &str) {
     let _ = virsh(&["undefine", name, "--remove-all-storage"]);
 }
 
-/// When pglab started the daemons and no pglab VM is left: removes pglab's networks, stops
+/// When pglab started the daemons, no pglab VM is left and no Vagrant runs: removes pglab's networks, stops
 /// the daemons and puts back the firewall and `ip_forward` as they were.
 pub fn stop_daemons_if_idle() -> Result<()> {
     let dir = state_dir();
+    // Another lab's `vagrant up` may be about to define its domains: not idle.
     if !dir.join("libvirtd.pid").exists()
         || !domains_matching(crate::model::names::PREFIX).is_empty()
+        || !crate::sys::procfs::pids_matching("bin/vagrant ").is_empty()
     {
         return Ok(());
     }
