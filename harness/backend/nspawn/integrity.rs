@@ -57,8 +57,14 @@ pub fn changed(upper: &Path, lower: &Path) -> Vec<String> {
     }
     let mut seen = 0usize;
     for dir in WATCHED {
+        // Read from this machine, a link among the folder's parents would lead here.
+        if let Some(link) = linked_parent(upper, dir) {
+            found.push(format!("/{link} is not the box's folder (a link)"));
+            continue;
+        }
         walk(upper, lower, Path::new(dir), &mut seen, &mut found);
     }
+    found.extend(shadows(upper, lower));
     if seen >= MAX_ENTRIES {
         found.push(format!(
             "more than {MAX_ENTRIES} files were written under the system's program folders; the rest were not compared"
@@ -101,6 +107,79 @@ pub fn mounts_over(mountinfo: &str) -> Vec<String> {
     }
     found.sort();
     found.dedup();
+    found
+}
+
+/// The first of `dir`'s folders (from the root) that the upper layer holds as something
+/// other than a folder.
+fn linked_parent(upper: &Path, dir: &str) -> Option<String> {
+    let mut at = std::path::PathBuf::new();
+    for part in dir.split('/') {
+        at.push(part);
+        match upper.join(&at).symlink_metadata() {
+            Ok(m) if !(m.is_dir() || m.file_type().is_char_device() && m.rdev() == 0) => {
+                return Some(at.display().to_string());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Folders of a check's PATH, in its order (`backend::script::CHECK_PATH`, merged /usr).
+const PATH_DIRS: [&str; 2] = ["usr/sbin", "usr/bin"];
+
+/// New files that would be run instead of the box's: a program new in one PATH folder whose
+/// name the box has in another, and a PostgreSQL major the box does not have (the checks'
+/// prelude takes the highest one).
+pub fn shadows(upper: &Path, lower: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    // Folders reached through a link are named by `changed` and never read here.
+    for dir in PATH_DIRS
+        .into_iter()
+        .filter(|d| linked_parent(upper, d).is_none())
+    {
+        for e in std::fs::read_dir(upper.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name();
+            if lower.join(dir).join(&name).symlink_metadata().is_ok() || !is_written(&e.path()) {
+                continue;
+            }
+            for other in PATH_DIRS.iter().filter(|o| **o != dir) {
+                if lower.join(other).join(&name).symlink_metadata().is_ok() {
+                    found.push(format!(
+                        "/{dir}/{} is new and comes before or after the box's /{other}/{} in PATH",
+                        name.to_string_lossy(),
+                        name.to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    let pg = Path::new("usr/lib/postgresql");
+    if linked_parent(upper, "usr/lib/postgresql").is_some() {
+        return found;
+    }
+    for e in std::fs::read_dir(upper.join(pg))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let new = lower
+            .join(pg)
+            .join(e.file_name())
+            .symlink_metadata()
+            .is_err();
+        if new && is_written(&e.path()) {
+            found.push(format!(
+                "/usr/lib/postgresql/{} is a PostgreSQL major the box does not have",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
     found
 }
 
@@ -230,6 +309,51 @@ mod tests {
                 "a file system is mounted over /run/postgresql (mounted there, programs and files are not the box's)",
                 "a file system is mounted over /usr/bin (mounted there, programs and files are not the box's)"
             ]
+        );
+    }
+
+    /// A new program that a check's PATH finds before (or instead of) the box's, a new
+    /// PostgreSQL major, and a link among a watched folder's parents are all named.
+    #[test]
+    fn shadows_and_linked_folders_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let (lower, upper) = (d.path().join("lower"), d.path().join("upper"));
+        for dir in ["usr/bin", "usr/sbin", "usr/lib/postgresql/15/bin"] {
+            std::fs::create_dir_all(lower.join(dir)).unwrap();
+        }
+        std::fs::write(lower.join("usr/bin/psql"), "real").unwrap();
+        std::fs::write(lower.join("usr/sbin/runuser"), "real").unwrap();
+        std::fs::create_dir_all(upper.join("usr/sbin")).unwrap();
+        std::fs::create_dir_all(upper.join("usr/bin")).unwrap();
+        std::fs::write(upper.join("usr/bin/barman-wal-archive"), "new, fine").unwrap();
+        assert!(changed(&upper, &lower).is_empty());
+        std::fs::write(upper.join("usr/sbin/psql"), "fake").unwrap();
+        std::fs::write(upper.join("usr/bin/runuser"), "fake").unwrap();
+        std::fs::create_dir_all(upper.join("usr/lib/postgresql/99/bin")).unwrap();
+        let found = changed(&upper, &lower);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().any(|f| f.starts_with("/usr/sbin/psql is new")));
+        assert!(found
+            .iter()
+            .any(|f| f.starts_with("/usr/bin/runuser is new")));
+        assert!(found
+            .iter()
+            .any(|f| f.starts_with("/usr/lib/postgresql/99 is a PostgreSQL major")));
+        let linked = d.path().join("linked");
+        std::fs::create_dir_all(linked.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/", linked.join("usr")).unwrap();
+        let found = changed(&linked, &lower);
+        assert!(
+            found
+                .iter()
+                .any(|f| f == "/usr is not the box's folder (a link)"),
+            "{found:?}"
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|f| f.contains("/usr/bin/") || f.contains("/usr/sbin/")),
+            "{found:?}"
         );
     }
 

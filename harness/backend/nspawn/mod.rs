@@ -354,9 +354,27 @@ impl Nspawn {
         )?;
         // The box carries the build machine's hostname: every host gets its own, owned by
         // the host's root (written from here it would be this machine's root's: "nobody").
-        let hostname = root.join("etc/hostname");
+        // Written from this machine: /etc must be the host's own folder, not a link a
+        // submission left (it would resolve here), and the file is made anew, never followed.
+        let etc = root.join("etc");
+        if !etc.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            bail!(
+                "{}: /etc is not a folder (a link the submission made?); the host cannot start",
+                self.place(host)
+            );
+        }
+        let hostname = etc.join("hostname");
         let _ = std::fs::remove_file(&hostname);
-        std::fs::write(&hostname, format!("{host}\n"))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&hostname)?;
+            f.write_all(format!("{host}\n").as_bytes())?;
+        }
         std::os::unix::fs::lchown(&hostname, Some(base), Some(base))?;
         Ok(())
     }
@@ -607,7 +625,7 @@ impl Backend for Nspawn {
         let Some(pid) = self.init_pid(host) else {
             return Ok(None);
         };
-        let sock = pgsock::connect(pid, user)?;
+        let sock = pgsock::connect(pid, &self.box_root, user)?;
         // Root in the host could listen at the socket's path with a server of its own that
         // answers every check: the peer must run the box's PostgreSQL.
         let peer = nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)?;

@@ -11,26 +11,28 @@ use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 /// Where Debian's PostgreSQL listens (`unix_socket_directories`), port 5432.
 pub const SOCKET: &str = "/var/run/postgresql/.s.PGSQL.5432";
 
-/// `user`'s uid and gid in the host, from its /etc/passwd (read through /proc/INIT/root:
-/// the host's own file, resolved inside the host's root).
-fn ids(init: u32, user: &str) -> Result<(u32, u32)> {
-    let passwd = std::fs::read_to_string(format!("/proc/{init}/root/etc/passwd"))?;
+/// `user`'s uid and gid, from the box's /etc/passwd (pglab's own copy: the host's file is
+/// the submission's, and read from this machine an absolute link in it would resolve here,
+/// a FIFO there would block pglab for ever).
+fn ids(box_root: &Path, user: &str) -> Result<(u32, u32)> {
+    let passwd = crate::sys::tree::read_inside(box_root, Path::new("etc/passwd"), 1 << 20)?;
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() >= 4 && f[0] == user {
             return Ok((f[2].parse()?, f[3].parse()?));
         }
     }
-    bail!("the host has no user {user:?}")
+    bail!("the box has no user {user:?}")
 }
 
 /// A Unix socket connected to the host's PostgreSQL as `user`.
-pub fn connect(init: u32, user: &str) -> Result<UnixStream> {
-    let (uid, gid) = ids(init, user)?;
+pub fn connect(init: u32, box_root: &Path, user: &str) -> Result<UnixStream> {
+    let (uid, gid) = ids(box_root, user)?;
     let userns = std::fs::File::open(format!("/proc/{init}/ns/user"))?;
     let mntns = std::fs::File::open(format!("/proc/{init}/ns/mnt"))?;
     let (ours, theirs) = UnixStream::pair()?;
@@ -95,7 +97,13 @@ unsafe fn child(
     {
         return 2;
     }
-    let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+    // Non-blocking: a listener whose queue is full (the submission's, never accepting) gets
+    // EAGAIN at once instead of holding pglab.
+    let s = libc::socket(
+        libc::AF_UNIX,
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        0,
+    );
     let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
     if s < 0 || libc::connect(s, (addr as *const libc::sockaddr_un).cast(), len) != 0 {
         return 3;
