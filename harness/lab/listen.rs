@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+/// Accepted connections that may wait to be served.
+pub const QUEUED: usize = 64;
+
 /// Listens on `addr` inside `/run/netns/<netns>` until `stop`; returns the accepted
 /// connections (blocking streams) once the socket is bound, or why it could not be.
 pub fn accept_in(
@@ -17,7 +20,10 @@ pub fn accept_in(
     addr: SocketAddr,
     stop: &Arc<AtomicBool>,
 ) -> Result<mpsc::Receiver<TcpStream>> {
-    let (tx, rx) = mpsc::channel::<TcpStream>();
+    // Bounded: past QUEUED connections waiting to be served, this thread stops accepting and
+    // the kernel's listen queue holds the rest (a lab's hosts cannot make pglab hold an
+    // open socket per connection they open).
+    let (tx, rx) = mpsc::sync_channel::<TcpStream>(QUEUED);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
     let ns = format!("/run/netns/{netns}");
     let stop = stop.clone();
