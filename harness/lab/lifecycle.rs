@@ -198,36 +198,6 @@ impl Lab {
         self.backend.exec(host, user, script, timeout)
     }
 
-    /// Runs one of pglab's checks on `host` ([`crate::backend::Backend::check`]).
-    pub fn check(
-        &self,
-        host: &str,
-        user: &str,
-        script: &str,
-        timeout: Duration,
-    ) -> Result<CmdOutput> {
-        self.backend.check(host, user, script, timeout)
-    }
-
-    /// A connection to `host`'s PostgreSQL as its user `user` ([`crate::backend::Backend::pg_socket`]).
-    pub fn pg_socket(
-        &self,
-        host: &str,
-        user: &str,
-    ) -> Result<Option<std::os::unix::net::UnixStream>> {
-        self.backend.pg_socket(host, user)
-    }
-
-    /// What the submission changed on `host` of the programs the checks use.
-    pub fn changed_programs(&self, host: &str) -> Vec<String> {
-        self.backend.changed_programs(host)
-    }
-
-    /// What `host` hit of its limits (memory, processes), said for a verdict.
-    pub fn limits_hit(&self, host: &str) -> Vec<String> {
-        self.backend.limits_hit(host)
-    }
-
     pub fn status(&self) -> Vec<(String, HostState)> {
         self.record
             .topology

@@ -27,11 +27,11 @@ pub fn at_failure(lab: &Lab, message: &str) -> String {
 pub fn servers_now(lab: &Lab, stuck: bool) -> String {
     let mut out = String::new();
     for h in &lab.topology().hosts {
-        for hit in lab.limits_hit(&h.name) {
+        for hit in lab.backend().limits_hit(&h.name) {
             out.push_str(&format!("\n    | {}: {hit}", h.name));
         }
         let t = Duration::from_secs(15);
-        if let Ok(o) = lab.check(&h.name, "root", LOG_TAIL, t) {
+        if let Ok(o) = lab.backend().check(&h.name, "root", LOG_TAIL, t) {
             for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
                 out.push_str(&format!(
                     "\n    | {}: PostgreSQL's log: {}",
@@ -41,7 +41,7 @@ pub fn servers_now(lab: &Lab, stuck: bool) -> String {
             }
         }
         if stuck {
-            if let Ok(o) = lab.check(&h.name, "root", ACTIVITY, t) {
+            if let Ok(o) = lab.backend().check(&h.name, "root", ACTIVITY, t) {
                 for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
                     out.push_str(&format!(
                         "\n    | {}: pg_stat_activity: {}",

@@ -58,9 +58,14 @@ fn step_costs(lab: &Lab) -> Result<Vec<(&'static str, f64)>> {
         v.sort_by(|a, b| a.total_cmp(b));
         Ok(v[10])
     };
-    let enter = median_ms(&mut || lab.check("node1", "postgres", "true", t).map(|_| ()))?;
+    let enter = median_ms(&mut || {
+        lab.backend()
+            .check("node1", "postgres", "true", t)
+            .map(|_| ())
+    })?;
     let psql = median_ms(&mut || {
-        lab.check("node1", "postgres", "psql -XAtqc 'SELECT 1'", t)
+        lab.backend()
+            .check("node1", "postgres", "psql -XAtqc 'SELECT 1'", t)
             .map(|_| ())
     })?;
     let kept = crate::scenario::sql::Kept::default();

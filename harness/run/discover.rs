@@ -35,7 +35,9 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     let probe = format!(
         "for _ in $(seq 50); do v=$(runuser -u postgres -- psql -XAtq -c \"{sql}\" 2>/dev/null); [ -n \"$v\" ] && break; sleep 0.2; done; [ \"$v\" = - ] || echo \"$v\""
     );
-    let out = lab.check(&primary.name, "root", &probe, Duration::from_secs(30))?;
+    let out = lab
+        .backend()
+        .check(&primary.name, "root", &probe, Duration::from_secs(30))?;
     let slot = out.stdout.trim();
     vars.insert(
         "standby_slot".into(),
@@ -48,7 +50,9 @@ pub fn names(lab: &Lab) -> Result<BTreeMap<String, String>> {
     // barman's server: the one named as the primary, else the first listed, else the
     // primary's name.
     let probe = "barman list-server --minimal 2>/dev/null || true";
-    let out = lab.check(&backup.name, "barman", probe, Duration::from_secs(30))?;
+    let out = lab
+        .backend()
+        .check(&backup.name, "barman", probe, Duration::from_secs(30))?;
     let servers: Vec<&str> = out.stdout.split_whitespace().collect();
     let server = if servers.contains(&primary.name.as_str()) || servers.is_empty() {
         primary.name.clone()
@@ -67,7 +71,9 @@ fn barman_slot(lab: &Lab, backup: &str, server: &str) -> Result<String> {
         "barman show-server {} 2>/dev/null | sed -n 's/^[[:space:]]*slot_name: //p'",
         crate::backend::shell_quote(server)
     );
-    let out = lab.check(backup, "barman", &probe, Duration::from_secs(30))?;
+    let out = lab
+        .backend()
+        .check(backup, "barman", &probe, Duration::from_secs(30))?;
     let slot = out.stdout.trim();
     Ok(if slot.is_empty() || slot == "None" {
         "barman".into()
@@ -85,7 +91,9 @@ pub fn roles(lab: &Lab) -> Result<Option<Vec<(String, Role)>>> {
                  echo \"${pg:--} ${servers:--}\"";
     let mut found = Vec::new();
     for h in &lab.topology().hosts {
-        let out = lab.check(&h.name, "root", probe, Duration::from_secs(30))?;
+        let out = lab
+            .backend()
+            .check(&h.name, "root", probe, Duration::from_secs(30))?;
         let Some(role) = role_seen(&out.stdout) else {
             return Ok(None);
         };

@@ -405,7 +405,7 @@ const PROGRAMS_CHECK: &str = "the checks' programs are the box's";
 fn programs_changed(lab: &Lab, log: &RunLog, t: Instant) -> Option<StepOutcome> {
     let mut lines = Vec::new();
     for h in &lab.topology().hosts {
-        for c in lab.changed_programs(&h.name) {
+        for c in lab.backend().changed_programs(&h.name) {
             lines.push(format!("  {}: {c}", h.name));
         }
     }
@@ -733,7 +733,10 @@ fn not_checked(requires: &str, outcomes: &mut [StepOutcome]) {
 fn primary_silent(lab: &Lab) -> Option<String> {
     let host = lab.topology().with_role(Role::Primary).name.clone();
     let probe = "runuser -u postgres -- psql -XAtqc 'select 1' 2>&1";
-    let said = match lab.check(&host, "root", probe, Duration::from_secs(15)) {
+    let said = match lab
+        .backend()
+        .check(&host, "root", probe, Duration::from_secs(15))
+    {
         Ok(o) if o.ok() => return None,
         Ok(o) => o
             .stdout
@@ -768,7 +771,9 @@ fn host_facts(lab: &Lab) -> Result<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
     for (var, role, probe) in facts {
         let host = lab.topology().with_role(role).name.clone();
-        let out = lab.check(&host, "root", probe, Duration::from_secs(30))?;
+        let out = lab
+            .backend()
+            .check(&host, "root", probe, Duration::from_secs(30))?;
         vars.insert(var.into(), out.stdout.trim().to_string());
     }
     vars.extend(discover::names(lab)?);

@@ -357,6 +357,7 @@ impl<'a> Runner<'a> {
         );
         let out = self
             .lab
+            .backend()
             .check(&h.name, "root", &probe, Duration::from_secs(30))?;
         if out.ok() {
             return Err(failure(
@@ -503,9 +504,15 @@ impl<'a> Runner<'a> {
                         pause = Duration::from_millis(20);
                         out
                     }
-                    None => self.lab.check(&st.host, user, script, scaled(st.timeout))?,
+                    None => self
+                        .lab
+                        .backend()
+                        .check(&st.host, user, script, scaled(st.timeout))?,
                 },
-                _ => self.lab.check(&st.host, user, script, scaled(st.timeout))?,
+                _ => self
+                    .lab
+                    .backend()
+                    .check(&st.host, user, script, scaled(st.timeout))?,
             };
             let first = *first_attempt_done.get_or_insert_with(Instant::now);
             self.waited.set(first.elapsed().as_secs_f64());

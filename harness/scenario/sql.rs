@@ -192,7 +192,7 @@ impl Kept {
     }
 
     fn connect(&self, rt: &tokio::runtime::Runtime, lab: &Lab, host: &str, db: &str) -> Connected {
-        let std_stream = match lab.pg_socket(host, "postgres") {
+        let std_stream = match lab.backend().pg_socket(host, "postgres") {
             Ok(Some(s)) => s,
             Ok(None) => return Connected::No,
             Err(e) => {
