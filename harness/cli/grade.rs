@@ -43,6 +43,30 @@ pub struct GradeArgs {
     /// the names that fall in it), or `auto`: the index the CI engine gives the job.
     #[arg(long, value_parser = crate::run::shard::Shard::parse)]
     shard: Option<crate::run::shard::Shard>,
+    /// How --shard splits the cohort: `name` (default: by the hash of each submission's name;
+    /// adding a student moves nobody) or `time=FILE` (balanced by the times in an earlier
+    /// grading's cohort.json; every part must be given the same file).
+    #[arg(long, value_parser = parse_shard_by, requires = "shard")]
+    shard_by: Option<ShardBy>,
+    /// The last grades (a folder with cohort.json, e.g. the last merged cohort), read only:
+    /// an unchanged submission graded by this same grader keeps its row and report folder
+    /// from there, so --out may start empty (default: --out itself).
+    #[arg(long)]
+    previous: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ShardBy {
+    Name,
+    Time(PathBuf),
+}
+
+fn parse_shard_by(s: &str) -> Result<ShardBy> {
+    match s.split_once('=') {
+        None if s == "name" => Ok(ShardBy::Name),
+        Some(("time", f)) if !f.is_empty() => Ok(ShardBy::Time(f.into())),
+        _ => anyhow::bail!("--shard-by {s:?}: expected name or time=PATH/cohort.json"),
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -66,7 +90,7 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
             crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
         );
         println!("merged {} parts into {}", parts.len(), out.display());
-        return Ok(0);
+        return Ok(own_failures(&g.rows));
     }
     if a.dirs.is_empty() {
         anyhow::bail!("pglab grade needs submissions (or `pglab grade merge PART...`)");
@@ -90,6 +114,11 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
         deadline: a.deadline,
         rubric: a.rubric,
         shard: a.shard,
+        shard_by: match a.shard_by {
+            Some(ShardBy::Time(f)) => Some(f),
+            _ => None,
+        },
+        previous: a.previous,
     };
     let g = grade_cohort(&opts)?;
     print!(
@@ -103,18 +132,21 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
         g.wall.as_secs_f64(),
         opts.out.display()
     );
-    // A CI engine's "re-run failed jobs" must retry pglab's failures, not re-grade students:
-    // 0 when every submission got a verdict (whatever the grades), 3 when pglab itself failed
-    // on some (those rows say so), 2 for usage (clap's).
-    let own: Vec<&str> = g
-        .rows
+    Ok(own_failures(&g.rows))
+}
+
+/// A CI engine's "re-run failed jobs" must retry pglab's failures, not re-grade students:
+/// 0 when every submission got a verdict (whatever the grades), 3 when pglab itself failed
+/// on some (those rows say so), 2 for usage (clap's).
+fn own_failures(rows: &[crate::report::cohort::Row]) -> i32 {
+    let own: Vec<&str> = rows
         .iter()
         .filter(|r| r.grader_failed)
         .map(|r| r.name.as_str())
         .collect();
     if own.is_empty() {
-        return Ok(0);
+        return 0;
     }
     eprintln!("pglab itself failed on: {}", own.join(", "));
-    Ok(3)
+    3
 }

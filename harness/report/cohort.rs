@@ -43,6 +43,16 @@ pub struct Row {
     /// pglab failed on this submission (not a verdict on its work): never kept at a regrade.
     #[serde(default)]
     pub grader_failed: bool,
+    /// Who graded it (`run::shard::grader_identity`: pglab's version, scenarios, boxes): a
+    /// row graded by another grader is graded again.
+    #[serde(default)]
+    pub grader: String,
+    /// When it was graded (RFC 3339, UTC).
+    #[serde(default)]
+    pub graded_at: String,
+    /// The repository's commit it was graded at ("" when the submission is no git repository).
+    #[serde(default)]
+    pub commit: String,
 }
 
 impl Row {
@@ -57,9 +67,6 @@ impl Row {
             })
             .collect();
         Row {
-            name: name.into(),
-            hash: hash.into(),
-            cells,
             lab: r.lab.clone(),
             seconds: r.phases.last().map(|p| p.1).unwrap_or(0.0),
             phases: r
@@ -71,9 +78,7 @@ impl Row {
                     r.checks.iter().map(|c| c.waited_secs).sum(),
                 )])
                 .collect(),
-            score: 0.0,
-            max_score: 0.0,
-            grader_failed: false,
+            ..Row::with_cells(name, hash, cells)
         }
     }
 
@@ -98,17 +103,7 @@ impl Row {
                 }
             })
             .collect();
-        Row {
-            name: name.into(),
-            hash: hash.into(),
-            cells,
-            lab: String::new(),
-            seconds: 0.0,
-            phases: vec![],
-            score: 0.0,
-            max_score: 0.0,
-            grader_failed: false,
-        }
+        Row::with_cells(name, hash, cells)
     }
 
     /// `group: why` of the first failed cell.
@@ -123,8 +118,7 @@ impl Row {
         self.cells.iter().all(|c| c.status == Status::Passed)
     }
 
-    /// A row with these cells and nothing else (for tests).
-    #[cfg(test)]
+    /// A row with these cells and nothing else (no lab, no time, no score yet).
     pub(crate) fn with_cells(name: &str, hash: &str, cells: Vec<Cell>) -> Row {
         Row {
             name: name.into(),
@@ -136,6 +130,9 @@ impl Row {
             score: 0.0,
             max_score: 0.0,
             grader_failed: false,
+            grader: String::new(),
+            graded_at: String::new(),
+            commit: String::new(),
         }
     }
 }
@@ -461,19 +458,23 @@ fn verdict_case(row: &Row, c: &Cell) -> StepOutcome {
 /// The rows of an earlier grading in `dir` (none when there is none or it cannot be read:
 /// then everything is graded again).
 pub fn load_rows(dir: &Path) -> Vec<Row> {
+    std::fs::read(dir.join("cohort.json"))
+        .ok()
+        .and_then(|t| rows_of_json(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The rows of a `cohort.json` (this version's, or an older rows-only one).
+pub fn rows_of_json(text: &[u8]) -> Result<Vec<Row>, serde_json::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Saved {
         Now { rows: Vec<Row> },
         Before(Vec<Row>),
     }
-    let saved = std::fs::read_to_string(dir.join("cohort.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    match saved {
-        Some(Saved::Now { rows }) | Some(Saved::Before(rows)) => rows,
-        None => Vec::new(),
-    }
+    serde_json::from_slice(text).map(|s| match s {
+        Saved::Now { rows } | Saved::Before(rows) => rows,
+    })
 }
 
 /// A submission's report card: its cells with their whys, for the student.

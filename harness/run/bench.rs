@@ -486,6 +486,8 @@ pub fn cohort_options(
         deadline: std::time::Duration::from_secs(1200),
         rubric: None,
         shard: None,
+        shard_by: None,
+        previous: None,
     }
 }
 

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct GradeOptions {
@@ -34,6 +34,11 @@ pub struct GradeOptions {
     pub rubric: Option<PathBuf>,
     /// Grade only this part of the cohort (`--shard K/N`); `shard.json` then says so.
     pub shard: Option<shard::Shard>,
+    /// How parts are made: by the name's hash (None), or balanced by the times of an earlier
+    /// grading's `cohort.json` (`--shard-by time=FILE`).
+    pub shard_by: Option<PathBuf>,
+    /// The regrade cache, read only (`--previous DIR`: the last merged grades); None: `out`.
+    pub previous: Option<PathBuf>,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -43,6 +48,8 @@ pub struct Entry {
     pub name: String,
     pub dir: PathBuf,
     pub hash: Result<String, String>,
+    /// The git commit the repository is at ("" when it is none).
+    pub commit: String,
 }
 
 /// Why a folder is not a submission pglab can read, and what would make it one: its row's
@@ -120,7 +127,13 @@ pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
             } else {
                 Err(unreadable_why(&dir))
             };
-            Entry { name, dir, hash }
+            let commit = crate::sys::gitref::head_commit(&dir);
+            Entry {
+                name,
+                dir,
+                hash,
+                commit,
+            }
         })
         .collect())
 }
@@ -155,7 +168,9 @@ fn groups(base: &RunOptions) -> Result<(Vec<String>, Legend)> {
     Ok((groups, legend))
 }
 
-/// Grades the cohort and writes its report under `opts.out`.
+/// Grades the cohort and writes its report under `opts.out`. Interrupted (SIGINT, SIGTERM),
+/// it still writes what it has: the submissions graded so far, and the others marked as
+/// pglab's own failure, which the next grading (`--previous` that part) grades again.
 pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     let rubric = match &opts.rubric {
         Some(f) => Rubric::load(f)?,
@@ -163,54 +178,149 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     };
     let mut entries = find_submissions(&opts.dirs)?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
-    if let Some(s) = opts.shard {
-        entries.retain(|e| s.holds(&e.name));
+    let part = match opts.shard {
+        Some(s) => Some(shard::Part::new(s, &roster, opts.shard_by.as_ref())?),
+        None => None,
+    };
+    if let Some(p) = &part {
+        entries.retain(|e| p.holds(&e.name));
     }
     let (groups, legend) = groups(&opts.base)?;
-    let before: BTreeMap<String, Row> = cohort::load_rows(&opts.out)
+    let previous = opts.previous.as_deref().unwrap_or(&opts.out);
+    let before: BTreeMap<String, Row> = cohort::load_rows(previous)
         .into_iter()
         .map(|r| (r.name.clone(), r))
         .collect();
-    let todo: Vec<&Entry> = entries
+    let grader = shard::grader_identity();
+    let todo: Vec<Entry> = entries
         .iter()
-        .filter(|e| opts.all || !unchanged(e, before.get(&e.name), &groups))
+        .filter(|e| opts.all || !unchanged(e, before.get(&e.name), &groups, &grader))
+        .cloned()
         .collect();
-    let t = Instant::now();
-    let mut results: BTreeMap<String, Outcome> = run_pool(&todo, opts).into_iter().collect();
-    let wall = t.elapsed();
-    let mut reports = Vec::new();
-    let mut rows = Vec::new();
-    for e in &entries {
-        match results.remove(&e.name) {
-            Some(outcome) => {
-                let (row, report) = row_of(e, outcome, &groups, opts.deadline);
-                rows.push(row);
-                reports.push((e.name.clone(), report));
-            }
-            None => rows.push(before[&e.name].clone()),
-        }
-    }
-    rubric.apply(&mut rows);
-    let graded = Graded {
+    let info = part.map(|p| p.info(roster, &groups, &legend));
+    let cohort = Cohort {
+        entries,
+        todo: todo.iter().map(|e| e.name.clone()).collect(),
+        before,
         groups,
         legend,
-        rows,
-        reports,
-        regraded: todo.iter().map(|e| e.name.clone()).collect(),
-        wall,
+        rubric,
+        grader,
+        deadline: opts.deadline,
+        out: opts.out.clone(),
+        previous: previous.to_path_buf(),
+        info,
     };
-    write(&opts.out, &graded)?;
-    if let Some(shard) = opts.shard {
-        let info = shard::PartInfo {
-            shard,
-            roster,
-            groups: graded.groups.clone(),
-            legend: graded.legend.clone(),
-            grader: shard::grader_identity(),
+    let results: Results = Arc::new(Mutex::new(Vec::new()));
+    let key = format!("grading into {}", opts.out.display());
+    let (c, r) = (Arc::new(cohort), results.clone());
+    let on_interrupt = c.clone();
+    crate::sys::cleanup::own(key.clone(), move || {
+        let done = std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner()));
+        match on_interrupt.write(done, Duration::ZERO) {
+            Ok(_) => eprintln!(
+                "pglab: wrote what was graded into {}; the rest is marked as pglab's failure",
+                on_interrupt.out.display()
+            ),
+            Err(e) => eprintln!("pglab: writing {}: {e:#}", on_interrupt.out.display()),
+        }
+    });
+    let t = Instant::now();
+    run_pool(&todo, opts, &results);
+    let done = std::mem::take(&mut *results.lock().expect("lock"));
+    let graded = c.write(done, t.elapsed());
+    crate::sys::cleanup::disown(&key);
+    graded
+}
+
+/// Everything a grading writes besides its runs' outcomes (also from the signal handler).
+struct Cohort {
+    entries: Vec<Entry>,
+    /// Names to grade now (the others keep their row from `previous`).
+    todo: Vec<String>,
+    before: BTreeMap<String, Row>,
+    groups: Vec<String>,
+    legend: Legend,
+    rubric: Rubric,
+    grader: String,
+    deadline: Duration,
+    out: PathBuf,
+    previous: PathBuf,
+    info: Option<shard::PartInfo>,
+}
+
+type Results = Arc<Mutex<Vec<(String, Outcome)>>>;
+
+impl Cohort {
+    /// The rows (graded now, kept, or interrupted before their outcome), written to `out`.
+    fn write(&self, done: Vec<(String, Outcome)>, wall: Duration) -> Result<Graded> {
+        let mut results: BTreeMap<String, Outcome> = done.into_iter().collect();
+        let mut reports = Vec::new();
+        let mut rows = Vec::new();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        for e in &self.entries {
+            let mut row = match results.remove(&e.name) {
+                Some(outcome) => {
+                    let (row, report) = row_of(e, outcome, &self.groups, self.deadline);
+                    reports.push((e.name.clone(), report));
+                    row
+                }
+                None if self.todo.contains(&e.name) => interrupted(e, &self.groups),
+                None => {
+                    rows.push(self.before[&e.name].clone());
+                    continue;
+                }
+            };
+            row.grader = self.grader.clone();
+            row.graded_at = now.clone();
+            row.commit = e.commit.clone();
+            rows.push(row);
+        }
+        self.rubric.apply(&mut rows);
+        let graded = Graded {
+            groups: self.groups.clone(),
+            legend: self.legend.clone(),
+            rows,
+            reports,
+            regraded: self.todo.clone(),
+            wall,
         };
-        shard::write_info(&opts.out, &info)?;
+        write(&self.out, &graded)?;
+        self.copy_kept(&graded)?;
+        if let Some(info) = &self.info {
+            shard::write_info(&self.out, info)?;
+        }
+        Ok(graded)
     }
-    Ok(graded)
+
+    /// A kept row's folder (report card, logs) comes along from `--previous`.
+    fn copy_kept(&self, g: &Graded) -> Result<()> {
+        if self.previous == self.out {
+            return Ok(());
+        }
+        for r in g.rows.iter().filter(|r| !g.regraded.contains(&r.name)) {
+            let from = self.previous.join(&r.name);
+            if from.is_dir() && !from.is_symlink() {
+                copy_dir(&from, &self.out.join(&r.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The row of a submission pglab was stopped before it finished: pglab's failure, not the
+/// student's, so the next grading grades it again.
+fn interrupted(e: &Entry, groups: &[String]) -> Row {
+    let why = "pglab was interrupted (SIGINT or SIGTERM) before this submission was graded: no verdict; the next grading grades it";
+    let mut row = Row::verdict(
+        &e.name,
+        e.hash.as_deref().unwrap_or(""),
+        groups,
+        PROVISIONED,
+        why,
+    );
+    row.grader_failed = true;
+    row
 }
 
 /// `pglab grade merge PART... --out DIR`: the cohort of the parts, written as one grading
@@ -245,10 +355,11 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
     Ok(graded)
 }
 
-/// Kept from the last grading: same content, same check groups.
-fn unchanged(e: &Entry, before: Option<&Row>, groups: &[String]) -> bool {
+/// Kept from the last grading: same content, same check groups, the same grader, and a
+/// verdict on the student's work (pglab's own failures are graded again).
+fn unchanged(e: &Entry, before: Option<&Row>, groups: &[String], grader: &str) -> bool {
     let Some(row) = before else { return false };
-    if row.grader_failed {
+    if row.grader_failed || row.grader != grader {
         return false;
     }
     let same_groups = row.cells.iter().map(|c| &c.group).eq(groups.iter());
@@ -311,23 +422,21 @@ fn row_of(
 
 /// The submissions, `jobs` at a time: each slot takes the next as soon as it is free. This
 /// thread prints progress and removes the lab of a submission past its deadline.
-fn run_pool(todo: &[&Entry], opts: &GradeOptions) -> Vec<(String, Outcome)> {
+fn run_pool(todo: &[Entry], opts: &GradeOptions, results: &Results) {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
     let timed_out: Mutex<BTreeMap<String, PastDeadline>> = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
-            s.spawn(|| worker(todo, opts, &next, &results, &timed_out));
+            s.spawn(|| worker(todo, opts, &next, results, &timed_out));
         }
-        watch(todo.len(), opts.deadline, &results, &timed_out);
+        watch(todo.len(), opts.deadline, results, &timed_out);
     });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 type Shared<T> = Mutex<T>;
 
 fn worker(
-    todo: &[&Entry],
+    todo: &[Entry],
     opts: &GradeOptions,
     next: &AtomicUsize,
     results: &Shared<Vec<(String, Outcome)>>,
@@ -352,6 +461,10 @@ fn worker(
             });
             progress::untrack(&e.name);
             match (o, timed_out.lock().expect("lock").get(&e.name)) {
+                // Its lab went down because pglab was told to stop: no verdict on the work.
+                _ if crate::sys::cleanup::aborting() => Outcome::PglabFailed(
+                    "pglab was interrupted while this submission ran: no verdict".into(),
+                ),
                 (_, Some(past)) => Outcome::TimedOut(past.clone()),
                 (Ok(r), None) => Outcome::Ran(r),
                 (Err(err), None) if super::one::is_own_failure(&err) => {
@@ -731,23 +844,29 @@ mod tests {
             status: Status::Passed,
             why: String::new(),
         };
-        let row = Row::with_cells("alice", &e.hash.clone().unwrap(), vec![cell]);
-        assert!(unchanged(&e, Some(&row), &groups));
+        let row = Row {
+            grader: "pglab 1".into(),
+            ..Row::with_cells("alice", &e.hash.clone().unwrap(), vec![cell])
+        };
+        assert!(unchanged(&e, Some(&row), &groups, "pglab 1"));
+        // Another grader (pglab's version, scenarios or boxes changed) grades it again.
+        assert!(!unchanged(&e, Some(&row), &groups, "pglab 2"));
         // pglab's own failure is never kept: the next grading retries it.
         let failed = Row {
             grader_failed: true,
             ..row.clone()
         };
-        assert!(!unchanged(&e, Some(&failed), &groups));
+        assert!(!unchanged(&e, Some(&failed), &groups, "pglab 1"));
         assert!(!unchanged(
             &e,
             Some(&row),
-            &["provisioned".into(), "recover".into()]
+            &["provisioned".into(), "recover".into()],
+            "pglab 1"
         ));
-        assert!(!unchanged(&e, None, &groups));
+        assert!(!unchanged(&e, None, &groups, "pglab 1"));
         std::fs::write(sub.join("10-postgresql.sh"), "echo changed\n").unwrap();
         let changed = find_submissions(&[dir.path().into()]).unwrap().remove(0);
-        assert!(!unchanged(&changed, Some(&row), &groups));
+        assert!(!unchanged(&changed, Some(&row), &groups, "pglab 1"));
     }
 
     #[test]

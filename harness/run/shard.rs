@@ -7,7 +7,7 @@
 use crate::report::cohort::Row;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Part `k` (1-based) of `n`.
@@ -65,6 +65,101 @@ pub fn part_of(name: &str, n: usize) -> usize {
     (x % n as u64) as usize + 1
 }
 
+/// This machine's part of a cohort: who is in it, by the name's hash or balanced by time.
+pub struct Part {
+    shard: Shard,
+    /// How the parts were made: "name", or "time <digest of the earlier cohort.json>".
+    by: String,
+    members: BTreeSet<String>,
+}
+
+impl Part {
+    /// The part `shard` of `roster`; with `times` (an earlier grading's `cohort.json`), the
+    /// parts are balanced by each submission's time then.
+    pub fn new(shard: Shard, roster: &[String], times: Option<&PathBuf>) -> Result<Part> {
+        let (by, assigned) = match times {
+            None => (
+                "name".to_string(),
+                roster
+                    .iter()
+                    .map(|r| (r.clone(), part_of(r, shard.n)))
+                    .collect(),
+            ),
+            Some(f) => {
+                let text = std::fs::read(f)
+                    .with_context(|| format!("--shard-by time={}: cannot read", f.display()))?;
+                let rows = crate::report::cohort::rows_of_json(&text)
+                    .with_context(|| format!("--shard-by time={}: no cohort.json", f.display()))?;
+                let secs = rows.iter().map(|r| (r.name.clone(), r.seconds)).collect();
+                let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&text)[..6]);
+                (format!("time {digest}"), by_time(roster, shard.n, &secs))
+            }
+        };
+        let members = assigned
+            .into_iter()
+            .filter(|(_, k)| *k == shard.k)
+            .map(|(n, _)| n)
+            .collect();
+        Ok(Part { shard, by, members })
+    }
+
+    pub fn holds(&self, name: &str) -> bool {
+        self.members.contains(name)
+    }
+
+    /// What this part says of itself in `shard.json`.
+    pub fn info(
+        &self,
+        roster: Vec<String>,
+        groups: &[String],
+        legend: &[(String, String)],
+    ) -> PartInfo {
+        PartInfo {
+            shard: self.shard,
+            roster,
+            groups: groups.to_vec(),
+            legend: legend.to_vec(),
+            grader: grader_identity(),
+            by: self.by.clone(),
+            members: self.members.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Parts balanced by time: the longest first, each to the part with the least time so far
+/// (ties to the lowest part; a name the earlier grading did not time counts as the mean).
+/// Every machine computes the same from the same roster and file.
+pub fn by_time(
+    roster: &[String],
+    n: usize,
+    secs: &BTreeMap<String, f64>,
+) -> BTreeMap<String, usize> {
+    let known: Vec<f64> = roster
+        .iter()
+        .filter_map(|r| secs.get(r).copied().filter(|s| *s > 0.0))
+        .collect();
+    let mean = if known.is_empty() {
+        1.0
+    } else {
+        known.iter().sum::<f64>() / known.len() as f64
+    };
+    let mut order: Vec<(f64, &String)> = roster
+        .iter()
+        .map(|r| (secs.get(r).copied().filter(|s| *s > 0.0).unwrap_or(mean), r))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut load = vec![0.0f64; n];
+    let mut out = BTreeMap::new();
+    for (t, name) in order {
+        let k = (0..n)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .expect("n >= 1");
+        load[k] += t;
+        out.insert(name.clone(), k + 1);
+    }
+    out
+}
+
 /// What a part says of itself (`shard.json` beside its cohort files): enough for `merge` to
 /// refuse parts that do not belong together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +172,12 @@ pub struct PartInfo {
     pub legend: Vec<(String, String)>,
     /// The grader: pglab's version and a digest of the scenarios and box recipes.
     pub grader: String,
+    /// How the parts were made ("name", or "time <digest>"); all parts must agree.
+    #[serde(default)]
+    pub by: String,
+    /// The submissions in this part.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// pglab's version and a digest of what decides a grade (scenario files, box recipes).
@@ -117,6 +218,8 @@ fn same_cohort(parts: &[(PathBuf, PartInfo, Vec<Row>)]) -> Result<()> {
             "a roster".into()
         } else if info.groups != first.groups {
             "check groups".into()
+        } else if info.by != first.by {
+            format!("a way of splitting ({} against {})", info.by, first.by)
         } else if info.grader != first.grader {
             format!("a grader ({} against {})", info.grader, first.grader)
         } else {
@@ -150,10 +253,18 @@ pub fn check_parts(parts: &[(PathBuf, PartInfo, Vec<Row>)]) -> Result<Vec<Row>> 
     }
     let n = first.shard.n;
     if let Some(k) = (1..=n).find(|k| !seen.contains(k)) {
+        // Its students: those no part holds (by name's hash, whose parts do not say).
+        let held: BTreeSet<&String> = parts.iter().flat_map(|(_, i, _)| &i.members).collect();
         let who: Vec<&str> = first
             .roster
             .iter()
-            .filter(|s| part_of(s, n) == k)
+            .filter(|s| {
+                if held.is_empty() {
+                    part_of(s, n) == k
+                } else {
+                    !held.contains(s)
+                }
+            })
             .map(String::as_str)
             .collect();
         bail!(
@@ -227,6 +338,8 @@ mod tests {
             groups: vec!["provisioned".into()],
             legend: vec![],
             grader: "pglab test".into(),
+            by: "name".into(),
+            members: vec![],
         };
         (PathBuf::from(format!("part-{k}")), info, rows)
     }
@@ -284,7 +397,7 @@ mod tests {
             )
             .unwrap();
         }
-        let opts = |out: &Path, shard: Option<Shard>| GradeOptions {
+        let opts = |out: &Path, shard: Option<Shard>, by: Option<PathBuf>| GradeOptions {
             dirs: vec![cohort.path().to_path_buf()],
             base: super::super::RunOptions {
                 box_name: String::new(),
@@ -298,25 +411,96 @@ mod tests {
             deadline: std::time::Duration::from_secs(60),
             rubric: None,
             shard,
+            shard_by: by,
+            previous: None,
         };
         let whole = tempfile::tempdir().unwrap();
-        grade(&opts(whole.path(), None)).unwrap();
-        let parts: Vec<tempfile::TempDir> = (1..=3).map(|_| tempfile::tempdir().unwrap()).collect();
-        for (k, p) in parts.iter().enumerate() {
-            grade(&opts(p.path(), Some(Shard { k: k + 1, n: 3 }))).unwrap();
+        grade(&opts(whole.path(), None, None)).unwrap();
+        let times = whole.path().join("cohort.json");
+        for by in [None, Some(times.clone())] {
+            let parts: Vec<tempfile::TempDir> =
+                (1..=3).map(|_| tempfile::tempdir().unwrap()).collect();
+            for (k, p) in parts.iter().enumerate() {
+                let shard = Some(Shard { k: k + 1, n: 3 });
+                grade(&opts(p.path(), shard, by.clone())).unwrap();
+            }
+            let merged = tempfile::tempdir().unwrap();
+            let dirs: Vec<PathBuf> = parts.iter().map(|p| p.path().to_path_buf()).collect();
+            merge(&dirs, merged.path()).unwrap();
+            for f in ["cohort.md", "cohort.csv"] {
+                let a = std::fs::read_to_string(whole.path().join(f)).unwrap();
+                let b = std::fs::read_to_string(merged.path().join(f)).unwrap();
+                assert_eq!(a, b, "{f} (split by {by:?})");
+            }
+            assert!(merged.path().join("ann/report.md").is_file());
+            let Err(e) = merge(&dirs[..2], tempfile::tempdir().unwrap().path()) else {
+                panic!("two parts of three merged");
+            };
+            assert!(e.to_string().contains("is missing"), "{e}");
         }
-        let merged = tempfile::tempdir().unwrap();
-        let dirs: Vec<PathBuf> = parts.iter().map(|p| p.path().to_path_buf()).collect();
-        merge(&dirs, merged.path()).unwrap();
-        for f in ["cohort.md", "cohort.csv"] {
-            let a = std::fs::read_to_string(whole.path().join(f)).unwrap();
-            let b = std::fs::read_to_string(merged.path().join(f)).unwrap();
-            assert_eq!(a, b, "{f}");
-        }
-        assert!(merged.path().join("ann/report.md").is_file());
-        let Err(e) = merge(&dirs[..2], tempfile::tempdir().unwrap().path()) else {
-            panic!("two parts of three merged");
+        // An empty --out with the last grades as --previous keeps every unchanged row and its
+        // folder; a row of pglab's own failure there is graded again.
+        let fresh = tempfile::tempdir().unwrap();
+        let again = GradeOptions {
+            all: false,
+            previous: Some(whole.path().to_path_buf()),
+            ..opts(fresh.path(), None, None)
         };
-        assert!(e.to_string().contains("is missing"), "{e}");
+        // (eve's folder is no submission pglab can read: its verdict costs nothing, and it
+        // is given again.)
+        let g = grade(&again).unwrap();
+        assert_eq!(g.regraded, ["eve"]);
+        assert!(fresh.path().join("bob/report.md").is_file());
+        let mut rows = crate::report::cohort::load_rows(whole.path());
+        rows[1].grader_failed = true;
+        let text = crate::report::cohort::json(&rows).unwrap();
+        std::fs::write(whole.path().join("cohort.json"), text).unwrap();
+        let g = grade(&again).unwrap();
+        assert_eq!(g.regraded, [rows[1].name.as_str(), "eve"]);
+        // Parts split two ways do not merge.
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        grade(&opts(a.path(), Some(Shard { k: 1, n: 2 }), None)).unwrap();
+        grade(&opts(b.path(), Some(Shard { k: 2, n: 2 }), Some(times))).unwrap();
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
+        let Err(e) = merge(&dirs, tempfile::tempdir().unwrap().path()) else {
+            panic!("parts split by name and by time merged");
+        };
+        assert!(e.to_string().contains("other a way of splitting"), "{e}");
+    }
+
+    /// Balanced by time: a partition, every part's time within the longest submission's of
+    /// every other's, and the same answer on every machine; an untimed name counts as the mean.
+    #[test]
+    fn parts_by_time_are_balanced_and_agree() {
+        for size in [1usize, 5, 40, 300] {
+            let roster: Vec<String> = (0..size).map(|i| format!("s{i}")).collect();
+            let secs: BTreeMap<String, f64> = roster
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 7 != 3)
+                .map(|(i, r)| (r.clone(), 10.0 + (i * 37 % 200) as f64))
+                .collect();
+            for n in 1..=20 {
+                let a = by_time(&roster, n, &secs);
+                assert_eq!(a, by_time(&roster, n, &secs));
+                assert_eq!(a.len(), size);
+                assert!(a.values().all(|k| (1..=n).contains(k)));
+                let mean = secs.values().sum::<f64>() / secs.len().max(1) as f64;
+                let t = |r: &String| secs.get(r).copied().unwrap_or(mean);
+                let mut load = vec![0.0; n];
+                for (r, k) in &a {
+                    load[k - 1] += t(r);
+                }
+                let longest = roster.iter().map(t).fold(0.0, f64::max);
+                let (lo, hi) = (
+                    load.iter().cloned().fold(f64::MAX, f64::min),
+                    load.iter().cloned().fold(0.0, f64::max),
+                );
+                if size >= n {
+                    assert!(hi - lo <= longest + 1e-9, "n={n} size={size}: {load:?}");
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod doctor;
 pub mod exec;
 pub mod fanout;
+pub mod gitref;
 pub mod idmap;
 pub mod mounts;
 pub mod paths;

@@ -298,6 +298,8 @@ fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
         deadline: std::time::Duration::from_secs(90),
         rubric: None,
         shard: None,
+        shard_by: None,
+        previous: None,
     };
     let g = grade(&opts).unwrap();
     eprintln!("graded in {:.0} s", g.wall.as_secs_f64());

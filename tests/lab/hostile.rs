@@ -231,6 +231,8 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         deadline: std::time::Duration::from_secs(600),
         rubric: None,
         shard: None,
+        shard_by: None,
+        previous: None,
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
     let text = all_text(&out.path().join("hostile-shell"));
