@@ -370,12 +370,11 @@ mod tests {
         assert!(e.contains("with other a grader"), "{e}");
     }
 
-    /// A cohort whose submissions get their verdicts without a lab (Red Hat boxes, a folder
-    /// that is no submission), graded whole and as 3 parts: the merged cohort.md and .csv
-    /// are the single grading's, row for row.
-    #[test]
-    fn merging_the_parts_equals_grading_the_whole_cohort() {
-        use super::super::grade::{grade, merge, GradeOptions};
+    use super::super::grade::{grade, merge, GradeOptions};
+
+    /// A cohort whose submissions get their verdicts without a lab: four Red Hat boxes and a
+    /// folder that is no submission (eve).
+    fn labless_cohort() -> tempfile::TempDir {
         let root = crate::sys::paths::repo_root();
         let cohort = tempfile::tempdir().unwrap();
         for (i, name) in ["ann", "bob", "cid", "dee", "eve"].iter().enumerate() {
@@ -386,19 +385,19 @@ mod tests {
             };
             let to = cohort.path().join(name);
             std::fs::create_dir_all(&to).unwrap();
-            crate::sys::tree::copy_tree(
-                &from,
-                &to,
-                &crate::sys::tree::CopyRules {
-                    file_max: 1 << 20,
-                    total_max: 1 << 24,
-                    inner_symlinks: false,
-                },
-            )
-            .unwrap();
+            let rules = crate::sys::tree::CopyRules {
+                file_max: 1 << 20,
+                total_max: 1 << 24,
+                inner_symlinks: false,
+            };
+            crate::sys::tree::copy_tree(&from, &to, &rules).unwrap();
         }
-        let opts = |out: &Path, shard: Option<Shard>, by: Option<PathBuf>| GradeOptions {
-            dirs: vec![cohort.path().to_path_buf()],
+        cohort
+    }
+
+    fn opts(cohort: &Path, out: &Path, shard: Option<Shard>, by: Option<PathBuf>) -> GradeOptions {
+        GradeOptions {
+            dirs: vec![cohort.to_path_buf()],
             base: super::super::RunOptions {
                 box_name: String::new(),
                 scenarios: vec!["replicate".into()],
@@ -413,16 +412,24 @@ mod tests {
             shard,
             shard_by: by,
             previous: None,
-        };
+        }
+    }
+
+    /// The labless cohort graded whole and as 3 parts (by name, and balanced by the whole
+    /// grading's times): the merged cohort.md and .csv are the single grading's, row for row;
+    /// parts split two ways do not merge.
+    #[test]
+    fn merging_the_parts_equals_grading_the_whole_cohort() {
+        let cohort = labless_cohort();
         let whole = tempfile::tempdir().unwrap();
-        grade(&opts(whole.path(), None, None)).unwrap();
+        grade(&opts(cohort.path(), whole.path(), None, None)).unwrap();
         let times = whole.path().join("cohort.json");
         for by in [None, Some(times.clone())] {
             let parts: Vec<tempfile::TempDir> =
                 (1..=3).map(|_| tempfile::tempdir().unwrap()).collect();
             for (k, p) in parts.iter().enumerate() {
                 let shard = Some(Shard { k: k + 1, n: 3 });
-                grade(&opts(p.path(), shard, by.clone())).unwrap();
+                grade(&opts(cohort.path(), p.path(), shard, by.clone())).unwrap();
             }
             let merged = tempfile::tempdir().unwrap();
             let dirs: Vec<PathBuf> = parts.iter().map(|p| p.path().to_path_buf()).collect();
@@ -438,13 +445,42 @@ mod tests {
             };
             assert!(e.to_string().contains("is missing"), "{e}");
         }
-        // An empty --out with the last grades as --previous keeps every unchanged row and its
-        // folder; a row of pglab's own failure there is graded again.
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        grade(&opts(
+            cohort.path(),
+            a.path(),
+            Some(Shard { k: 1, n: 2 }),
+            None,
+        ))
+        .unwrap();
+        let by_time = Some(times);
+        grade(&opts(
+            cohort.path(),
+            b.path(),
+            Some(Shard { k: 2, n: 2 }),
+            by_time,
+        ))
+        .unwrap();
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
+        let Err(e) = merge(&dirs, tempfile::tempdir().unwrap().path()) else {
+            panic!("parts split by name and by time merged");
+        };
+        assert!(e.to_string().contains("other a way of splitting"), "{e}");
+    }
+
+    /// An empty --out with the last grades as --previous keeps every unchanged row and its
+    /// folder; a row of pglab's own failure there is graded again.
+    #[test]
+    fn previous_grades_are_kept_from_a_read_only_folder_but_not_pglabs_failures() {
+        let cohort = labless_cohort();
+        let whole = tempfile::tempdir().unwrap();
+        grade(&opts(cohort.path(), whole.path(), None, None)).unwrap();
         let fresh = tempfile::tempdir().unwrap();
         let again = GradeOptions {
             all: false,
             previous: Some(whole.path().to_path_buf()),
-            ..opts(fresh.path(), None, None)
+            ..opts(cohort.path(), fresh.path(), None, None)
         };
         // (eve's folder is no submission pglab can read: its verdict costs nothing, and it
         // is given again.)
@@ -457,16 +493,6 @@ mod tests {
         std::fs::write(whole.path().join("cohort.json"), text).unwrap();
         let g = grade(&again).unwrap();
         assert_eq!(g.regraded, [rows[1].name.as_str(), "eve"]);
-        // Parts split two ways do not merge.
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        grade(&opts(a.path(), Some(Shard { k: 1, n: 2 }), None)).unwrap();
-        grade(&opts(b.path(), Some(Shard { k: 2, n: 2 }), Some(times))).unwrap();
-        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
-        let Err(e) = merge(&dirs, tempfile::tempdir().unwrap().path()) else {
-            panic!("parts split by name and by time merged");
-        };
-        assert!(e.to_string().contains("other a way of splitting"), "{e}");
     }
 
     /// Balanced by time: a partition, every part's time within the longest submission's of
