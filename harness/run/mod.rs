@@ -1,6 +1,7 @@
 //! `pglab run`: box, up, provision, scenarios, down, with progress, a summary and a report.
 
 pub mod bench;
+pub mod ci;
 pub mod discover;
 pub mod grade;
 pub mod homework;

@@ -1,0 +1,381 @@
+//! `pglab ci github|k8s`: the files that grade a cohort on many machines with an engine that
+//! already schedules, retries and keeps artifacts. Each machine grades one part
+//! (`pglab grade --shard K/N`), and one job merges the parts (`pglab grade merge`). The
+//! commands here are the ones the lab test runs (`shard_args`, `merge_args`).
+
+use std::fmt::Write as _;
+
+/// `pglab grade SUBMISSIONS --shard K/N --out OUT [--previous PREVIOUS]`: one part.
+pub fn shard_args(
+    submissions: &str,
+    k: &str,
+    n: usize,
+    out: &str,
+    previous: Option<&str>,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["grade", submissions, "--shard"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.push(format!("{k}/{n}"));
+    a.extend(["--out".to_string(), out.to_string()]);
+    if let Some(p) = previous {
+        a.extend(["--previous".to_string(), p.to_string()]);
+    }
+    a
+}
+
+/// `pglab grade merge PART... --out OUT`.
+pub fn merge_args(parts: &[&str], out: &str) -> Vec<String> {
+    let mut a = vec!["grade".to_string(), "merge".to_string()];
+    a.extend(parts.iter().map(|p| p.to_string()));
+    a.extend(["--out".to_string(), out.to_string()]);
+    a
+}
+
+/// What `pglab ci github` is asked for.
+pub struct Github {
+    pub shards: usize,
+    /// The shard jobs' runner label (the build and merge jobs run on ubuntu-24.04).
+    pub runs_on: String,
+    /// At most this many shard jobs at once (None: all).
+    pub max_parallel: Option<usize>,
+    /// `--jobs` of each shard's `pglab grade`.
+    pub jobs: usize,
+}
+
+/// A GitHub Actions workflow: `prepare` builds pglab once and takes the submissions listed in
+/// `roster.txt` (`NAME URL` per line) at one moment, for every shard alike; `grade` is a
+/// matrix of N jobs, one part each (boxes cached by the recipes' hash; the grades of an
+/// earlier run, when given, kept for unchanged submissions); `merge` publishes the cohort.
+pub fn github_workflow(g: &Github) -> String {
+    let shards: Vec<String> = (1..=g.shards).map(|k| k.to_string()).collect();
+    let max_parallel = g
+        .max_parallel
+        .map(|m| format!("\n      max-parallel: {m}"))
+        .unwrap_or_default();
+    let grade = shard_args(
+        "submissions",
+        "${{ matrix.shard }}",
+        g.shards,
+        "part",
+        Some("previous"),
+    );
+    let merge = merge_args(&["parts/*"], "grades");
+    let mut w = String::new();
+    let _ = write!(
+        w,
+        r#"# Written by `pglab ci github --shards {n}`: grades the repositories listed in roster.txt
+# ("NAME URL" per line) as {n} parts on {n} machines, then merges them into one cohort.
+# Put it in .github/workflows/ of a copy of pglab's repository that holds roster.txt.
+# Rerun: "Re-run failed jobs" retries pglab's own failures (exit 3), never a student's grade.
+name: pglab-grade
+
+on:
+  workflow_dispatch:
+    inputs:
+      previous-run:
+        description: "The id of an earlier run of this workflow whose grades are kept for unchanged submissions (empty: grade everything)"
+        required: false
+        default: ""
+
+permissions:
+  contents: read
+  actions: read
+
+concurrency:
+  group: pglab-grade
+  cancel-in-progress: false
+
+jobs:
+  prepare:
+    runs-on: ubuntu-24.04
+    timeout-minutes: 60
+    steps:
+      - uses: actions/checkout@v5
+
+      - uses: dtolnay/rust-toolchain@stable
+
+      - name: Build pglab
+        run: cargo build --release --locked
+
+      - name: Take the submissions of roster.txt, once for every part
+        run: |
+          mkdir -p submissions
+          while read -r name url; do
+            case "$name" in ''|'#'*) continue ;; esac
+            git clone --quiet --depth 1 -- "$url" "submissions/$name"
+          done < roster.txt
+          tar -cf prepared.tar target/release/pglab submissions
+
+      - uses: actions/upload-artifact@v6
+        with:
+          name: prepared
+          path: prepared.tar
+          retention-days: 7
+
+  grade:
+    needs: prepare
+    runs-on: {runs_on}
+    timeout-minutes: 360
+    strategy:
+      fail-fast: false{max_parallel}
+      matrix:
+        shard: [{shards}]
+    env:
+      PGLAB_CACHE_DIR: /var/cache/pglab
+      CARGO_TERM_COLOR: never
+    steps:
+      - uses: actions/checkout@v5
+
+      - uses: actions/download-artifact@v7
+        with:
+          name: prepared
+
+      - name: Unpack pglab and the submissions
+        run: tar -xf prepared.tar
+
+      - name: Boxes built by an earlier run (keyed by the recipes)
+        uses: actions/cache@v5
+        with:
+          path: boxes.tar
+          key: pglab-boxes-${{{{ hashFiles('boxes/**') }}}}
+
+      - name: Unpack the boxes
+        run: if [ -f boxes.tar ]; then sudo mkdir -p "$PGLAB_CACHE_DIR" && sudo tar -C "$PGLAB_CACHE_DIR" -xf boxes.tar; fi
+
+      - name: The grades of an earlier run
+        if: inputs.previous-run != ''
+        uses: actions/download-artifact@v7
+        with:
+          name: grades
+          path: previous
+          run-id: ${{{{ inputs.previous-run }}}}
+          github-token: ${{{{ github.token }}}}
+
+      - name: Grade part ${{{{ matrix.shard }}}} of {n}
+        run: sudo -E ./target/release/pglab {grade} --jobs {jobs}
+
+      - name: Keep the boxes for the next run
+        if: always()
+        run: |
+          if [ -d "$PGLAB_CACHE_DIR/boxes" ] && [ ! -f boxes.tar ]; then
+            sudo tar -C "$PGLAB_CACHE_DIR" -cf boxes.tar boxes && sudo chown "$(id -u)" boxes.tar
+          fi
+
+      - name: Remove what is left, whatever happened
+        if: always()
+        run: sudo ./target/release/pglab gc --all || true
+
+      - uses: actions/upload-artifact@v6
+        if: always()
+        with:
+          name: part-${{{{ matrix.shard }}}}
+          path: part
+          if-no-files-found: error
+
+  merge:
+    needs: grade
+    if: ${{{{ !cancelled() }}}}
+    runs-on: ubuntu-24.04
+    timeout-minutes: 30
+    steps:
+      - uses: actions/download-artifact@v7
+        with:
+          name: prepared
+
+      - uses: actions/download-artifact@v7
+        with:
+          pattern: part-*
+          path: parts
+
+      - name: Merge the parts (a missing part is named with its students)
+        run: |
+          tar -xf prepared.tar target/release/pglab
+          ./target/release/pglab {merge}
+          cat grades/cohort.md >> "$GITHUB_STEP_SUMMARY"
+
+      - uses: actions/upload-artifact@v6
+        if: always()
+        with:
+          name: grades
+          path: grades
+"#,
+        n = g.shards,
+        runs_on = g.runs_on,
+        shards = shards.join(", "),
+        grade = grade.join(" "),
+        merge = merge.join(" "),
+        jobs = g.jobs,
+    );
+    w
+}
+
+/// What `pglab ci k8s` is asked for.
+pub struct Kubernetes {
+    pub shards: usize,
+    pub image: String,
+    /// At most this many pods at once (None: all).
+    pub parallelism: Option<usize>,
+    /// The node pool's label value (`pglab.io/pool`): privileged pods belong on their own nodes.
+    pub pool: String,
+    pub jobs: usize,
+}
+
+const K8S_VOLUMES: &str = r#"          volumeMounts:
+            - name: submissions
+              mountPath: /submissions
+              readOnly: true
+            - name: results
+              mountPath: /results
+            - name: state
+              mountPath: /var/lib/pglab
+            - name: cache
+              mountPath: /var/cache/pglab
+      volumes:
+        - name: submissions
+          persistentVolumeClaim:
+            claimName: pglab-submissions
+            readOnly: true
+        - name: results
+          persistentVolumeClaim:
+            claimName: pglab-results
+        - name: state
+          emptyDir: {}
+        - name: cache
+          hostPath:
+            path: /var/cache/pglab
+            type: DirectoryOrCreate
+"#;
+
+/// A Kubernetes Indexed Job (one pod per part; a failed index retried on its own, keeping
+/// what its part already graded in its --out) and the merge Job to apply once it completed.
+/// Pods are privileged (systemd-nspawn makes namespaces, cgroups and bridges) and kept to a
+/// dedicated node pool.
+pub fn k8s_manifests(k: &Kubernetes) -> (String, String) {
+    let part = shard_args(
+        "/submissions",
+        "auto",
+        k.shards,
+        "/results/part-$(JOB_COMPLETION_INDEX)",
+        None,
+    );
+    let parts: Vec<String> = (0..k.shards)
+        .map(|i| format!("/results/part-{i}"))
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let merge = merge_args(&parts, "/results/grades");
+    let pod = |cmd: &[String], privileged: bool, env: &str| {
+        let cmd: Vec<String> = cmd.iter().map(|c| format!("\"{c}\"")).collect();
+        let security = if privileged {
+            "          securityContext:\n            privileged: true\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"      restartPolicy: Never
+      nodeSelector:
+        pglab.io/pool: {pool}
+      tolerations:
+        - key: pglab.io/pool
+          operator: Equal
+          value: {pool}
+          effect: NoSchedule
+      containers:
+        - name: pglab
+          image: {image}
+          command: ["pglab", {cmd}]
+{env}{security}{K8S_VOLUMES}"#,
+            pool = k.pool,
+            image = k.image,
+            cmd = cmd.join(", "),
+        )
+    };
+    let env = format!(
+        "          env:\n            - name: PGLAB_SHARD_TOTAL\n              value: \"{}\"\n",
+        k.shards
+    );
+    let mut grade_cmd = part;
+    grade_cmd.extend(["--jobs".into(), k.jobs.to_string()]);
+    let grade = format!(
+        r#"# Written by `pglab ci k8s --shards {n}`: part K of {n} in pod K-1 (JOB_COMPLETION_INDEX).
+# Needs the claims pglab-submissions (the repositories, one folder each) and pglab-results.
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pglab-grade
+  labels:
+    app.kubernetes.io/name: pglab
+spec:
+  completionMode: Indexed
+  completions: {n}
+  parallelism: {par}
+  backoffLimitPerIndex: 2
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: pglab
+    spec:
+{pod}"#,
+        n = k.shards,
+        par = k.parallelism.unwrap_or(k.shards),
+        pod = pod(&grade_cmd, true, &env),
+    );
+    let merge = format!(
+        r#"# Written by `pglab ci k8s --shards {n}`: apply once job/pglab-grade completed.
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pglab-merge
+  labels:
+    app.kubernetes.io/name: pglab
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: pglab
+    spec:
+{pod}"#,
+        n = k.shards,
+        pod = pod(&merge, false, ""),
+    );
+    (grade, merge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_are_the_ones_a_shard_and_the_merge_run() {
+        assert_eq!(
+            shard_args("subs", "2", 3, "part-2", Some("prev")).join(" "),
+            "grade subs --shard 2/3 --out part-2 --previous prev"
+        );
+        assert_eq!(
+            merge_args(&["a", "b"], "grades").join(" "),
+            "grade merge a b --out grades"
+        );
+        let w = github_workflow(&Github {
+            shards: 4,
+            runs_on: "ubuntu-24.04".into(),
+            max_parallel: Some(2),
+            jobs: 2,
+        });
+        assert!(w.contains("shard: [1, 2, 3, 4]"), "{w}");
+        assert!(w.contains("max-parallel: 2"), "{w}");
+        assert!(w.contains(
+            "pglab grade submissions --shard ${{ matrix.shard }}/4 --out part --previous previous --jobs 2"
+        ));
+        let (grade, merge) = k8s_manifests(&Kubernetes {
+            shards: 3,
+            image: "registry.example/pglab:1".into(),
+            parallelism: None,
+            pool: "grading".into(),
+            jobs: 2,
+        });
+        assert!(grade.contains("completions: 3") && grade.contains("privileged: true"));
+        assert!(merge.contains("\"/results/part-2\"") && !merge.contains("privileged"));
+    }
+}
