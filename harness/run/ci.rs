@@ -5,19 +5,17 @@
 
 use std::fmt::Write as _;
 
-/// `pglab grade SUBMISSIONS --shard K/N --out OUT [--previous PREVIOUS]`: one part.
+/// `pglab grade SUBMISSIONS... --shard K/N --out OUT [--previous PREVIOUS]`: one part.
 pub fn shard_args(
-    submissions: &str,
+    submissions: &[&str],
     k: &str,
     n: usize,
     out: &str,
     previous: Option<&str>,
 ) -> Vec<String> {
-    let mut a: Vec<String> = ["grade", submissions, "--shard"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    a.push(format!("{k}/{n}"));
+    let mut a = vec!["grade".to_string()];
+    a.extend(submissions.iter().map(|s| s.to_string()));
+    a.extend(["--shard".to_string(), format!("{k}/{n}")]);
     a.extend(["--out".to_string(), out.to_string()]);
     if let Some(p) = previous {
         a.extend(["--previous".to_string(), p.to_string()]);
@@ -55,7 +53,7 @@ pub fn github_workflow(g: &Github) -> String {
         .map(|m| format!("\n      max-parallel: {m}"))
         .unwrap_or_default();
     let grade = shard_args(
-        "submissions",
+        &["submissions"],
         "${{ matrix.shard }}",
         g.shards,
         "part",
@@ -248,32 +246,16 @@ const K8S_VOLUMES: &str = r#"          volumeMounts:
             type: DirectoryOrCreate
 "#;
 
-/// A Kubernetes Indexed Job (one pod per part; a failed index retried on its own, keeping
-/// what its part already graded in its --out) and the merge Job to apply once it completed.
-/// Pods are privileged (systemd-nspawn makes namespaces, cgroups and bridges) and kept to a
-/// dedicated node pool.
-pub fn k8s_manifests(k: &Kubernetes) -> (String, String) {
-    let part = shard_args(
-        "/submissions",
-        "auto",
-        k.shards,
-        "/results/part-$(JOB_COMPLETION_INDEX)",
-        None,
-    );
-    let parts: Vec<String> = (0..k.shards)
-        .map(|i| format!("/results/part-{i}"))
-        .collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let merge = merge_args(&parts, "/results/grades");
-    let pod = |cmd: &[String], privileged: bool, env: &str| {
-        let cmd: Vec<String> = cmd.iter().map(|c| format!("\"{c}\"")).collect();
-        let security = if privileged {
-            "          securityContext:\n            privileged: true\n"
-        } else {
-            ""
-        };
-        format!(
-            r#"      restartPolicy: Never
+/// A pod of the grading: pglab with `cmd`, on the dedicated pool, with the claims.
+fn pod_spec(k: &Kubernetes, cmd: &[String], privileged: bool, env: &str) -> String {
+    let cmd: Vec<String> = cmd.iter().map(|c| format!("\"{c}\"")).collect();
+    let security = if privileged {
+        "          securityContext:\n            privileged: true\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"      restartPolicy: Never
       nodeSelector:
         pglab.io/pool: {pool}
       tolerations:
@@ -286,11 +268,29 @@ pub fn k8s_manifests(k: &Kubernetes) -> (String, String) {
           image: {image}
           command: ["pglab", {cmd}]
 {env}{security}{K8S_VOLUMES}"#,
-            pool = k.pool,
-            image = k.image,
-            cmd = cmd.join(", "),
-        )
-    };
+        pool = k.pool,
+        image = k.image,
+        cmd = cmd.join(", "),
+    )
+}
+
+/// A Kubernetes Indexed Job (one pod per part; a failed index retried on its own, keeping
+/// what its part already graded in its --out) and the merge Job to apply once it completed.
+/// Pods are privileged (systemd-nspawn makes namespaces, cgroups and bridges) and kept to a
+/// dedicated node pool.
+pub fn k8s_manifests(k: &Kubernetes) -> (String, String) {
+    let part = shard_args(
+        &["/submissions"],
+        "auto",
+        k.shards,
+        "/results/part-$(JOB_COMPLETION_INDEX)",
+        None,
+    );
+    let parts: Vec<String> = (0..k.shards)
+        .map(|i| format!("/results/part-{i}"))
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let merge = merge_args(&parts, "/results/grades");
     let env = format!(
         "          env:\n            - name: PGLAB_SHARD_TOTAL\n              value: \"{}\"\n",
         k.shards
@@ -319,9 +319,14 @@ spec:
 {pod}"#,
         n = k.shards,
         par = k.parallelism.unwrap_or(k.shards),
-        pod = pod(&grade_cmd, true, &env),
+        pod = pod_spec(k, &grade_cmd, true, &env),
     );
-    let merge = format!(
+    (grade, merge_job(k, &merge))
+}
+
+/// The Job that merges the parts, applied once the grading Job completed.
+fn merge_job(k: &Kubernetes, merge: &[String]) -> String {
+    format!(
         r#"# Written by `pglab ci k8s --shards {n}`: apply once job/pglab-grade completed.
 apiVersion: batch/v1
 kind: Job
@@ -338,9 +343,8 @@ spec:
     spec:
 {pod}"#,
         n = k.shards,
-        pod = pod(&merge, false, ""),
-    );
-    (grade, merge)
+        pod = pod_spec(k, merge, false, ""),
+    )
 }
 
 #[cfg(test)]
@@ -350,7 +354,7 @@ mod tests {
     #[test]
     fn the_commands_are_the_ones_a_shard_and_the_merge_run() {
         assert_eq!(
-            shard_args("subs", "2", 3, "part-2", Some("prev")).join(" "),
+            shard_args(&["subs"], "2", 3, "part-2", Some("prev")).join(" "),
             "grade subs --shard 2/3 --out part-2 --previous prev"
         );
         assert_eq!(
