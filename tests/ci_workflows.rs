@@ -222,3 +222,19 @@ fn the_generated_kubernetes_jobs_pass_the_schema() {
     let e = validate(&grade.replace("completionMode:", "completionMod:")).unwrap_err();
     assert!(e.contains("completionMod"), "{e}");
 }
+
+/// `pglab ci classroom`: the student repository's workflow passes the schema and actionlint,
+/// and runs `pglab grade ... --classroom` (the lab test `one_repository_graded_for_github_classroom`
+/// runs the same) before the reporter reads the step's `result`.
+#[test]
+fn the_generated_classroom_workflow_passes_actionlint() {
+    let w = pglab::run::ci::classroom_workflow("course/pglab", "v1");
+    insta::assert_snapshot!("classroom-workflow", w);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("classroom.yml");
+    std::fs::write(&f, &w).unwrap();
+    check(std::slice::from_ref(&f)).unwrap();
+    actionlint(&[f]).unwrap();
+    assert!(w.contains("pglab grade submission --classroom"));
+    assert!(w.contains("steps.pglab.outputs.result"));
+}

@@ -1,4 +1,4 @@
-use crate::run::ci::{github_workflow, k8s_manifests, Github, Kubernetes};
+use crate::run::ci::{classroom_workflow, github_workflow, k8s_manifests, Github, Kubernetes};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,18 @@ pub enum CiCmd {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
         #[arg(long, default_value = ".github/workflows/pglab-grade.yml")]
+        out: PathBuf,
+    },
+    /// A student repository's workflow for GitHub Classroom: pglab grades every push alone
+    /// and the autograding reporter shows the points on the commit.
+    Classroom {
+        /// The course's copy of pglab on GitHub (OWNER/REPO).
+        #[arg(long)]
+        pglab: String,
+        /// Its branch or tag.
+        #[arg(long, default_value = "main")]
+        r#ref: String,
+        #[arg(long, default_value = ".github/workflows/classroom.yml")]
         out: PathBuf,
     },
     /// A Kubernetes Indexed Job grading N parts (privileged pods, nspawn labs) and the merge
@@ -72,6 +84,10 @@ pub fn ci(cmd: CiCmd) -> Result<i32> {
             };
             put(&out, &github_workflow(&g))?;
             println!("next: commit it with roster.txt (NAME URL per line), then run the workflow \"pglab-grade\" (Actions tab, or `gh workflow run pglab-grade`)");
+        }
+        CiCmd::Classroom { pglab, r#ref, out } => {
+            put(&out, &classroom_workflow(&pglab, &r#ref))?;
+            println!("next: commit it to the assignment's template repository; students' pushes then show \"Points X/Y\"");
         }
         CiCmd::K8s {
             shards,

@@ -1,10 +1,11 @@
 use crate::lab::BackendChoice;
 use crate::model::topology::Topology;
+use crate::report::cohort::Row;
 use crate::run::grade::{grade as grade_cohort, GradeOptions};
 use crate::run::{Destroy, RunOptions};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args)]
@@ -53,6 +54,18 @@ pub struct GradeArgs {
     /// from there, so --out may start empty (default: --out itself).
     #[arg(long)]
     previous: Option<PathBuf>,
+    /// The students (CSV with a header: GitHub Classroom's roster export, or name, email,
+    /// lms_id, sis_id, section and github_username or folder): writes cohort-moodle.csv and
+    /// cohort-canvas.csv, and lists submissions nobody owns and students without one.
+    #[arg(long)]
+    roster: Option<PathBuf>,
+    /// The assignment's name in the LMS files.
+    #[arg(long, default_value = "PostgreSQL replication (pglab)")]
+    assignment: String,
+    /// One submission, for GitHub Classroom: prints its result as the autograding reporter
+    /// reads it (and, on GitHub Actions, sets the step's `result` output to it, base64).
+    #[arg(long)]
+    classroom: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -78,25 +91,65 @@ pub enum GradeCmd {
         parts: Vec<PathBuf>,
         #[arg(long, default_value = "grades")]
         out: PathBuf,
+        /// The students: writes the LMS files of the merged cohort (see `pglab grade --roster`).
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        #[arg(long, default_value = "PostgreSQL replication (pglab)")]
+        assignment: String,
     },
 }
 
 /// `pglab grade`: the cohort, `--jobs` labs at once, then the table.
 pub fn grade(a: GradeArgs) -> Result<i32> {
-    if let Some(GradeCmd::Merge { parts, out }) = a.cmd {
+    if let Some(GradeCmd::Merge {
+        parts,
+        out,
+        roster,
+        assignment,
+    }) = a.cmd
+    {
         let g = crate::run::grade::merge(&parts, &out)?;
         print!(
             "{}",
             crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
         );
+        if let Some(r) = &roster {
+            crate::run::grade::write_gradebook(&g.rows, r, &assignment, &out)?;
+        }
         println!("merged {} parts into {}", parts.len(), out.display());
         return Ok(own_failures(&g.rows));
     }
     if a.dirs.is_empty() {
         anyhow::bail!("pglab grade needs submissions (or `pglab grade merge PART...`)");
     }
+    if a.classroom && a.dirs.len() != 1 {
+        anyhow::bail!(
+            "--classroom grades one submission (the repository the workflow checked out)"
+        );
+    }
     crate::sys::doctor::require_root("grade submissions")?;
-    let opts = GradeOptions {
+    let classroom_mode = a.classroom;
+    let opts = options(a)?;
+    let g = grade_cohort(&opts)?;
+    let table = crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend);
+    if classroom_mode {
+        eprint!("{table}");
+        classroom(&g.rows, opts.rubric.as_deref())?;
+        return Ok(0);
+    }
+    print!("{table}");
+    let kept = g.rows.len() - g.regraded.len();
+    println!(
+        "\n{} graded in {:.0} s ({kept} unchanged, kept); report in {}",
+        g.regraded.len(),
+        g.wall.as_secs_f64(),
+        opts.out.display()
+    );
+    Ok(own_failures(&g.rows))
+}
+
+fn options(a: GradeArgs) -> Result<GradeOptions> {
+    Ok(GradeOptions {
         dirs: a.dirs,
         base: RunOptions {
             box_name: a.box_name.unwrap_or_default(),
@@ -119,20 +172,9 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
             _ => None,
         },
         previous: a.previous,
-    };
-    let g = grade_cohort(&opts)?;
-    print!(
-        "{}",
-        crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
-    );
-    let kept = g.rows.len() - g.regraded.len();
-    println!(
-        "\n{} graded in {:.0} s ({kept} unchanged, kept); report in {}",
-        g.regraded.len(),
-        g.wall.as_secs_f64(),
-        opts.out.display()
-    );
-    Ok(own_failures(&g.rows))
+        roster: a.roster,
+        assignment: a.assignment,
+    })
 }
 
 /// A CI engine's "re-run failed jobs" must retry pglab's failures, not re-grade students:
@@ -149,4 +191,26 @@ fn own_failures(rows: &[crate::report::cohort::Row]) -> i32 {
     }
     eprintln!("pglab itself failed on: {}", own.join(", "));
     3
+}
+
+/// `--classroom`: the reporter's JSON on stdout, and base64 in `$GITHUB_OUTPUT` (`result`).
+fn classroom(rows: &[Row], rubric: Option<&Path>) -> Result<()> {
+    use base64::Engine as _;
+    let rubric = match rubric {
+        Some(f) => crate::report::rubric::Rubric::load(f)?,
+        None => crate::report::rubric::Rubric::default_for_homework()?,
+    };
+    let row = rows.first().context("no submission was graded")?;
+    let json = crate::report::gradebook::classroom_json(row, &rubric).to_string();
+    println!("{json}");
+    if let Some(f) = std::env::var_os("GITHUB_OUTPUT") {
+        use std::io::Write as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&json);
+        let mut o = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&f)?;
+        writeln!(o, "result={b64}")?;
+    }
+    Ok(())
 }

@@ -43,7 +43,7 @@ pub enum Cmd {
     /// Finds and removes stale labs left by killed runs (with --all, every lab).
     Gc(gc::GcArgs),
     /// Grades a cohort: each submission in its own lab, --jobs at once, one table.
-    Grade(grade::GradeArgs),
+    Grade(Box<grade::GradeArgs>),
     /// Lists what the host needs and whether it is there; --install installs what is missing.
     Doctor(doctor::DoctorArgs),
     /// Times phases over several runs and prints min / median / max.
@@ -68,7 +68,7 @@ pub fn dispatch(cmd: Cmd) -> Result<i32> {
         Cmd::Status => status::status(),
         Cmd::Down(a) => down::down(a),
         Cmd::Gc(a) => gc::gc(a),
-        Cmd::Grade(a) => grade::grade(a),
+        Cmd::Grade(a) => grade::grade(*a),
         Cmd::Doctor(a) => doctor::doctor(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Vagrantfile(a) => vagrantfile::vagrantfile(a),

@@ -1,7 +1,7 @@
 //! A rubric: points per check group (`rubric.toml` at the top level is the homework's
 //! default; `pglab grade --rubric FILE` names another), and the score of a row under it.
 
-use super::cohort::Row;
+use super::cohort::{Cell, Row};
 use super::outcome::Status;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -51,22 +51,25 @@ impl Rubric {
         Rubric::load(&crate::sys::paths::repo_root().join("rubric.toml"))
     }
 
-    /// (score, maximum) of a row: each of its groups' points, earned when passed (or
+    /// (points earned, points possible) of one group's cell: earned when passed (or
     /// skipped, as the policy says).
+    pub fn cell_points(&self, c: &Cell) -> (f64, f64) {
+        let p = self.points.get(&c.group).copied().unwrap_or(0.0);
+        let share = match (c.status, self.skipped) {
+            (Status::Passed, _) => 1.0,
+            (Status::Skipped, Skipped::Half) => 0.5,
+            (Status::Skipped, Skipped::Full) => 1.0,
+            _ => 0.0,
+        };
+        (p * share, p)
+    }
+
+    /// (score, maximum) of a row: the sum of its groups' points.
     pub fn score(&self, row: &Row) -> (f64, f64) {
-        let mut got = 0.0;
-        let mut max = 0.0;
-        for c in &row.cells {
-            let p = self.points.get(&c.group).copied().unwrap_or(0.0);
-            max += p;
-            got += p * match (c.status, self.skipped) {
-                (Status::Passed, _) => 1.0,
-                (Status::Skipped, Skipped::Half) => 0.5,
-                (Status::Skipped, Skipped::Full) => 1.0,
-                _ => 0.0,
-            };
-        }
-        (got, max)
+        row.cells
+            .iter()
+            .map(|c| self.cell_points(c))
+            .fold((0.0, 0.0), |(g, m), (a, b)| (g + a, m + b))
     }
 
     /// Sets every row's score and maximum.
@@ -80,7 +83,6 @@ impl Rubric {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::cohort::Cell;
 
     fn row(cells: &[(&str, Status)]) -> Row {
         let cells = cells

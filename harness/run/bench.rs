@@ -488,6 +488,8 @@ pub fn cohort_options(
         shard: None,
         shard_by: None,
         previous: None,
+        roster: None,
+        assignment: String::new(),
     }
 }
 

@@ -209,6 +209,63 @@ jobs:
     w
 }
 
+/// A student repository's workflow for GitHub Classroom (`.github/workflows/classroom.yml`
+/// of the assignment's template): on every push pglab grades the repository alone with
+/// `--classroom`, and GitHub Classroom's reporter puts "Points X/Y" on the commit.
+/// `pglab` is `OWNER/REPO` of the course's copy of pglab, `git_ref` its branch or tag.
+pub fn classroom_workflow(pglab: &str, git_ref: &str) -> String {
+    format!(
+        r#"# Written by `pglab ci classroom`: put it in the assignment's template repository as
+# .github/workflows/classroom.yml. Every push is graded by pglab ({pglab}@{git_ref}) alone,
+# and GitHub Classroom's reporter shows "Points X/Y" on the commit. The student controls
+# this file in their own repository: these points are feedback; the grade of record is the
+# teacher's `pglab grade` of the cohort.
+name: Autograding Tests
+
+on:
+  push: {{}}
+  workflow_dispatch: {{}}
+
+permissions:
+  checks: write
+  actions: read
+  contents: read
+
+jobs:
+  run-autograding-tests:
+    runs-on: ubuntu-24.04
+    if: github.actor != 'github-classroom[bot]'
+    timeout-minutes: 60
+    steps:
+      - uses: actions/checkout@v5
+        with:
+          path: submission
+
+      - uses: actions/checkout@v5
+        with:
+          repository: {pglab}
+          ref: {git_ref}
+          path: pglab
+
+      - uses: dtolnay/rust-toolchain@stable
+
+      - name: Build pglab
+        run: cargo build --release --locked --manifest-path pglab/Cargo.toml
+
+      - name: Grade this repository
+        id: pglab
+        run: sudo -E ./pglab/target/release/pglab grade submission --classroom --out grades
+
+      - name: Autograding Reporter
+        uses: classroom-resources/autograding-grading-reporter@v1
+        env:
+          PGLAB_RESULTS: "${{{{ steps.pglab.outputs.result }}}}"
+        with:
+          runners: pglab
+"#
+    )
+}
+
 /// What `pglab ci k8s` is asked for.
 pub struct Kubernetes {
     pub shards: usize,

@@ -39,6 +39,10 @@ pub struct GradeOptions {
     pub shard_by: Option<PathBuf>,
     /// The regrade cache, read only (`--previous DIR`: the last merged grades); None: `out`.
     pub previous: Option<PathBuf>,
+    /// The students (`--roster`): the LMS files and who is missing are written with the cohort.
+    pub roster: Option<PathBuf>,
+    /// The assignment's name in the LMS files.
+    pub assignment: String,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -212,25 +216,36 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         info,
     };
     let results: Results = Arc::new(Mutex::new(Vec::new()));
-    let key = format!("grading into {}", opts.out.display());
-    let (c, r) = (Arc::new(cohort), results.clone());
-    let on_interrupt = c.clone();
-    crate::sys::cleanup::own(key.clone(), move || {
-        let done = std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner()));
-        match on_interrupt.write(done, Duration::ZERO) {
-            Ok(_) => eprintln!(
-                "pglab: wrote what was graded into {}; the rest is marked as pglab's failure",
-                on_interrupt.out.display()
-            ),
-            Err(e) => eprintln!("pglab: writing {}: {e:#}", on_interrupt.out.display()),
-        }
-    });
+    let c = Arc::new(cohort);
+    let key = written_if_interrupted(&c, &results);
     let t = Instant::now();
     run_pool(&todo, opts, &results);
     let done = std::mem::take(&mut *results.lock().expect("lock"));
     let graded = c.write(done, t.elapsed());
     crate::sys::cleanup::disown(&key);
-    graded
+    let graded = graded?;
+    if let Some(r) = &opts.roster {
+        write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
+    }
+    Ok(graded)
+}
+
+/// On SIGINT/SIGTERM (after the labs are removed), the rows graded so far are written and
+/// the others marked as pglab's failure; the key to disown once the grading wrote itself.
+fn written_if_interrupted(c: &Arc<Cohort>, results: &Results) -> String {
+    let key = format!("grading into {}", c.out.display());
+    let (c, r) = (c.clone(), results.clone());
+    crate::sys::cleanup::own(key.clone(), move || {
+        let done = std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner()));
+        match c.write(done, Duration::ZERO) {
+            Ok(_) => eprintln!(
+                "pglab: wrote what was graded into {}; the rest is marked as pglab's failure",
+                c.out.display()
+            ),
+            Err(e) => eprintln!("pglab: writing {}: {e:#}", c.out.display()),
+        }
+    });
+    key
 }
 
 /// Everything a grading writes besides its runs' outcomes (also from the signal handler).
@@ -629,6 +644,48 @@ pub(super) fn write(out: &Path, g: &Graded) -> Result<()> {
             copy_dir(&r.log_dir, &dir.join("logs"))?;
         }
     }
+    Ok(())
+}
+
+/// The LMS files of a cohort under `out`, and who is missing on either side (also in
+/// `roster.md`).
+pub fn write_gradebook(rows: &[Row], roster: &Path, assignment: &str, out: &Path) -> Result<()> {
+    use crate::report::gradebook::{canvas_csv, moodle_csv, Roster};
+    let roster = Roster::load(roster)?;
+    let m = roster.matched(rows);
+    let put = |name: &str, text: String| {
+        std::fs::write(out.join(name), text)
+            .with_context(|| format!("cannot write {}", out.join(name).display()))
+    };
+    put("cohort-moodle.csv", moodle_csv(&m, assignment))?;
+    put("cohort-canvas.csv", canvas_csv(&m, assignment))?;
+    let unknown = m.unknown();
+    let missing: Vec<String> = m
+        .missing
+        .iter()
+        .map(|s| format!("{} ({})", s.name, s.email))
+        .collect();
+    let mut md = String::from("# The roster and the submissions\n\n");
+    md.push_str(&format!(
+        "Submissions no student of the roster owns ({}):\n",
+        unknown.len()
+    ));
+    for u in &unknown {
+        md.push_str(&format!("- {}\n", crate::sys::safe_text::markdown_cell(u)));
+    }
+    md.push_str(&format!(
+        "\nStudents without a submission ({}):\n",
+        missing.len()
+    ));
+    for s in &missing {
+        md.push_str(&format!("- {}\n", crate::sys::safe_text::markdown_cell(s)));
+    }
+    put("roster.md", md)?;
+    eprintln!(
+        "gradebook: cohort-moodle.csv, cohort-canvas.csv; {} submissions without a roster entry, {} students without a submission (roster.md)",
+        unknown.len(),
+        missing.len()
+    );
     Ok(())
 }
 

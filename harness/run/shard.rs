@@ -412,6 +412,8 @@ mod tests {
             shard,
             shard_by: by,
             previous: None,
+            roster: None,
+            assignment: String::new(),
         }
     }
 

@@ -61,11 +61,17 @@ const COHORT: [&str; 13] = [
 fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     let _g = serial();
     let out = tempfile::tempdir().unwrap();
-    let g = grade(&cohort_options(&COHORT, "", 2, out.path())).unwrap();
+    let opts = pglab::run::grade::GradeOptions {
+        roster: Some(pglab::sys::paths::repo_root().join("tests/fixtures/roster.csv")),
+        assignment: "Replication".into(),
+        ..cohort_options(&COHORT, "", 2, out.path())
+    };
+    let g = grade(&opts).unwrap();
     assert_eq!(
         g.groups,
         ["provisioned", "replicate", "backup", "drop", "recover"]
     );
+    check_gradebook(out.path());
     assert_eq!(g.rows.len(), COHORT.len());
     let md = std::fs::read_to_string(out.path().join("cohort.md")).unwrap();
     let csv = std::fs::read_to_string(out.path().join("cohort.csv")).unwrap();
@@ -85,6 +91,30 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), COHORT.len());
     regrade_keeps_unchanged(out.path());
+}
+
+/// The roster's LMS files: every student with a submission has its score (Moodle with the
+/// first failure as feedback), the student without one gets 0, and the submission nobody
+/// owns (red-hat-box) is listed.
+fn check_gradebook(out: &std::path::Path) {
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    insta::assert_snapshot!("cohort-moodle-csv", read("cohort-moodle.csv"));
+    let canvas = read("cohort-canvas.csv");
+    assert!(canvas.starts_with("Student,ID,SIS User ID,SIS Login ID,Section,Replication\n"));
+    assert!(
+        canvas.contains("Lev Kozlov,1010,S1010,lev@course.example,C,65\n"),
+        "{canvas}"
+    );
+    assert!(
+        canvas.contains("Olga Absent,1013,S1013,olga@course.example,C,0\n"),
+        "{canvas}"
+    );
+    let roster = read("roster.md");
+    assert!(roster.contains("owns (1):\n- red-hat-box\n"), "{roster}");
+    assert!(
+        roster.contains("submission (1):\n- Olga Absent (olga@course.example)\n"),
+        "{roster}"
+    );
 }
 
 /// The failed step of `name`'s run and its whole message.
@@ -300,6 +330,8 @@ fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
         shard: None,
         shard_by: None,
         previous: None,
+        roster: None,
+        assignment: String::new(),
     };
     let g = grade(&opts).unwrap();
     eprintln!("graded in {:.0} s", g.wall.as_secs_f64());
@@ -439,4 +471,43 @@ fn a_cohort_graded_in_three_parts_merges_into_the_single_grading() {
         code == 1 && err.contains("shard 1/3 is given twice"),
         "{err}"
     );
+}
+
+/// `pglab grade REPO --classroom` (what a student repository's workflow runs on every push):
+/// the reporter's JSON on stdout, a test per check group worth its rubric points, and the
+/// same JSON in base64 as the step's `result` output.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn one_repository_graded_for_github_classroom() {
+    use base64::Engine as _;
+    let _g = serial();
+    let work = tempfile::tempdir().unwrap();
+    let output = work.path().join("github_output");
+    let reference = pglab::sys::paths::repo_root().join("examples/reference");
+    let out = pglab_bin()
+        .args(["grade", reference.to_str().unwrap(), "--classroom"])
+        .args(["--scenarios", "replicate", "--out"])
+        .arg(work.path().join("grades"))
+        .env("GITHUB_OUTPUT", &output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "pass", "{json:#}");
+    assert_eq!(json["max_score"], 30.0, "{json:#}");
+    let tests = json["tests"].as_array().unwrap();
+    let names: Vec<&str> = tests.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["provisioned", "replicate"]);
+    assert_eq!(tests[1]["score"], 20.0);
+    let line = std::fs::read_to_string(&output).unwrap();
+    let b64 = line.trim().strip_prefix("result=").unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&decoded).unwrap(),
+        json
+    );
+    assert_eq!(lab_ids(), Vec::<String>::new(), "a lab was left");
 }

@@ -233,6 +233,8 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         shard: None,
         shard_by: None,
         previous: None,
+        roster: None,
+        assignment: String::new(),
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
     let text = all_text(&out.path().join("hostile-shell"));
