@@ -2,6 +2,7 @@
 
 pub mod cohort;
 pub mod gradebook;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod outcome;

@@ -631,6 +631,10 @@ pub(super) fn write(out: &Path, g: &Graded) -> Result<()> {
     };
     put("cohort.md", cohort::markdown(&g.groups, &g.rows, &g.legend))?;
     put("cohort.csv", cohort::csv(&g.groups, &g.rows))?;
+    put(
+        "cohort.html",
+        crate::report::html::cohort_html(&g.groups, &g.legend, &g.rows),
+    )?;
     put("cohort.json", cohort::json(&g.rows)?)?;
     put("junit.xml", cohort::junit(&g.rows, &g.reports))?;
     for row in g.rows.iter().filter(|r| g.regraded.contains(&r.name)) {

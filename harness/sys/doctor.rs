@@ -266,6 +266,29 @@ pub fn ensure_test_tools() -> Result<()> {
     )
 }
 
+/// Installs the headless browser the page test renders `cohort.html` with (Debian's
+/// chromium and a font), like `ensure_test_tools`; only that lab test needs it.
+pub fn ensure_browser() -> Result<()> {
+    let needs = [
+        Need {
+            what: "chromium (renders cohort.html headless in the lab test)",
+            package: Some("chromium"),
+            present: has("chromium"),
+        },
+        Need {
+            what: "a font for chromium's screenshot",
+            package: Some("fonts-dejavu-core"),
+            present: std::path::Path::new("/usr/share/fonts/truetype/dejavu").is_dir(),
+        },
+    ];
+    install_missing_for(
+        "pglab's page test",
+        &needs,
+        true,
+        &["--no-install-recommends"],
+    )
+}
+
 pub fn require_root(action: &str) -> Result<()> {
     if !is_root() {
         bail!("pglab must run as root to {action} (it mounts overlays, creates network namespaces and containers); run it with sudo");

@@ -72,6 +72,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
         ["provisioned", "replicate", "backup", "drop", "recover"]
     );
     check_gradebook(out.path());
+    check_page(out.path(), &g.rows);
     assert_eq!(g.rows.len(), COHORT.len());
     let md = std::fs::read_to_string(out.path().join("cohort.md")).unwrap();
     let csv = std::fs::read_to_string(out.path().join("cohort.csv")).unwrap();
@@ -115,6 +116,82 @@ fn check_gradebook(out: &std::path::Path) {
         roster.contains("submission (1):\n- Olga Absent (olga@course.example)\n"),
         "{roster}"
     );
+}
+
+/// Headless Chromium with no network at all (its own empty network namespace), as root
+/// without its sandbox, on a page of this cohort.
+fn chromium(args: &[&str], page: &std::path::Path) -> String {
+    pglab::sys::doctor::ensure_browser().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--net",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// cohort.html as a real browser renders it: every submission with a cell per group and its
+/// explanation, the histogram and what the cohort got wrong; a screenshot goes into the
+/// test's output (and, with PGLAB_SCREENSHOT_TO, to that file: the README's picture).
+fn check_page(out: &std::path::Path, rows: &[Row]) {
+    let page = out.join("cohort.html");
+    let dom = chromium(&["--dump-dom"], &page);
+    assert!(
+        dom.contains("13 submissions, 1 passed every group."),
+        "{dom}"
+    );
+    assert_eq!(
+        dom.matches("class=\"cell ").count(),
+        rows.len() * 5,
+        "{dom}"
+    );
+    for r in rows {
+        assert!(
+            dom.contains(&format!(">{}</a>", r.name)),
+            "{} not in {dom}",
+            r.name
+        );
+    }
+    assert!(dom.contains("What the cohort got wrong") && dom.contains("<svg id=\"histogram\""));
+    assert!(
+        dom.contains("title=\"replicate: node2 is not streaming")
+            || dom.contains("title=\"node2 is not streaming"),
+        "{dom}"
+    );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cohort.png");
+    chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1500,1000",
+        ],
+        &page,
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("cohort.html's screenshot: {}", shot.display());
+    if let Some(to) = std::env::var_os("PGLAB_SCREENSHOT_TO") {
+        std::fs::copy(&shot, to).unwrap();
+    }
 }
 
 /// The failed step of `name`'s run and its whole message.
