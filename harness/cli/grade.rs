@@ -66,6 +66,11 @@ pub struct GradeArgs {
     /// reads it (and, on GitHub Actions, sets the step's `result` output to it, base64).
     #[arg(long)]
     classroom: bool,
+    /// The due time (e.g. 2026-12-01T23:59+03:00): each git repository is graded at its last
+    /// commit before it (taken out into a snapshot; the working tree is not touched), and
+    /// its row records that commit, its date and how many commits came later.
+    #[arg(long, value_parser = crate::provision::due::parse_due)]
+    due: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -174,6 +179,7 @@ fn options(a: GradeArgs) -> Result<GradeOptions> {
         previous: a.previous,
         roster: a.roster,
         assignment: a.assignment,
+        due: a.due,
     })
 }
 

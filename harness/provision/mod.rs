@@ -2,6 +2,7 @@
 
 pub mod ansible;
 pub mod controller;
+pub mod due;
 pub mod repo;
 pub mod repo_inventory;
 pub mod repo_run;

@@ -142,8 +142,9 @@ const COPY: CopyRules = CopyRules {
 /// `nobody` when pglab is root, so even an escape from the namespaces is unprivileged.
 /// Measured here: 10 reads of the expect-prompt fixture took 0.55 s in the sandbox against
 /// 0.50 s for plain `ruby vagrantfile_stub.rb` (`time` over a shell loop): ~5 ms a read.
-const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --";
-const BWRAP: &str = "bwrap --unshare-all --die-with-parent --new-session --clearenv \
+pub(crate) const AS_NOBODY: &str =
+    "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --";
+pub(crate) const BWRAP: &str = "bwrap --unshare-all --die-with-parent --new-session --clearenv \
     --cap-drop ALL --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
     --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --setenv PATH /usr/bin:/bin \
     --setenv LANG C.UTF-8 --setenv HOME /tmp";

@@ -53,6 +53,11 @@ pub struct Row {
     /// The repository's commit it was graded at ("" when the submission is no git repository).
     #[serde(default)]
     pub commit: String,
+    /// With `--due`: the graded commit's date, and how many commits came after the due time.
+    #[serde(default)]
+    pub commit_date: String,
+    #[serde(default)]
+    pub later_commits: usize,
 }
 
 impl Row {
@@ -133,6 +138,8 @@ impl Row {
             grader: String::new(),
             graded_at: String::new(),
             commit: String::new(),
+            commit_date: String::new(),
+            later_commits: 0,
         }
     }
 }

@@ -489,6 +489,7 @@ pub fn cohort_options(
         shard_by: None,
         previous: None,
         roster: None,
+        due: None,
         assignment: String::new(),
     }
 }

@@ -43,6 +43,8 @@ pub struct GradeOptions {
     pub roster: Option<PathBuf>,
     /// The assignment's name in the LMS files.
     pub assignment: String,
+    /// `--due` (Unix seconds): a git repository is graded at its last commit before it.
+    pub due: Option<i64>,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -54,6 +56,9 @@ pub struct Entry {
     pub hash: Result<String, String>,
     /// The git commit the repository is at ("" when it is none).
     pub commit: String,
+    /// With `--due`: the commit's date and how many commits came later.
+    pub commit_date: String,
+    pub later: usize,
 }
 
 /// Why a folder is not a submission pglab can read, and what would make it one: its row's
@@ -137,6 +142,8 @@ pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
                 dir,
                 hash,
                 commit,
+                commit_date: String::new(),
+                later: 0,
             }
         })
         .collect())
@@ -189,6 +196,11 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     if let Some(p) = &part {
         entries.retain(|e| p.holds(&e.name));
     }
+    // The snapshots at the due time live as long as this grading.
+    let _snapshots = match opts.due {
+        Some(due) => Some(at_due(&mut entries, due)?),
+        None => None,
+    };
     let (groups, legend) = groups(&opts.base)?;
     let previous = opts.previous.as_deref().unwrap_or(&opts.out);
     let before: BTreeMap<String, Row> = cohort::load_rows(previous)
@@ -228,6 +240,48 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
     }
     Ok(graded)
+}
+
+/// `--due`: each git repository taken out at its last commit before `due` into a snapshot
+/// (the student's folder untouched), which is then what is graded; one without a commit
+/// before then gets that verdict. A folder without `.git` is graded as it is.
+fn at_due(entries: &mut [Entry], due: i64) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let snaps = tempfile::Builder::new().prefix("pglab-due-").tempdir()?;
+    std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o755))?;
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(due.max(0) as u64),
+    );
+    for e in entries.iter_mut().filter(|e| e.hash.is_ok()) {
+        if !e.dir.join(".git").is_dir() {
+            eprintln!(
+                "{}: no git repository: graded as it is, without --due",
+                e.name
+            );
+            continue;
+        }
+        let into = snaps.path().join(&e.name);
+        std::fs::create_dir(&into)?;
+        match crate::provision::due::checkout_at(&e.dir, due, &into) {
+            Ok(Ok(at)) => {
+                e.hash = Submission::load(&into)
+                    .and_then(|s| s.content_hash())
+                    .map_err(|err| format!("{err:#}"));
+                e.dir = into;
+                (e.commit, e.commit_date, e.later) = (at.commit, at.date, at.later);
+            }
+            Ok(Err(first)) => {
+                let first = if first.is_empty() {
+                    "none".into()
+                } else {
+                    first
+                };
+                e.hash = Err(format!("no commit before the due time {when} (its first commit: {first}): nothing to grade"));
+            }
+            Err(err) => e.hash = Err(format!("{err:#}")),
+        }
+    }
+    Ok(snaps)
 }
 
 /// On SIGINT/SIGTERM (after the labs are removed), the rows graded so far are written and
@@ -289,6 +343,8 @@ impl Cohort {
             row.grader = self.grader.clone();
             row.graded_at = now.clone();
             row.commit = e.commit.clone();
+            row.commit_date = e.commit_date.clone();
+            row.later_commits = e.later;
             rows.push(row);
         }
         self.rubric.apply(&mut rows);

@@ -413,6 +413,7 @@ mod tests {
             shard_by: by,
             previous: None,
             roster: None,
+            due: None,
             assignment: String::new(),
         }
     }

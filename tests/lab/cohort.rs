@@ -408,6 +408,7 @@ fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
         shard_by: None,
         previous: None,
         roster: None,
+        due: None,
         assignment: String::new(),
     };
     let g = grade(&opts).unwrap();
@@ -585,6 +586,88 @@ fn one_repository_graded_for_github_classroom() {
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&decoded).unwrap(),
         json
+    );
+    assert_eq!(lab_ids(), Vec::<String>::new(), "a lab was left");
+}
+
+/// A git repository of `files` from `from`, committed at `date` (author and committer).
+fn git_repo_at(dir: &std::path::Path, from: &std::path::Path, date: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    git_commit(dir, date, "the homework");
+}
+
+fn git_commit(dir: &std::path::Path, date: &str, message: &str) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["commit", "-qm", message],
+    ] {
+        let st = std::process::Command::new("git")
+            .args(["-c", "user.name=student", "-c", "user.email=s@x", "-C"])
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+}
+
+/// `--due`: alice committed the reference before the due time and broke it after; she is
+/// graded at her commit before it (her working tree, broken, is left as it is), the row
+/// names that commit and the later one. bob's only commit came after: that is his verdict.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_repository_is_graded_at_its_last_commit_before_the_due_time() {
+    let _g = serial();
+    let cohort = tempfile::tempdir().unwrap();
+    let reference = pglab::sys::paths::repo_root().join("examples/reference");
+    let alice = cohort.path().join("alice");
+    git_repo_at(&alice, &reference, "2026-11-30T18:00:00+03:00");
+    let graded = pglab::sys::gitref::head_commit(&alice);
+    std::fs::write(alice.join("30-standby.sh"), "exit 1\n").unwrap();
+    git_commit(&alice, "2026-12-02T09:00:00+03:00", "too late");
+    git_repo_at(
+        &cohort.path().join("bob"),
+        &reference,
+        "2026-12-02T10:00:00+03:00",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let opts = pglab::run::grade::GradeOptions {
+        due: Some(pglab::provision::due::parse_due("2026-12-01T23:59+03:00").unwrap()),
+        base: pglab::run::RunOptions {
+            box_name: String::new(),
+            scenarios: vec!["replicate".into()],
+            keep_going: true,
+            ..Default::default()
+        },
+        ..cohort_options(&[], "", 1, out.path())
+    };
+    let opts = pglab::run::grade::GradeOptions {
+        dirs: vec![cohort.path().to_path_buf()],
+        ..opts
+    };
+    let g = grade(&opts).unwrap();
+    assert_row(&g.rows, "alice", &["passed", "passed"], &[]);
+    let a = g.rows.iter().find(|r| r.name == "alice").unwrap();
+    assert_eq!((a.commit.as_str(), a.later_commits), (graded.as_str(), 1));
+    assert!(a.commit_date.starts_with("2026-11-30T18:00:00"), "{a:#?}");
+    assert_eq!(
+        std::fs::read_to_string(alice.join("30-standby.sh")).unwrap(),
+        "exit 1\n"
+    );
+    assert_row(
+        &g.rows,
+        "bob",
+        &["FAILED", "skipped"],
+        &[
+            "no commit before the due time 2026-12-01T20:59:00Z",
+            "its first commit: 2026-12-02T10:00:00+03:00",
+        ],
     );
     assert_eq!(lab_ids(), Vec::<String>::new(), "a lab was left");
 }

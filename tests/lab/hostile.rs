@@ -234,6 +234,7 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         shard_by: None,
         previous: None,
         roster: None,
+        due: None,
         assignment: String::new(),
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
