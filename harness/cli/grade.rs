@@ -71,6 +71,10 @@ pub struct GradeArgs {
     /// its row records that commit, its date and how many commits came later.
     #[arg(long, value_parser = crate::provision::due::parse_due)]
     due: Option<i64>,
+    /// The course's template: files and text submissions took from it do not make them alike
+    /// (the report's "Submissions alike").
+    #[arg(long = "base")]
+    copies_base: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,10 +118,7 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
     }) = a.cmd
     {
         let g = crate::run::grade::merge(&parts, &out)?;
-        print!(
-            "{}",
-            crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend)
-        );
+        print!("{}", g.markdown());
         if let Some(r) = &roster {
             crate::run::grade::write_gradebook(&g.rows, r, &assignment, &out)?;
         }
@@ -136,7 +137,7 @@ pub fn grade(a: GradeArgs) -> Result<i32> {
     let classroom_mode = a.classroom;
     let opts = options(a)?;
     let g = grade_cohort(&opts)?;
-    let table = crate::report::cohort::markdown(&g.groups, &g.rows, &g.legend);
+    let table = g.markdown();
     if classroom_mode {
         eprint!("{table}");
         classroom(&g.rows, opts.rubric.as_deref())?;
@@ -180,6 +181,7 @@ fn options(a: GradeArgs) -> Result<GradeOptions> {
         roster: a.roster,
         assignment: a.assignment,
         due: a.due,
+        copies_base: a.copies_base,
     })
 }
 

@@ -4,6 +4,7 @@
 //! (one testsuite per submission). `cohort.json` keeps the rows and the content hash each was
 //! graded at, so that grading again keeps what did not change.
 
+use super::copies::Alike;
 use super::junit::{esc, testcase};
 use super::outcome::{RunReport, Status, StepOutcome};
 use crate::sys::safe_text::{csv_cell, markdown_cell};
@@ -362,12 +363,50 @@ pub fn mistakes(rows: &[Row]) -> Vec<Mistake> {
     out
 }
 
-/// `cohort.json`: every row (the regrade cache) and the mistakes.
+/// `cohort.json`: every row (the regrade cache), the mistakes and the submissions alike.
 pub fn json(rows: &[Row]) -> Result<String, serde_json::Error> {
+    json_with(rows, &[])
+}
+
+pub fn json_with(rows: &[Row], alike: &[Alike]) -> Result<String, serde_json::Error> {
     serde_json::to_string_pretty(&serde_json::json!({
         "rows": rows,
         "mistakes": mistakes(rows),
+        "alike": alike,
     }))
+}
+
+/// The submissions alike of an earlier `cohort.json` (none in an older one).
+pub fn load_alike(dir: &Path) -> Vec<Alike> {
+    #[derive(Deserialize)]
+    struct Saved {
+        #[serde(default)]
+        alike: Vec<Alike>,
+    }
+    std::fs::read(dir.join("cohort.json"))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Saved>(&t).ok())
+        .map(|s| s.alike)
+        .unwrap_or_default()
+}
+
+/// The Markdown section of submissions alike (empty when there are none).
+pub fn alike_markdown(alike: &[Alike]) -> String {
+    if alike.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Submissions alike\n\n| submissions | alike | files in common |\n|---|---|---|\n",
+    );
+    for a in alike {
+        s.push_str(&format!(
+            "| {} | {:.0}% | {} |\n",
+            markdown_cell(&a.submissions.join(", ")),
+            a.similarity * 100.0,
+            markdown_cell(&a.files.join(", "))
+        ));
+    }
+    s
 }
 
 /// CSV for a gradebook: the table's columns, plus how many groups passed.

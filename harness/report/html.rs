@@ -5,6 +5,7 @@
 //! control characters shown).
 
 use super::cohort::{mistakes, Row};
+use super::copies::Alike;
 use super::outcome::Status;
 use crate::sys::safe_text::{terminal, xml_text};
 
@@ -108,7 +109,12 @@ fn histogram(rows: &[Row]) -> String {
 }
 
 /// The whole page.
-pub fn cohort_html(groups: &[String], legend: &[(String, String)], rows: &[Row]) -> String {
+pub fn cohort_html(
+    groups: &[String],
+    legend: &[(String, String)],
+    rows: &[Row],
+    alike: &[Alike],
+) -> String {
     let passed = rows.iter().filter(|r| r.passed()).count();
     let mut s = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>pglab cohort</title><style>{STYLE}</style></head><body>\n<h1>pglab cohort</h1>\n<p id=\"summary\">{} submissions, {passed} passed every group.</p>\n",
@@ -126,6 +132,18 @@ pub fn cohort_html(groups: &[String], legend: &[(String, String)], rows: &[Row])
                 h(&m.mistake),
                 m.count,
                 h(&m.submissions.join(", "))
+            ));
+        }
+        s.push_str("</table>\n");
+    }
+    if !alike.is_empty() {
+        s.push_str("<h2>Submissions alike</h2>\n<table id=\"alike\"><tr><th>submissions</th><th>alike</th><th>files in common</th></tr>\n");
+        for a in alike {
+            s.push_str(&format!(
+                "<tr><td>{}</td><td>{:.0}%</td><td>{}</td></tr>\n",
+                h(&a.submissions.join(", ")),
+                a.similarity * 100.0,
+                h(&a.files.join(", "))
             ));
         }
         s.push_str("</table>\n");
@@ -172,7 +190,7 @@ mod tests {
             },
         ];
         let groups = ["provisioned".to_string(), "replicate".to_string()];
-        let page = cohort_html(&groups, &[], &rows);
+        let page = cohort_html(&groups, &[], &rows, &[]);
         for tag in ["<script", "<img", "<link", "url(", "\u{1b}"] {
             assert!(!page.contains(tag), "{tag} in {page}");
         }

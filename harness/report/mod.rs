@@ -1,6 +1,7 @@
 //! Reports of a run: outcomes, the summary table, JUnit, JSON, and the per-run logs.
 
 pub mod cohort;
+pub mod copies;
 pub mod gradebook;
 pub mod html;
 pub mod json;

@@ -490,6 +490,7 @@ pub fn cohort_options(
         previous: None,
         roster: None,
         due: None,
+        copies_base: None,
         assignment: String::new(),
     }
 }

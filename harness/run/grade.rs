@@ -45,6 +45,9 @@ pub struct GradeOptions {
     pub assignment: String,
     /// `--due` (Unix seconds): a git repository is graded at its last commit before it.
     pub due: Option<i64>,
+    /// The course's template (`--base DIR`): what submissions share with it does not make
+    /// them alike.
+    pub copies_base: Option<PathBuf>,
 }
 
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
@@ -159,6 +162,16 @@ pub struct Graded {
     /// Names regraded now, and the wall time it took.
     pub regraded: Vec<String>,
     pub wall: Duration,
+    /// Groups of submissions whose files are (nearly) the same.
+    pub alike: Vec<crate::report::copies::Alike>,
+}
+
+impl Graded {
+    /// `cohort.md`: the table, the legend, what the cohort got wrong, submissions alike.
+    pub fn markdown(&self) -> String {
+        cohort::markdown(&self.groups, &self.rows, &self.legend)
+            + &cohort::alike_markdown(&self.alike)
+    }
 }
 
 /// The check groups: provisioning, then the scenarios in the order they run.
@@ -189,6 +202,7 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     };
     let mut entries = find_submissions(&opts.dirs)?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let alike = alike_in(&entries, opts);
     let part = match opts.shard {
         Some(s) => Some(shard::Part::new(s, &roster, opts.shard_by.as_ref())?),
         None => None,
@@ -226,6 +240,7 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         out: opts.out.clone(),
         previous: previous.to_path_buf(),
         info,
+        alike,
     };
     let results: Results = Arc::new(Mutex::new(Vec::new()));
     let c = Arc::new(cohort);
@@ -240,6 +255,23 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
     }
     Ok(graded)
+}
+
+/// Submissions alike, over the whole roster (every part of a split computes the same), from
+/// what each holds outside the course's template.
+fn alike_in(entries: &[Entry], opts: &GradeOptions) -> Vec<crate::report::copies::Alike> {
+    use crate::report::copies::{alike, Prints};
+    let base = opts
+        .copies_base
+        .as_deref()
+        .map(Prints::base)
+        .unwrap_or_default();
+    let subs: Vec<(String, Prints)> = entries
+        .iter()
+        .filter(|e| e.hash.is_ok())
+        .map(|e| (e.name.clone(), Prints::of(&e.dir, &base)))
+        .collect();
+    alike(&subs)
 }
 
 /// `--due`: each git repository taken out at its last commit before `due` into a snapshot
@@ -316,6 +348,7 @@ struct Cohort {
     out: PathBuf,
     previous: PathBuf,
     info: Option<shard::PartInfo>,
+    alike: Vec<crate::report::copies::Alike>,
 }
 
 type Results = Arc<Mutex<Vec<(String, Outcome)>>>;
@@ -355,6 +388,7 @@ impl Cohort {
             reports,
             regraded: self.todo.clone(),
             wall,
+            alike: self.alike.clone(),
         };
         write(&self.out, &graded)?;
         self.copy_kept(&graded)?;
@@ -413,6 +447,7 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
         reports,
         regraded: Vec::new(),
         wall: std::time::Duration::ZERO,
+        alike: cohort::load_alike(&parts[0]),
     };
     write(out, &graded)?;
     for (dir, _, rows) in &read {
@@ -685,13 +720,13 @@ pub(super) fn write(out: &Path, g: &Graded) -> Result<()> {
         std::fs::write(out.join(name), text)
             .with_context(|| format!("cannot write {}", out.join(name).display()))
     };
-    put("cohort.md", cohort::markdown(&g.groups, &g.rows, &g.legend))?;
+    put("cohort.md", g.markdown())?;
     put("cohort.csv", cohort::csv(&g.groups, &g.rows))?;
     put(
         "cohort.html",
-        crate::report::html::cohort_html(&g.groups, &g.legend, &g.rows),
+        crate::report::html::cohort_html(&g.groups, &g.legend, &g.rows, &g.alike),
     )?;
-    put("cohort.json", cohort::json(&g.rows)?)?;
+    put("cohort.json", cohort::json_with(&g.rows, &g.alike)?)?;
     put("junit.xml", cohort::junit(&g.rows, &g.reports))?;
     for row in g.rows.iter().filter(|r| g.regraded.contains(&r.name)) {
         let dir = out.join(&row.name);

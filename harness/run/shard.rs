@@ -414,6 +414,7 @@ mod tests {
             previous: None,
             roster: None,
             due: None,
+            copies_base: None,
             assignment: String::new(),
         }
     }

@@ -409,6 +409,7 @@ fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
         previous: None,
         roster: None,
         due: None,
+        copies_base: None,
         assignment: String::new(),
     };
     let g = grade(&opts).unwrap();

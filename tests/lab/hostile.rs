@@ -235,6 +235,7 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         previous: None,
         roster: None,
         due: None,
+        copies_base: None,
         assignment: String::new(),
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
