@@ -217,6 +217,14 @@ pub fn alike(subs: &[(String, Prints)]) -> Vec<Alike> {
         g.submissions.dedup();
         g.files.sort();
         g.files.dedup();
+        let exact: BTreeSet<String> = g
+            .files
+            .iter()
+            .filter(|f| !f.starts_with('~'))
+            .cloned()
+            .collect();
+        g.files
+            .retain(|f| !f.strip_prefix('~').is_some_and(|f| exact.contains(f)));
         groups.push(g);
     }
     for g in &mut groups {
