@@ -12,6 +12,37 @@ done 2>/dev/null || true"#;
 
 const ACTIVITY: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT coalesce(usename, backend_type), coalesce(client_addr::text, 'local'), state, coalesce(wait_event_type || ':' || wait_event, 'running'), left(regexp_replace(query, '\s+', ' ', 'g'), 80) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'" 2>/dev/null || true"#;
 
+/// The oldest commit waiting for a synchronous standby (`seconds | query | synchronous
+/// standbys connected | synchronous_standby_names`), if any.
+const SYNC_WAIT: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT extract(epoch FROM now() - a.query_start)::int, left(regexp_replace(a.query, '\s+', ' ', 'g'), 80), (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')), current_setting('synchronous_standby_names') FROM pg_stat_activity a WHERE a.wait_event = 'SyncRep' ORDER BY a.query_start LIMIT 1" 2>/dev/null || true"#;
+
+/// Why a lab is stuck, when one of its servers waits on something that cannot arrive: a
+/// commit that has waited at least `after` for a synchronous standby while none is
+/// connected (`synchronous_standby_names` names a standby that does not exist yet: the
+/// commit never returns, and neither does the step that made it).
+pub fn stuck(lab: &Lab, after: Duration) -> Option<String> {
+    for h in &lab.topology().hosts {
+        let t = Duration::from_secs(10);
+        let Ok(o) = lab.backend().check(&h.name, "root", SYNC_WAIT, t) else {
+            continue;
+        };
+        let f: Vec<&str> = o.stdout.trim().splitn(4, " | ").collect();
+        let [secs, query, synced, names] = f[..] else {
+            continue;
+        };
+        let (Ok(secs), Ok(0)) = (secs.parse::<u64>(), synced.parse::<u64>()) else {
+            continue;
+        };
+        if secs >= after.as_secs() {
+            return Some(format!(
+                "on {} a commit has waited {secs} s for a synchronous standby (synchronous_standby_names = '{names}') and none is connected, so it never finishes: {query}",
+                h.name
+            ));
+        }
+    }
+    None
+}
+
 /// Whether a failure paragraph is a command stopped at its deadline (`sys::exec`'s words).
 pub fn stopped_at_deadline(message: &str) -> bool {
     message.contains("did not finish within")

@@ -511,17 +511,29 @@ fn row_of(
             row.grader_failed = true;
             (row, None)
         }
-        (Outcome::TimedOut(PastDeadline { stage, servers }), _) => {
-            let why = format!(
-                "still running after the deadline of {} s (in {stage}): the lab was removed{servers}",
-                deadline.as_secs()
-            );
-            let failed = if groups.contains(&stage) {
-                stage.as_str()
+        (Outcome::TimedOut(p), _) => {
+            let why = match &p.stuck {
+                Some(stuck) => format!(
+                    "stuck in {} after {} s: {stuck}; the lab was removed{}",
+                    p.stage,
+                    p.after.as_secs(),
+                    p.servers
+                ),
+                None => format!(
+                    "still running after the deadline of {} s (in {}): the lab was removed{}",
+                    deadline.as_secs(),
+                    p.stage,
+                    p.servers
+                ),
+            };
+            let failed = if groups.contains(&p.stage) {
+                p.stage.as_str()
             } else {
                 PROVISIONED
             };
-            (Row::verdict(&e.name, &hash, groups, failed, &why), None)
+            let mut row = Row::verdict(&e.name, &hash, groups, failed, &why);
+            row.seconds = p.after.as_secs_f64();
+            (row, None)
         }
     }
 }
@@ -606,11 +618,16 @@ fn options_for(dir: &Path, base: &RunOptions) -> Result<RunOptions> {
     Ok(o)
 }
 
-/// A submission stopped at its deadline: the stage it was in, and what its servers were doing.
+/// A submission stopped at its deadline, or earlier because it was found stuck: the stage it
+/// was in, what its servers were doing, why it could not go on, and when.
 #[derive(Debug, Clone)]
 pub struct PastDeadline {
     pub stage: String,
     pub servers: String,
+    /// Found stuck (`server_words::stuck`): what waits for what that cannot come.
+    pub stuck: Option<String>,
+    /// Since the submission started.
+    pub after: Duration,
 }
 
 /// What the servers of a lab past its deadline were doing (PostgreSQL's log, `pg_stat_activity`
@@ -641,6 +658,7 @@ fn watch(
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
     let mut last = (String::new(), Instant::now());
+    let mut probes = Probes::default();
     loop {
         let done = results.lock().expect("lock").len();
         if done >= total {
@@ -660,38 +678,83 @@ fn watch(
         for (name, st) in &stages {
             // Only a submission whose lab is up can be stopped (box builds and `up` have
             // their own deadlines); one already going down is left to finish.
-            if st.started.elapsed() > deadline
-                && st.lab.is_some()
-                && st.stage != "down"
-                && !timed_out.lock().expect("lock").contains_key(name)
-            {
-                timed_out.lock().expect("lock").insert(
-                    name.clone(),
-                    PastDeadline {
-                        stage: st.stage.clone(),
-                        servers: String::new(),
-                    },
-                );
+            let Some(lab) = st.lab.as_ref().filter(|_| st.stage != "down") else {
+                continue;
+            };
+            if timed_out.lock().expect("lock").contains_key(name) {
+                continue;
+            }
+            let stuck = if st.started.elapsed() > deadline {
                 eprintln!(
                     "{name}: past the deadline of {} s in {}: removing its lab",
                     deadline.as_secs(),
                     st.stage
                 );
-                if let Some(lab) = &st.lab {
-                    let words = servers_at_deadline(lab);
-                    if !words.is_empty() {
-                        let mut t = timed_out.lock().expect("lock");
-                        if let Some(past) = t.get_mut(name) {
-                            past.servers = words;
-                        }
+                None
+            } else {
+                match probes.stuck(name, st, lab) {
+                    Some(why) => {
+                        eprintln!("{name}: stuck in {}: {why}: removing its lab", st.stage);
+                        Some(why)
                     }
-                    if let Err(e) = crate::lab::destroy(lab) {
-                        eprintln!("{name}: removing lab {lab}: {e:#}");
-                    }
+                    None => continue,
                 }
-            }
+            };
+            stop(name, st, lab, stuck, timed_out);
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Stops a submission: its verdict's reason recorded first (its run then fails at once,
+/// and the worker takes that reason), what its servers were doing, then its lab removed.
+fn stop(
+    name: &str,
+    st: &progress::Stage,
+    lab: &str,
+    stuck: Option<String>,
+    timed_out: &Shared<BTreeMap<String, PastDeadline>>,
+) {
+    timed_out.lock().expect("lock").insert(
+        name.to_string(),
+        PastDeadline {
+            stage: st.stage.clone(),
+            servers: String::new(),
+            stuck,
+            after: st.started.elapsed(),
+        },
+    );
+    let words = servers_at_deadline(lab);
+    if !words.is_empty() {
+        if let Some(past) = timed_out.lock().expect("lock").get_mut(name) {
+            past.servers = words;
+        }
+    }
+    if let Err(e) = crate::lab::destroy(lab) {
+        eprintln!("{name}: removing lab {lab}: {e:#}");
+    }
+}
+
+/// A submission waiting this long on something that cannot come is stuck; its lab is asked
+/// at most this often.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
+const PROBE_EVERY: Duration = Duration::from_secs(20);
+
+/// When each running submission's servers were last asked whether it is stuck.
+#[derive(Default)]
+struct Probes(BTreeMap<String, Instant>);
+
+impl Probes {
+    /// Why the submission `name` is stuck, when its servers say so (see `server_words::stuck`).
+    fn stuck(&mut self, name: &str, st: &progress::Stage, lab_id: &str) -> Option<String> {
+        if st.started.elapsed() < STUCK_AFTER
+            || self.0.get(name).is_some_and(|t| t.elapsed() < PROBE_EVERY)
+        {
+            return None;
+        }
+        self.0.insert(name.to_string(), Instant::now());
+        let lab = crate::lab::Lab::attach(Some(lab_id)).ok()?;
+        crate::provision::server_words::stuck(&lab, STUCK_AFTER)
     }
 }
 

@@ -376,23 +376,13 @@ fn check_rows(rows: &[Row]) {
     );
 }
 
-/// A submission stuck past its deadline (synchronous replication switched on before the
-/// standby exists: creating the replicator role waits for ever for a synchronous standby)
-/// gets a verdict naming the deadline, the stage and what PostgreSQL was waiting on
-/// (`pg_stat_activity`: `IPC:SyncRep`); its lab is removed, and its slot grades the next
-/// submission.
-#[test]
-#[ignore = "needs root and systemd-nspawn"]
-fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
-    let _g = serial();
-    let before = lab_ids();
-    let out = tempfile::tempdir().unwrap();
-    let repo = pglab::sys::paths::repo_root();
-    let opts = pglab::run::grade::GradeOptions {
-        dirs: vec![
-            repo.join("tests/fixtures/sync-standby-first"),
-            repo.join("examples/reference"),
-        ],
+/// The options of a grading of `dirs` through `replicate`, with a deadline.
+fn replicate_only(
+    dirs: &[&str],
+    deadline: std::time::Duration,
+    out: &std::path::Path,
+) -> pglab::run::grade::GradeOptions {
+    pglab::run::grade::GradeOptions {
         base: pglab::run::RunOptions {
             box_name: String::new(),
             scenarios: vec!["replicate".into()],
@@ -400,33 +390,68 @@ fn a_submission_past_its_deadline_gets_a_verdict_and_frees_its_slot() {
             ..Default::default()
         },
         jobs: 1,
-        out: out.path().into(),
-        all: true,
-        deadline: std::time::Duration::from_secs(90),
-        rubric: None,
-        shard: None,
-        shard_by: None,
-        previous: None,
-        roster: None,
-        due: None,
-        copies_base: None,
-        assignment: String::new(),
-    };
-    let g = grade(&opts).unwrap();
+        deadline,
+        ..cohort_options(dirs, "", 1, out)
+    }
+}
+
+/// A stuck submission (synchronous replication switched on before the standby exists:
+/// creating the replicator role waits for ever for a synchronous standby), graded with the
+/// default deadline of 20 minutes, is found stuck within 3 minutes of its start: its verdict
+/// names the stage, the wait that cannot end and what PostgreSQL was doing (`IPC:SyncRep`);
+/// its lab is removed and its slot grades the next submission. Graded again with a deadline
+/// shorter than the stuck detector's minute, it gets the deadline's verdict instead.
+#[test]
+#[ignore = "needs root and systemd-nspawn"]
+fn a_stuck_submission_is_found_stuck_within_minutes_and_frees_its_slot() {
+    let _g = serial();
+    let before = lab_ids();
+    let out = tempfile::tempdir().unwrap();
+    let stuck = ["tests/fixtures/sync-standby-first", "examples/reference"];
+    let g = grade(&replicate_only(
+        &stuck,
+        std::time::Duration::from_secs(1200),
+        out.path(),
+    ))
+    .unwrap();
     eprintln!("graded in {:.0} s", g.wall.as_secs_f64());
     assert_row(
         &g.rows,
         "sync-standby-first",
         &["FAILED", "skipped"],
         &[
-            "still running after the deadline of 90 s (in provision)",
+            "stuck in provision after",
+            "on node1 a commit has waited",
+            "for a synchronous standby (synchronous_standby_names = 'node2') and none is connected",
             "lab was removed",
             "node1: pg_stat_activity:",
             "IPC:SyncRep",
             "CREATE ROLE replicator",
         ],
     );
+    let row = g
+        .rows
+        .iter()
+        .find(|r| r.name == "sync-standby-first")
+        .unwrap();
+    assert!(
+        row.seconds > 60.0 && row.seconds < 180.0,
+        "found stuck after {} s",
+        row.seconds
+    );
     assert_row(&g.rows, "reference", &["passed", "passed"], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let short = std::time::Duration::from_secs(40);
+    let g = grade(&replicate_only(&stuck[..1], short, out.path())).unwrap();
+    assert_row(
+        &g.rows,
+        "sync-standby-first",
+        &["FAILED", "skipped"],
+        &[
+            "still running after the deadline of 40 s (in provision)",
+            "lab was removed",
+        ],
+    );
     assert_eq!(new_lab_id(&before), None, "a lab was left");
 }
 
