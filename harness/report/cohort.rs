@@ -112,6 +112,23 @@ impl Row {
         Row::with_cells(name, hash, cells)
     }
 
+    /// A row of the groups provisioned, replicate, backup with these statuses; a cell that did
+    /// not pass says `why` (for tests).
+    #[cfg(test)]
+    pub(crate) fn of_statuses(name: &str, statuses: &[Status], why: &str) -> Row {
+        let groups = ["provisioned", "replicate", "backup"];
+        let cells = statuses
+            .iter()
+            .zip(groups)
+            .map(|(s, g)| Cell {
+                group: g.into(),
+                status: *s,
+                why: if *s == Status::Passed { "" } else { why }.into(),
+            })
+            .collect();
+        Row::with_cells(name, "h", cells)
+    }
+
     /// `group: why` of the first failed cell.
     pub fn first_failure(&self) -> Option<String> {
         self.cells
@@ -613,25 +630,10 @@ mod tests {
     }
 
     fn row(name: &str, statuses: &[Status]) -> Row {
-        let groups = ["provisioned", "replicate", "backup"];
-        let cells = statuses
-            .iter()
-            .zip(groups)
-            .map(|(s, g)| Cell {
-                group: g.into(),
-                status: *s,
-                why: if *s == Status::Passed {
-                    ""
-                } else {
-                    "no slot, \"node2\""
-                }
-                .into(),
-            })
-            .collect();
         Row {
             lab: "l".into(),
             seconds: 1.0,
-            ..Row::with_cells(name, "h", cells)
+            ..Row::of_statuses(name, statuses, "no slot, \"node2\"")
         }
     }
 

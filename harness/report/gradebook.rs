@@ -258,25 +258,9 @@ pub fn classroom_json(row: &Row, rubric: &Rubric) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::cohort::Cell;
 
     fn row(name: &str, statuses: &[Status]) -> Row {
-        let groups = ["provisioned", "replicate", "backup"];
-        let cells = statuses
-            .iter()
-            .zip(groups)
-            .map(|(s, g)| Cell {
-                group: g.into(),
-                status: *s,
-                why: if *s == Status::Failed {
-                    "=no slot, \"node2\""
-                } else {
-                    ""
-                }
-                .into(),
-            })
-            .collect();
-        let mut r = Row::with_cells(name, "h", cells);
+        let mut r = Row::of_statuses(name, statuses, "=no slot, \"node2\"");
         rubric().apply(std::slice::from_mut(&mut r));
         r
     }

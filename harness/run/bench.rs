@@ -473,25 +473,17 @@ pub fn cohort_options(
 ) -> super::grade::GradeOptions {
     let repo = crate::sys::paths::repo_root();
     super::grade::GradeOptions {
-        dirs: dirs.iter().map(|d| repo.join(d)).collect(),
-        base: RunOptions {
-            box_name: box_name.into(),
-            scenarios: vec!["recover".into()],
-            keep_going: true,
-            ..Default::default()
-        },
         jobs,
-        out: out.into(),
-        all: true,
-        deadline: std::time::Duration::from_secs(1200),
-        rubric: None,
-        shard: None,
-        shard_by: None,
-        previous: None,
-        roster: None,
-        due: None,
-        copies_base: None,
-        assignment: String::new(),
+        ..super::grade::GradeOptions::new(
+            dirs.iter().map(|d| repo.join(d)).collect(),
+            RunOptions {
+                box_name: box_name.into(),
+                scenarios: vec!["recover".into()],
+                keep_going: true,
+                ..Default::default()
+            },
+            out.into(),
+        )
     }
 }
 

@@ -354,53 +354,51 @@ pub fn k8s_manifests(k: &Kubernetes) -> (String, String) {
     );
     let mut grade_cmd = part;
     grade_cmd.extend(["--jobs".into(), k.jobs.to_string()]);
-    let grade = format!(
-        r#"# Written by `pglab ci k8s --shards {n}`: part K of {n} in pod K-1 (JOB_COMPLETION_INDEX).
-# Needs the claims pglab-submissions (the repositories, one folder each) and pglab-results.
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: pglab-grade
-  labels:
-    app.kubernetes.io/name: pglab
-spec:
-  completionMode: Indexed
-  completions: {n}
-  parallelism: {par}
-  backoffLimitPerIndex: 2
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: pglab
-    spec:
-{pod}"#,
-        n = k.shards,
-        par = k.parallelism.unwrap_or(k.shards),
-        pod = pod_spec(k, &grade_cmd, true, &env),
+    let header = format!(
+        "# Written by `pglab ci k8s --shards {n}`: part K of {n} in pod K-1 (JOB_COMPLETION_INDEX).\n# Needs the claims pglab-submissions (the repositories, one folder each) and pglab-results.",
+        n = k.shards
     );
-    (grade, merge_job(k, &merge))
+    let spec = format!(
+        "  completionMode: Indexed\n  completions: {n}\n  parallelism: {par}\n  backoffLimitPerIndex: 2\n",
+        n = k.shards,
+        par = k.parallelism.unwrap_or(k.shards)
+    );
+    let grade = job(
+        &header,
+        "pglab-grade",
+        &spec,
+        &pod_spec(k, &grade_cmd, true, &env),
+    );
+    let header = format!(
+        "# Written by `pglab ci k8s --shards {}`: apply once job/pglab-grade completed.",
+        k.shards
+    );
+    let merge = job(
+        &header,
+        "pglab-merge",
+        "  backoffLimit: 0\n",
+        &pod_spec(k, &merge, false, ""),
+    );
+    (grade, merge)
 }
 
-/// The Job that merges the parts, applied once the grading Job completed.
-fn merge_job(k: &Kubernetes, merge: &[String]) -> String {
+/// A Job of pglab's: `spec` lines, then the pod's template.
+fn job(header: &str, name: &str, spec: &str, pod: &str) -> String {
     format!(
-        r#"# Written by `pglab ci k8s --shards {n}`: apply once job/pglab-grade completed.
+        r#"{header}
 apiVersion: batch/v1
 kind: Job
 metadata:
-  name: pglab-merge
+  name: {name}
   labels:
     app.kubernetes.io/name: pglab
 spec:
-  backoffLimit: 0
-  template:
+{spec}  template:
     metadata:
       labels:
         app.kubernetes.io/name: pglab
     spec:
-{pod}"#,
-        n = k.shards,
-        pod = pod_spec(k, merge, false, ""),
+{pod}"#
     )
 }
 

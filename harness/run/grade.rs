@@ -50,6 +50,29 @@ pub struct GradeOptions {
     pub copies_base: Option<PathBuf>,
 }
 
+impl GradeOptions {
+    /// A grading of `dirs` with `base`'s run options into `out`: one lab at a time, every
+    /// submission graded, the default deadline of 20 minutes, nothing else asked.
+    pub fn new(dirs: Vec<PathBuf>, base: RunOptions, out: PathBuf) -> GradeOptions {
+        GradeOptions {
+            dirs,
+            base,
+            jobs: 1,
+            out,
+            all: true,
+            deadline: Duration::from_secs(1200),
+            rubric: None,
+            shard: None,
+            shard_by: None,
+            previous: None,
+            roster: None,
+            assignment: String::new(),
+            due: None,
+            copies_base: None,
+        }
+    }
+}
+
 /// A submission of the cohort: its name in the table (its folder's), where it is, and its
 /// content hash (None: it cannot be read; its row says why).
 #[derive(Debug, Clone)]

@@ -396,26 +396,17 @@ mod tests {
     }
 
     fn opts(cohort: &Path, out: &Path, shard: Option<Shard>, by: Option<PathBuf>) -> GradeOptions {
+        let base = super::super::RunOptions {
+            box_name: String::new(),
+            scenarios: vec!["replicate".into()],
+            keep_going: true,
+            ..Default::default()
+        };
         GradeOptions {
-            dirs: vec![cohort.to_path_buf()],
-            base: super::super::RunOptions {
-                box_name: String::new(),
-                scenarios: vec!["replicate".into()],
-                keep_going: true,
-                ..Default::default()
-            },
-            jobs: 1,
-            out: out.to_path_buf(),
-            all: true,
             deadline: std::time::Duration::from_secs(60),
-            rubric: None,
             shard,
             shard_by: by,
-            previous: None,
-            roster: None,
-            due: None,
-            copies_base: None,
-            assignment: String::new(),
+            ..GradeOptions::new(vec![cohort.to_path_buf()], base, out.to_path_buf())
         }
     }
 

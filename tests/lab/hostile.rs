@@ -217,26 +217,17 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
     std::fs::write(&leader, format!("{probe}\n{exhaust}\n{own}")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let repo = pglab::sys::paths::repo_root();
+    let base = pglab::run::RunOptions {
+        box_name: String::new(),
+        scenarios: vec!["replicate".into()],
+        keep_going: true,
+        ..Default::default()
+    };
+    let dirs = vec![hostile, repo.join("examples/reference")];
     let opts = pglab::run::grade::GradeOptions {
-        dirs: vec![hostile, repo.join("examples/reference")],
-        base: pglab::run::RunOptions {
-            box_name: String::new(),
-            scenarios: vec!["replicate".into()],
-            keep_going: true,
-            ..Default::default()
-        },
         jobs: 2,
-        out: out.path().into(),
-        all: true,
         deadline: std::time::Duration::from_secs(600),
-        rubric: None,
-        shard: None,
-        shard_by: None,
-        previous: None,
-        roster: None,
-        due: None,
-        copies_base: None,
-        assignment: String::new(),
+        ..pglab::run::grade::GradeOptions::new(dirs, base, out.path().into())
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
     let text = all_text(&out.path().join("hostile-shell"));
