@@ -3,8 +3,6 @@
 //! (`pglab grade --shard K/N`), and one job merges the parts (`pglab grade merge`). The
 //! commands here are the ones the lab test runs (`shard_args`, `merge_args`).
 
-use std::fmt::Write as _;
-
 /// `pglab grade SUBMISSIONS... --shard K/N --out OUT [--previous PREVIOUS]`: one part.
 pub fn shard_args(
     submissions: &[&str],
@@ -60,153 +58,29 @@ pub fn github_workflow(g: &Github) -> String {
         Some("previous"),
     );
     let merge = merge_args(&["parts/*"], "grades");
-    let mut w = String::new();
-    let _ = write!(
-        w,
-        r#"# Written by `pglab ci github --shards {n}`: grades the repositories listed in roster.txt
-# ("NAME URL" per line) as {n} parts on {n} machines, then merges them into one cohort.
-# Put it in .github/workflows/ of a copy of pglab's repository that holds roster.txt.
-# Rerun: "Re-run failed jobs" retries pglab's own failures (exit 3), never a student's grade.
-name: pglab-grade
+    fill(
+        GRADE_WORKFLOW,
+        &[
+            ("@SHARDS@", g.shards.to_string()),
+            ("@RUNS_ON@", g.runs_on.clone()),
+            ("@MAX_PARALLEL@", max_parallel),
+            ("@SHARD_LIST@", shards.join(", ")),
+            ("@GRADE@", grade.join(" ")),
+            ("@MERGE@", merge.join(" ")),
+            ("@JOBS@", g.jobs.to_string()),
+        ],
+    )
+}
 
-on:
-  workflow_dispatch:
-    inputs:
-      previous-run:
-        description: "The id of an earlier run of this workflow whose grades are kept for unchanged submissions (empty: grade everything)"
-        required: false
-        default: ""
+/// The templates (data, in `ci/templates/`), with `@NAME@` where a value goes: GitHub's own
+/// `${{ }}` expressions stay as they are.
+const GRADE_WORKFLOW: &str = include_str!("../../ci/templates/pglab-grade.yml");
+const CLASSROOM_WORKFLOW: &str = include_str!("../../ci/templates/classroom.yml");
 
-permissions:
-  contents: read
-  actions: read
-
-concurrency:
-  group: pglab-grade
-  cancel-in-progress: false
-
-jobs:
-  prepare:
-    runs-on: ubuntu-24.04
-    timeout-minutes: 60
-    steps:
-      - uses: actions/checkout@v5
-
-      - uses: dtolnay/rust-toolchain@stable
-
-      - name: Build pglab
-        run: cargo build --release --locked
-
-      - name: Take the submissions of roster.txt, once for every part
-        run: |
-          mkdir -p submissions
-          while read -r name url; do
-            case "$name" in ''|'#'*) continue ;; esac
-            git clone --quiet --depth 1 -- "$url" "submissions/$name"
-          done < roster.txt
-          tar -cf prepared.tar target/release/pglab submissions
-
-      - uses: actions/upload-artifact@v6
-        with:
-          name: prepared
-          path: prepared.tar
-          retention-days: 7
-
-  grade:
-    needs: prepare
-    runs-on: {runs_on}
-    timeout-minutes: 360
-    strategy:
-      fail-fast: false{max_parallel}
-      matrix:
-        shard: [{shards}]
-    env:
-      PGLAB_CACHE_DIR: /var/cache/pglab
-      CARGO_TERM_COLOR: never
-    steps:
-      - uses: actions/checkout@v5
-
-      - uses: actions/download-artifact@v7
-        with:
-          name: prepared
-
-      - name: Unpack pglab and the submissions
-        run: tar -xf prepared.tar
-
-      - name: Boxes built by an earlier run (keyed by the recipes)
-        uses: actions/cache@v5
-        with:
-          path: boxes.tar
-          key: pglab-boxes-${{{{ hashFiles('boxes/**') }}}}
-
-      - name: Unpack the boxes
-        run: if [ -f boxes.tar ]; then sudo mkdir -p "$PGLAB_CACHE_DIR" && sudo tar -C "$PGLAB_CACHE_DIR" -xf boxes.tar; fi
-
-      - name: The grades of an earlier run
-        if: inputs.previous-run != ''
-        uses: actions/download-artifact@v7
-        with:
-          name: grades
-          path: previous
-          run-id: ${{{{ inputs.previous-run }}}}
-          github-token: ${{{{ github.token }}}}
-
-      - name: Grade part ${{{{ matrix.shard }}}} of {n}
-        run: sudo -E ./target/release/pglab {grade} --jobs {jobs}
-
-      - name: Keep the boxes for the next run
-        if: always()
-        run: |
-          if [ -d "$PGLAB_CACHE_DIR/boxes" ] && [ ! -f boxes.tar ]; then
-            sudo tar -C "$PGLAB_CACHE_DIR" -cf boxes.tar boxes && sudo chown "$(id -u)" boxes.tar
-          fi
-
-      - name: Remove what is left, whatever happened
-        if: always()
-        run: sudo ./target/release/pglab gc --all || true
-
-      - uses: actions/upload-artifact@v6
-        if: always()
-        with:
-          name: part-${{{{ matrix.shard }}}}
-          path: part
-          if-no-files-found: error
-
-  merge:
-    needs: grade
-    if: ${{{{ !cancelled() }}}}
-    runs-on: ubuntu-24.04
-    timeout-minutes: 30
-    steps:
-      - uses: actions/download-artifact@v7
-        with:
-          name: prepared
-
-      - uses: actions/download-artifact@v7
-        with:
-          pattern: part-*
-          path: parts
-
-      - name: Merge the parts (a missing part is named with its students)
-        run: |
-          tar -xf prepared.tar target/release/pglab
-          ./target/release/pglab {merge}
-          cat grades/cohort.md >> "$GITHUB_STEP_SUMMARY"
-
-      - uses: actions/upload-artifact@v6
-        if: always()
-        with:
-          name: grades
-          path: grades
-"#,
-        n = g.shards,
-        runs_on = g.runs_on,
-        shards = shards.join(", "),
-        grade = grade.join(" "),
-        merge = merge.join(" "),
-        jobs = g.jobs,
-    );
-    w
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    values
+        .iter()
+        .fold(template.to_string(), |t, (k, v)| t.replace(k, v))
 }
 
 /// A student repository's workflow for GitHub Classroom (`.github/workflows/classroom.yml`
@@ -214,55 +88,12 @@ jobs:
 /// `--classroom`, and GitHub Classroom's reporter puts "Points X/Y" on the commit.
 /// `pglab` is `OWNER/REPO` of the course's copy of pglab, `git_ref` its branch or tag.
 pub fn classroom_workflow(pglab: &str, git_ref: &str) -> String {
-    format!(
-        r#"# Written by `pglab ci classroom`: put it in the assignment's template repository as
-# .github/workflows/classroom.yml. Every push is graded by pglab ({pglab}@{git_ref}) alone,
-# and GitHub Classroom's reporter shows "Points X/Y" on the commit. The student controls
-# this file in their own repository: these points are feedback; the grade of record is the
-# teacher's `pglab grade` of the cohort.
-name: Autograding Tests
-
-on:
-  push: {{}}
-  workflow_dispatch: {{}}
-
-permissions:
-  checks: write
-  actions: read
-  contents: read
-
-jobs:
-  run-autograding-tests:
-    runs-on: ubuntu-24.04
-    if: github.actor != 'github-classroom[bot]'
-    timeout-minutes: 60
-    steps:
-      - uses: actions/checkout@v5
-        with:
-          path: submission
-
-      - uses: actions/checkout@v5
-        with:
-          repository: {pglab}
-          ref: {git_ref}
-          path: pglab
-
-      - uses: dtolnay/rust-toolchain@stable
-
-      - name: Build pglab
-        run: cargo build --release --locked --manifest-path pglab/Cargo.toml
-
-      - name: Grade this repository
-        id: pglab
-        run: sudo -E ./pglab/target/release/pglab grade submission --classroom --out grades
-
-      - name: Autograding Reporter
-        uses: classroom-resources/autograding-grading-reporter@v1
-        env:
-          PGLAB_RESULTS: "${{{{ steps.pglab.outputs.result }}}}"
-        with:
-          runners: pglab
-"#
+    fill(
+        CLASSROOM_WORKFLOW,
+        &[
+            ("@PGLAB@", pglab.to_string()),
+            ("@REF@", git_ref.to_string()),
+        ],
     )
 }
 

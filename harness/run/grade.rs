@@ -226,18 +226,14 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     let mut entries = find_submissions(&opts.dirs)?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
     let alike = alike_in(&entries, opts);
-    let part = match opts.shard {
-        Some(s) => Some(shard::Part::new(s, &roster, opts.shard_by.as_ref())?),
-        None => None,
-    };
+    let part = (opts.shard)
+        .map(|s| shard::Part::new(s, &roster, opts.shard_by.as_ref()))
+        .transpose()?;
     if let Some(p) = &part {
         entries.retain(|e| p.holds(&e.name));
     }
     // The snapshots at the due time live as long as this grading.
-    let _snapshots = match opts.due {
-        Some(due) => Some(at_due(&mut entries, due)?),
-        None => None,
-    };
+    let _snapshots = opts.due.map(|due| at_due(&mut entries, due)).transpose()?;
     let (groups, legend) = groups(&opts.base)?;
     let previous = opts.previous.as_deref().unwrap_or(&opts.out);
     let before: BTreeMap<String, Row> = cohort::load_rows(previous)
