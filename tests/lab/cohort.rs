@@ -473,6 +473,8 @@ fn sigterm_midway(args: &[String]) -> Option<i32> {
         .spawn()
         .unwrap();
     let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut sent = false;
+    // Read to the end (a full pipe would block pglab's last words and its exit).
     for line in err.lines().map_while(Result::ok) {
         eprintln!("  | {line}");
         let Some((done, rest)) = line.split_once('/') else {
@@ -482,12 +484,16 @@ fn sigterm_midway(args: &[String]) -> Option<i32> {
         let (Ok(done), Ok(total)) = (done.parse::<usize>(), total.parse::<usize>()) else {
             continue;
         };
-        if done >= 1 && done < total && rest.contains(" graded, ") {
+        if !sent && done >= 1 && done < total && rest.contains(" graded, ") {
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-            break;
+            sent = true;
         }
     }
+    assert!(
+        sent,
+        "the part ended before one of its submissions was graded"
+    );
     child.wait().unwrap().code()
 }
 
