@@ -57,13 +57,37 @@ const KEY: &str = "id_ed25519";
 impl Controller {
     /// A fresh controller for `repo` in `lab`: the repository copied, the lab's key handed in.
     pub fn new(lab: &Lab, repo: &Path, tools: &[PathBuf]) -> Result<Controller> {
+        let ctl = Controller::in_dir(&lab.dir, lab.backend().in_lab_network(), repo, tools)?;
+        let key = lab_key(&lab.dir)?;
+        ctl.import(&key, KEY)?;
+        ctl.put(
+            &format!("{KEY}.pub"),
+            &std::fs::read(key.with_extension("pub"))?,
+            0o644,
+        )?;
+        Ok(ctl)
+    }
+
+    /// A controller before any lab (to read a repository's inventory): in `dir`, with a
+    /// network namespace of its own and nothing in it, and no key.
+    pub fn offline(dir: &Path, repo: &Path, tools: &[PathBuf]) -> Result<Controller> {
+        let network = ["unshare", "--net", "--"].map(String::from).to_vec();
+        Controller::in_dir(dir, network, repo, tools)
+    }
+
+    fn in_dir(
+        dir: &Path,
+        network: Vec<String>,
+        repo: &Path,
+        tools: &[PathBuf],
+    ) -> Result<Controller> {
         let repo = repo
             .canonicalize()
             .with_context(|| format!("cannot read {}", repo.display()))?;
-        let host_root = lab.dir.join("controller");
+        let host_root = dir.join("controller");
         // The sandbox's /etc/passwd and /etc/group: outside the folder the sandbox writes,
         // so that no playbook can turn them into symlinks for the next sandbox to bind.
-        let etc = lab.dir.join("controller-etc");
+        let etc = dir.join("controller-etc");
         for d in [&host_root, &etc] {
             if d.exists() {
                 crate::sys::mounts::remove_tree(d)?;
@@ -79,21 +103,13 @@ impl Controller {
         std::fs::write(etc.join("group"), format!("ansible:x:{NOBODY}:\n"))?;
         chown_tree(&host_root, NOBODY)?;
         std::fs::set_permissions(&host_root, std::fs::Permissions::from_mode(0o700))?;
-        let ctl = Controller {
+        Ok(Controller {
             host_root,
             etc,
             repo,
-            network: lab.backend().in_lab_network(),
+            network,
             tools: tools.to_vec(),
-        };
-        let key = lab_key(&lab.dir)?;
-        ctl.import(&key, KEY)?;
-        ctl.put(
-            &format!("{KEY}.pub"),
-            &std::fs::read(key.with_extension("pub"))?,
-            0o644,
-        )?;
-        Ok(ctl)
+        })
     }
 
     /// The repository the controller holds a copy of.

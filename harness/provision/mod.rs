@@ -1,8 +1,10 @@
 //! Provisioning: a submission's shell steps or its Ansible playbook, run on the lab.
 
 pub mod ansible;
+pub mod ansible_tool;
 pub mod controller;
 pub mod due;
+pub mod inventory_repo;
 pub mod repo;
 pub mod repo_inventory;
 pub mod repo_run;

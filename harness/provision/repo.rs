@@ -171,6 +171,11 @@ fn read_hints(dir: &Path) -> Result<Hints> {
 /// Machines whose names say no role take the roles left, in definition order: provisional
 /// (`RepoPlan::guessed`), found after provisioning from what runs where.
 pub fn topology(v: &VagrantSpec) -> Result<Topology> {
+    topology_with(v, &BTreeMap::new())
+}
+
+/// The same, with roles known for some names from elsewhere (an inventory's groups).
+pub fn topology_with(v: &VagrantSpec, known: &BTreeMap<String, Role>) -> Result<Topology> {
     let mut hosts = Vec::new();
     for m in &v.machines {
         let at = format!("{}:{}", v.file.display(), m.line);
@@ -180,7 +185,10 @@ pub fn topology(v: &VagrantSpec) -> Result<Topology> {
         hosts.push(Host {
             name: m.name.clone(),
             address,
-            roles: role_from_name(&m.name).into_iter().collect(),
+            roles: role_from_name(&m.name)
+                .or_else(|| known.get(&m.name).copied())
+                .into_iter()
+                .collect(),
         });
     }
     let taken: Vec<Role> = hosts.iter().flat_map(|h| h.roles.clone()).collect();
@@ -306,7 +314,11 @@ fn vagrant_actions(dir: &Path, v: &VagrantSpec) -> Result<Vec<Action>> {
 }
 
 /// Playbooks run by hand (README, `provision.toml`), after Vagrant's provisioners.
-fn manual_playbooks(dir: &Path, hints: &Hints, vagrant: &[Action]) -> Result<Vec<Action>> {
+pub(super) fn manual_playbooks(
+    dir: &Path,
+    hints: &Hints,
+    vagrant: &[Action],
+) -> Result<Vec<Action>> {
     let (playbooks, origin, readme_inv) = match &hints.playbooks {
         Some(p) => (p.clone(), "provision.toml".to_string(), None),
         None => {
@@ -376,7 +388,9 @@ pub fn readme_playbooks(dir: &Path) -> (Vec<String>, Option<String>) {
         .collect();
     readmes.sort();
     for r in readmes {
-        let text = std::fs::read_to_string(&r).unwrap_or_default();
+        // Through the door: a README that is a link out, a device or huge is not read.
+        let name = r.file_name().map(PathBuf::from).unwrap_or_default();
+        let text = crate::sys::tree::read_inside(dir, &name, 1 << 20).unwrap_or_default();
         for c in re.captures_iter(&text) {
             let base = c
                 .get(1)
@@ -500,10 +514,21 @@ fn check_files(dir: &Path, a: &Action) -> Result<()> {
 }
 
 impl RepoPlan {
+    /// Where the hosts came from: the Vagrantfile, or the inventory of a repository without.
+    fn hosts_from(&self) -> String {
+        match self.vagrant.file.file_name() {
+            Some(n) if !vagrantfile_read::NAMES.iter().any(|v| n == *v) => {
+                format!("the inventory {} (no Vagrantfile)", n.to_string_lossy())
+            }
+            _ => "the Vagrantfile".into(),
+        }
+    }
+
     /// What pglab decided, one line each, printed before it runs.
     pub fn decisions(&self) -> Vec<String> {
         let mut out = vec![format!(
-            "hosts from the Vagrantfile: {} (subnet {}, pglab's side {})",
+            "hosts from {}: {} (subnet {}, pglab's side {})",
+            self.hosts_from(),
             self.topology
                 .hosts
                 .iter()

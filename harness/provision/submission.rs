@@ -5,8 +5,7 @@
 //! A submission may name a `base` submission: scripts it does not have are taken from
 //! there (broken fixtures are the reference with one file changed).
 
-use super::repo::{self, RepoPlan};
-use super::vagrantfile_read;
+use super::repo::RepoPlan;
 use crate::model::topology::Role;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -152,7 +151,7 @@ fn manifests(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
 /// repository as students hand it in (a `Vagrantfile`). `pglab grade` asks this to tell a
 /// submission from a folder of them; `Submission::load` reads both.
 pub fn is_submission(dir: &Path) -> bool {
-    dir.join("provision.toml").is_file() || vagrantfile_read::find(dir).is_some()
+    dir.join("provision.toml").is_file() || super::inventory_repo::is_repository(dir)
 }
 
 /// Files a submission's content is made of: every file under `dir`, relative, sorted;
@@ -208,8 +207,8 @@ impl Submission {
     /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {
-        if vagrantfile_read::find(dir).is_some() {
-            return Submission::from_repo(repo::load(dir)?);
+        if super::inventory_repo::is_repository(dir) {
+            return Submission::from_repo(super::inventory_repo::load_any(dir)?);
         }
         let chain = manifests(dir)?;
         // The playbook is the submission's own; steps, resume steps and commands may come

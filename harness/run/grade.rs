@@ -91,7 +91,7 @@ pub struct Entry {
 /// verdict (the rest of the cohort is graded anyway).
 fn unreadable_why(dir: &Path) -> String {
     format!(
-        "{} has neither a provision.toml nor a Vagrantfile (nor vagrantfile): pglab reads a repository through its Vagrantfile; a repository without one (playbooks run by hand against the student's own VMs) needs a provision.toml beside its playbooks naming the playbook (see README, \"Grading a repository as it comes\")",
+        "{} has neither a provision.toml nor a Vagrantfile (nor vagrantfile), nor playbooks with an inventory (ansible.cfg's inventory, or `ansible-playbook -i` in the README): pglab reads a repository through its Vagrantfile or its inventory, or a provision.toml naming its steps or playbook (see README, \"Grading a repository as it comes\")",
         dir.display()
     )
 }
@@ -929,10 +929,9 @@ mod tests {
         let lower = cohort.path().join("alice");
         copy_tree(&repo("tests/fixtures/students/vagrant-roles"), &lower);
         std::fs::rename(lower.join("Vagrantfile"), lower.join("vagrantfile")).unwrap();
-        copy_tree(
-            &repo("tests/fixtures/students/inventory-only"),
-            &cohort.path().join("bob"),
-        );
+        let bob = cohort.path().join("bob");
+        std::fs::create_dir_all(&bob).unwrap();
+        std::fs::write(bob.join("README.md"), "I ran psql by hand\n").unwrap();
         copy_tree(
             &repo("tests/fixtures/students/vagrant-roles"),
             &cohort.path().join("carol"),

@@ -1,16 +1,16 @@
-//! A homework given as a repository (a Vagrantfile): the lab takes its topology and box
+//! A homework given as a repository (a Vagrantfile, or an inventory of the student's own VMs): the lab takes its topology and box
 //! unless the command line names them.
 
 use crate::model::topology::Topology;
-use crate::provision::repo::{self, RepoPlan};
-use crate::provision::vagrantfile_read;
+use crate::provision::inventory_repo;
+use crate::provision::repo::RepoPlan;
 use anyhow::Result;
 use std::path::Path;
 
 /// What pglab reads from `dir` when it is a repository (has a Vagrantfile).
 pub fn repo_plan(dir: Option<&Path>) -> Result<Option<RepoPlan>> {
-    match dir.filter(|d| vagrantfile_read::find(d).is_some()) {
-        Some(d) => Ok(Some(repo::load(d)?)),
+    match dir.filter(|d| inventory_repo::is_repository(d)) {
+        Some(d) => Ok(Some(inventory_repo::load_any(d)?)),
         None => Ok(None),
     }
 }

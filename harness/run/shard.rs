@@ -378,13 +378,14 @@ mod tests {
         let root = crate::sys::paths::repo_root();
         let cohort = tempfile::tempdir().unwrap();
         for (i, name) in ["ann", "bob", "cid", "dee", "eve"].iter().enumerate() {
-            let from = if i == 4 {
-                root.join("tests/fixtures/students/inventory-only")
-            } else {
-                root.join("tests/fixtures/students/red-hat-box")
-            };
             let to = cohort.path().join(name);
             std::fs::create_dir_all(&to).unwrap();
+            if i == 4 {
+                // Notes, no playbook, no Vagrantfile: no submission pglab can read.
+                std::fs::write(to.join("notes.txt"), "I did it by hand\n").unwrap();
+                continue;
+            }
+            let from = root.join("tests/fixtures/students/red-hat-box");
             let rules = crate::sys::tree::CopyRules {
                 file_max: 1 << 20,
                 total_max: 1 << 24,

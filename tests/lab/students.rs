@@ -180,6 +180,26 @@ fn static_inventory_master_slave_backup_outside_56_replicates_and_backs_up() {
     assert_passed(&r);
 }
 
+/// The same repository without its Vagrantfile (the student ran the playbooks by hand
+/// against VMs of their own): the lab's hosts, addresses and roles come from the inventory
+/// the README's `ansible-playbook -i` names, as Ansible reads it, and it passes the same.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn an_inventory_only_repository_is_graded_through_its_inventory() {
+    let _g = serial();
+    let repo = tempfile::tempdir().unwrap();
+    lay_over(&student("static-inventory"), repo.path());
+    std::fs::remove_file(repo.path().join("Vagrantfile")).unwrap();
+    let plan = pglab::provision::inventory_repo::load_any(repo.path()).unwrap();
+    let decided = plan.decisions().join("\n");
+    assert!(
+        decided.contains("hosts from the inventory hosts.ini (no Vagrantfile): "),
+        "{decided}"
+    );
+    let r = run_repo(repo.path(), &["replicate", "backup"]);
+    assert_passed(&r);
+}
+
 #[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
 fn a_template_never_committed_is_named_with_its_task() {
