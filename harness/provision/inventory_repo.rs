@@ -83,7 +83,7 @@ pub fn load(dir: &Path) -> Result<RepoPlan> {
     let ctl = Controller::offline(work.path(), &dir_c, &[venv_dir()?])?;
     let listed = list_inventory(&ctl, &dir_c, &dir_c.join(&inv))?;
     let file = dir.join(&inv);
-    let (machines, group_roles) = machines_of(&listed, &file, &box_of(dir))?;
+    let (machines, group_roles) = machines_of(&listed, &file, &box_of(dir, &listed))?;
     let vagrant = VagrantSpec { file, machines };
     let topology = repo::topology_with(&vagrant, &group_roles)?;
     let hints = Hints {
@@ -120,27 +120,31 @@ pub fn load(dir: &Path) -> Result<RepoPlan> {
     })
 }
 
-/// The Vagrant box the student's VMs most likely ran, from the PostgreSQL the playbooks
-/// install (`postgresql-14` is jammy's); the homework's `ubuntu/jammy64` when they name none.
-/// (A `provision.toml` with `box` cannot say otherwise here: a repository with one is read
-/// as that file says.)
-fn box_of(dir: &Path) -> String {
-    let mut text = String::new();
+/// The Vagrant box the student's VMs most likely ran, from the PostgreSQL they install: a
+/// `postgresql-15` package in a playbook, or an inventory variable such as `pg_version=15`;
+/// the homework's `ubuntu/jammy64` (PostgreSQL 14) when nothing names one. (A repository
+/// with a `provision.toml` is read as that file says, `box` included.)
+fn box_of(dir: &Path, listed: &Value) -> String {
+    let mut text = listed.to_string();
     for p in repo::find_playbooks(dir) {
         text.push_str(
             &crate::sys::tree::read_inside(dir, Path::new(&p), 1 << 20).unwrap_or_default(),
         );
     }
-    let boxes = [
-        ("postgresql-13", "debian/bullseye64"),
-        ("postgresql-15", "debian/bookworm64"),
-        ("postgresql-17", "debian/trixie64"),
-    ];
-    boxes
-        .iter()
-        .find(|(pg, _)| text.contains(pg))
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_else(|| "ubuntu/jammy64".into())
+    let var =
+        regex::Regex::new(r#"(?i)"(?:pg|postgres\w*)_?ver\w*"\s*:\s*"?(\d+)"#).expect("valid");
+    let major = regex::Regex::new(r"postgresql-(\d+)\b")
+        .expect("valid")
+        .captures(&text)
+        .or_else(|| var.captures(&text))
+        .map(|c| c[1].to_string());
+    match major.as_deref() {
+        Some("13") => "debian/bullseye64",
+        Some("15") => "debian/bookworm64",
+        Some("17") => "debian/trixie64",
+        _ => "ubuntu/jammy64",
+    }
+    .into()
 }
 
 /// Every host of an `ansible-inventory --list` as a machine at its `ansible_host`, and the
@@ -261,6 +265,21 @@ mod tests {
             e.to_string().contains("barman has no IPv4 ansible_host"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_box_follows_the_postgresql_the_repository_installs() {
+        let d = tempfile::tempdir().unwrap();
+        let none = serde_json::json!({});
+        assert_eq!(box_of(d.path(), &none), "ubuntu/jammy64");
+        let vars = serde_json::json!({"all": {"vars": {"pg_version": "15"}}});
+        assert_eq!(box_of(d.path(), &vars), "debian/bookworm64");
+        std::fs::write(
+            d.path().join("site.yml"),
+            "- hosts: all\n  tasks:\n    - apt: name=postgresql-13\n",
+        )
+        .unwrap();
+        assert_eq!(box_of(d.path(), &none), "debian/bullseye64");
     }
 
     #[test]
