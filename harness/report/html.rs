@@ -86,23 +86,23 @@ fn histogram(rows: &[Row]) -> String {
     let mut s = format!(
         "<svg id=\"histogram\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"scores\">",
         w * 10 + 20,
-        hgt + 40
+        hgt + 50
     );
     for (i, n) in bins.iter().enumerate() {
         let bh = n * hgt / top;
         let x = 10 + i * w;
         s.push_str(&format!(
             "<rect class=\"bar\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{bh}\"><title>{}-{}%: {n}</title></rect>",
-            hgt - bh + 10,
+            hgt - bh + 20,
             w - 6,
             i * 10,
             i * 10 + 10
         ));
         s.push_str(&format!(
             "<text class=\"axis\" x=\"{x}\" y=\"{}\">{}%</text><text class=\"axis\" x=\"{x}\" y=\"{}\">{n}</text>",
-            hgt + 26,
+            hgt + 36,
             i * 10,
-            hgt - bh + 6
+            hgt - bh + 16
         ));
     }
     s + "</svg>\n"
