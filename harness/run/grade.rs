@@ -580,6 +580,10 @@ fn worker(
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
     while let Some(e) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
+        // Told to stop: no new lab (the rest are written as interrupted).
+        if crate::sys::cleanup::aborting() {
+            break;
+        }
         let outcome = if e.hash.is_err() {
             Outcome::Error(String::new())
         } else {
