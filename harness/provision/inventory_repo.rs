@@ -191,10 +191,7 @@ fn machines_of(
     let mut machines = Vec::new();
     let mut no_address = Vec::new();
     for n in names {
-        let addr = ["ansible_host", "ansible_ssh_host"]
-            .iter()
-            .find_map(|k| hostvars.get(&n).and_then(|v| v[*k].as_str()))
-            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let addr = address_of(listed, &n);
         match addr {
             Some(a) => machines.push(Machine {
                 name: n,
@@ -217,13 +214,72 @@ fn machines_of(
     Ok((machines, roles))
 }
 
+/// A host's `ansible_host`: its own, or its groups' (`--export` moves a variable that every
+/// host of a group shares into the group, e.g. `[master]` holding only `master`), nearest
+/// group first.
+fn address_of(listed: &Value, host: &str) -> Option<Ipv4Addr> {
+    let keys = ["ansible_host", "ansible_ssh_host"];
+    let from = |vars: &Value| {
+        keys.iter()
+            .find_map(|k| vars[*k].as_str().map(String::from))
+    };
+    let groups = listed.as_object()?;
+    let holds = |g: &Value, name: &str, key: &str| {
+        g[key]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|h| h == name))
+    };
+    let mut found = from(&listed["_meta"]["hostvars"][host]);
+    // The groups that hold the host, then their parents, level by level.
+    let mut level: Vec<&String> = groups
+        .keys()
+        .filter(|g| holds(&groups[*g], host, "hosts"))
+        .collect();
+    let mut seen = 0;
+    while found.is_none() && !level.is_empty() && seen < 64 {
+        found = level.iter().find_map(|g| from(&groups[*g]["vars"]));
+        level = groups
+            .keys()
+            .filter(|p| level.iter().any(|g| holds(&groups[*p], g, "children")))
+            .collect();
+        seen += 1;
+    }
+    found.and_then(|a| a.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// `ansible-inventory -i hosts --list --export` of the inventory-only fixture (INI with
-    /// quoted values, `:children`), as Ansible 9.4.0 printed it.
-    const LISTED: &str = r#"{"_meta": {"hostvars": {"barman": {"ansible_host": "192.168.57.13"}, "node1": {"ansible_host": "192.168.57.11", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}, "node2": {"ansible_host": "192.168.57.12", "ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}}}, "all": {"children": ["ungrouped", "db", "backup"]}, "backup": {"hosts": ["barman"]}, "db": {"children": ["master", "slave"]}, "master": {"hosts": ["node1"]}, "slave": {"hosts": ["node2"]}}"#;
+    /// quoted values, `:children`), as Ansible 9.4.0 printed it here.
+    const LISTED: &str = r#"{"_meta":{"hostvars":{"barman":{"ansible_host":"192.168.57.13"},"node1":{"ansible_host":"192.168.57.11","ansible_ssh_common_args":"-o StrictHostKeyChecking=no"},"node2":{"ansible_host":"192.168.57.12","ansible_ssh_common_args":"-o StrictHostKeyChecking=no"}}},"all":{"children":["ungrouped","backup","db"]},"backup":{"hosts":["barman"]},"db":{"children":["master","slave"]},"master":{"hosts":["node1"]},"slave":{"hosts":["node2"]}}"#;
+
+    /// The same of static-inventory's `ansible/inventory/hosts.ini` (each group holds one host
+    /// of its name): `--export` moved every host's variables into its group.
+    const HOISTED: &str = r#"{"_meta":{"hostvars":{}},"all":{"children":["ungrouped","backup","servers"],"vars":{"ansible_user":"vagrant","pg_version":15}},"backup":{"hosts":["backup"],"vars":{"ansible_host":"10.44.0.30","ansible_ssh_private_key_file":"../.vagrant/machines/backup/virtualbox/private_key"}},"master":{"hosts":["master"],"vars":{"ansible_host":"10.44.0.10","ansible_ssh_private_key_file":"../.vagrant/machines/master/virtualbox/private_key"}},"servers":{"children":["master","slave"]},"slave":{"hosts":["slave"],"vars":{"ansible_host":"10.44.0.20","ansible_ssh_private_key_file":"../.vagrant/machines/slave/virtualbox/private_key"}}}"#;
+
+    #[test]
+    fn addresses_held_by_groups_are_found() {
+        let listed: Value = serde_json::from_str(HOISTED).unwrap();
+        let (m, _) = machines_of(&listed, Path::new("hosts.ini"), "debian/bookworm64").unwrap();
+        let names: Vec<(&str, Ipv4Addr)> = m
+            .iter()
+            .map(|m| (m.name.as_str(), m.addresses[0]))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("backup", Ipv4Addr::new(10, 44, 0, 30)),
+                ("master", Ipv4Addr::new(10, 44, 0, 10)),
+                ("slave", Ipv4Addr::new(10, 44, 0, 20))
+            ]
+        );
+        assert_eq!(
+            box_of(Path::new("/nonexistent"), &listed),
+            "debian/bookworm64"
+        );
+    }
 
     #[test]
     fn the_inventory_gives_the_hosts_their_addresses_and_roles() {
@@ -254,7 +310,7 @@ mod tests {
         let topo = repo::topology_with(&v, &roles).unwrap();
         let alpha = topo.hosts.iter().find(|h| h.name == "alpha").unwrap();
         assert_eq!(alpha.roles, [Role::Primary]);
-        let no_addr = LISTED.replace(r#""ansible_host": "192.168.57.13""#, r#""x": 1"#);
+        let no_addr = LISTED.replace(r#""ansible_host":"192.168.57.13""#, r#""x":1"#);
         let e = machines_of(
             &serde_json::from_str(&no_addr).unwrap(),
             Path::new("hosts"),

@@ -422,7 +422,7 @@ fn a_stuck_submission_is_found_stuck_within_minutes_and_frees_its_slot() {
         &[
             "stuck in provision after",
             "on node1 a commit has waited",
-            "for a synchronous standby (synchronous_standby_names = 'node2') and none is connected",
+            "for a synchronous standby (synchronous_standby_names = '*') and none is connected",
             "lab was removed",
             "node1: pg_stat_activity:",
             "IPC:SyncRep",
