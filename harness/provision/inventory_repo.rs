@@ -259,20 +259,21 @@ mod tests {
     /// of its name): `--export` moved every host's variables into its group.
     const HOISTED: &str = r#"{"_meta":{"hostvars":{}},"all":{"children":["ungrouped","backup","servers"],"vars":{"ansible_user":"vagrant","pg_version":15}},"backup":{"hosts":["backup"],"vars":{"ansible_host":"10.44.0.30","ansible_ssh_private_key_file":"../.vagrant/machines/backup/virtualbox/private_key"}},"master":{"hosts":["master"],"vars":{"ansible_host":"10.44.0.10","ansible_ssh_private_key_file":"../.vagrant/machines/master/virtualbox/private_key"}},"servers":{"children":["master","slave"]},"slave":{"hosts":["slave"],"vars":{"ansible_host":"10.44.0.20","ansible_ssh_private_key_file":"../.vagrant/machines/slave/virtualbox/private_key"}}}"#;
 
+    /// Each machine's name and address, as `machines_of` makes them.
+    fn addresses(listed: &Value) -> Vec<(String, Ipv4Addr)> {
+        let (m, _) = machines_of(listed, Path::new("hosts"), "ubuntu/jammy64").unwrap();
+        m.into_iter().map(|m| (m.name, m.addresses[0])).collect()
+    }
+
     #[test]
     fn addresses_held_by_groups_are_found() {
         let listed: Value = serde_json::from_str(HOISTED).unwrap();
-        let (m, _) = machines_of(&listed, Path::new("hosts.ini"), "debian/bookworm64").unwrap();
-        let names: Vec<(&str, Ipv4Addr)> = m
-            .iter()
-            .map(|m| (m.name.as_str(), m.addresses[0]))
-            .collect();
         assert_eq!(
-            names,
+            addresses(&listed),
             [
-                ("backup", Ipv4Addr::new(10, 44, 0, 30)),
-                ("master", Ipv4Addr::new(10, 44, 0, 10)),
-                ("slave", Ipv4Addr::new(10, 44, 0, 20))
+                ("backup".to_string(), Ipv4Addr::new(10, 44, 0, 30)),
+                ("master".to_string(), Ipv4Addr::new(10, 44, 0, 10)),
+                ("slave".to_string(), Ipv4Addr::new(10, 44, 0, 20))
             ]
         );
         assert_eq!(
@@ -284,17 +285,13 @@ mod tests {
     #[test]
     fn the_inventory_gives_the_hosts_their_addresses_and_roles() {
         let listed: Value = serde_json::from_str(LISTED).unwrap();
-        let (m, roles) = machines_of(&listed, Path::new("hosts"), "ubuntu/jammy64").unwrap();
-        let names: Vec<(&str, Ipv4Addr)> = m
-            .iter()
-            .map(|m| (m.name.as_str(), m.addresses[0]))
-            .collect();
+        let (_, roles) = machines_of(&listed, Path::new("hosts"), "ubuntu/jammy64").unwrap();
         assert_eq!(
-            names,
+            addresses(&listed),
             [
-                ("barman", Ipv4Addr::new(192, 168, 57, 13)),
-                ("node1", Ipv4Addr::new(192, 168, 57, 11)),
-                ("node2", Ipv4Addr::new(192, 168, 57, 12))
+                ("barman".to_string(), Ipv4Addr::new(192, 168, 57, 13)),
+                ("node1".to_string(), Ipv4Addr::new(192, 168, 57, 11)),
+                ("node2".to_string(), Ipv4Addr::new(192, 168, 57, 12))
             ]
         );
         assert_eq!(roles.get("node1"), Some(&Role::Primary));
