@@ -64,7 +64,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// What runs inside the sandbox: the commit before the due time, its date, the count of
-/// later commits, then its tree into /out (files at most 64 MiB each).
+/// later commits, then its tree into /out (files at most 64 MiB each, the archive at most
+/// 1 GiB: a cut archive fails tar, and the repository gets that verdict).
 const SCRIPT: &str = r#"set -e
 g() { git -c safe.directory='*' -c core.fsmonitor=false -c core.hooksPath=/dev/null "$@"; }
 c=$(g rev-list -1 --before="@$1" HEAD)
@@ -73,7 +74,8 @@ echo "commit $c"
 g log -1 --format='date %cI' "$c"
 echo "later $(g rev-list --count "$c..HEAD")"
 ulimit -f 65536
-g archive --format=tar "$c" | tar -x -C /out --no-same-owner --no-same-permissions
+set -o pipefail
+g archive --format=tar "$c" | head -c 1073741824 | tar -x -C /out --no-same-owner --no-same-permissions
 "#;
 
 /// Takes the repository `repo` out at its last commit before `due` (Unix seconds) into the
@@ -88,6 +90,12 @@ pub fn checkout_at(
     let git = repo.join(".git");
     if !git.symlink_metadata().is_ok_and(|m| m.is_dir()) {
         bail!("{} is no git repository (no .git folder)", repo.display());
+    }
+    if git.join("shallow").exists() {
+        bail!(
+            "{} is a shallow clone: its history is cut, so it cannot say which commit came before the due time; clone it whole (without --depth) to grade it with --due",
+            repo.display()
+        );
     }
     crate::sys::tree::chown_tree(into, 65534)?;
     let argv = sandboxed(&git, into, due);
@@ -230,5 +238,9 @@ mod tests {
         std::fs::create_dir(&into2).unwrap();
         let none = checkout_at(&repo, early, &into2).unwrap().unwrap_err();
         assert!(none.starts_with("2026-11-30T10:00:00"), "{none}");
+        // A shallow clone's history is cut: refused, not graded at the wrong commit.
+        std::fs::write(repo.join(".git/shallow"), "x\n").unwrap();
+        let e = checkout_at(&repo, due, &into2).unwrap_err().to_string();
+        assert!(e.contains("is a shallow clone"), "{e}");
     }
 }

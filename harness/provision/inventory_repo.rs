@@ -147,21 +147,22 @@ fn box_of(dir: &Path, listed: &Value) -> String {
     .into()
 }
 
-/// Every host of an `ansible-inventory --list` as a machine at its `ansible_host`, and the
-/// roles its groups say (for names that say none).
-fn machines_of(
+const MAX_HOSTS: usize = 32;
+const MAX_GROUPS: usize = 256;
+
+/// The inventory's host names (with vars, or in a group) and the roles their groups say.
+fn names_and_roles(
     listed: &Value,
-    file: &Path,
-    box_name: &str,
-) -> Result<(Vec<Machine>, BTreeMap<String, Role>)> {
-    let empty = serde_json::Map::new();
-    let groups = listed.as_object().unwrap_or(&empty);
-    let hostvars = listed["_meta"]["hostvars"].as_object().unwrap_or(&empty);
+    groups: &serde_json::Map<String, Value>,
+    hostvars: &serde_json::Map<String, Value>,
+) -> (Vec<String>, BTreeMap<String, Role>) {
+    // (At most one more than the limit of each: enough to refuse what is too large.)
     let members = |g: &Value| -> Vec<String> {
         g["hosts"]
             .as_array()
             .into_iter()
             .flatten()
+            .take(MAX_HOSTS + 1)
             .filter_map(Value::as_str)
             .map(String::from)
             .collect()
@@ -175,6 +176,7 @@ fn machines_of(
             .as_array()
             .into_iter()
             .flatten()
+            .take(MAX_GROUPS)
             .filter_map(Value::as_str)
         {
             hosts.extend(members(&listed[child]));
@@ -186,8 +188,39 @@ fn machines_of(
         }
         names.extend(hosts);
     }
+    (names, roles)
+}
+
+/// Every host of an `ansible-inventory --list` as a machine at its `ansible_host`, and the
+/// roles its groups say (for names that say none).
+fn machines_of(
+    listed: &Value,
+    file: &Path,
+    box_name: &str,
+) -> Result<(Vec<Machine>, BTreeMap<String, Role>)> {
+    let empty = serde_json::Map::new();
+    let groups = listed.as_object().unwrap_or(&empty);
+    let hostvars = listed["_meta"]["hostvars"].as_object().unwrap_or(&empty);
+    // The lab has three hosts: an inventory of hundreds (or a plugin's endless JSON) is no
+    // homework's, and is refused before any work grows with its size.
+    if groups.len() > MAX_GROUPS || hostvars.len() > MAX_HOSTS {
+        bail!(
+            "{}: {} groups and {} hosts; pglab grades inventories of a few hosts (at most {MAX_HOSTS} hosts, {MAX_GROUPS} groups)",
+            file.display(),
+            groups.len(),
+            hostvars.len()
+        );
+    }
+    let (mut names, roles) = names_and_roles(listed, groups, hostvars);
     names.sort();
     names.dedup();
+    if names.len() > MAX_HOSTS {
+        bail!(
+            "{}: {} hosts; pglab grades inventories of at most {MAX_HOSTS}",
+            file.display(),
+            names.len()
+        );
+    }
     let mut machines = Vec::new();
     let mut no_address = Vec::new();
     for n in names {

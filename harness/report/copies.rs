@@ -24,6 +24,8 @@ const MIN_PRINTS: usize = 30;
 /// What is read of a submission: regular files, no larger than this, no more of them.
 const FILE_MAX: u64 = 256 << 10;
 const FILES_MAX: usize = 2000;
+/// ...and no more text in all (a homework is a few hundred KiB; what is beyond is not read).
+const TOTAL_MAX: usize = 8 << 20;
 
 /// A submission's own text: each file's content digest and fingerprints.
 #[derive(Debug, Default, Clone)]
@@ -95,6 +97,7 @@ fn digest(bytes: &[u8]) -> String {
 /// The text files under `dir` (`.git`, `.vagrant` and links left out) by relative path.
 fn text_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
+    let mut total = 0usize;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -108,9 +111,10 @@ fn text_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                 let Ok(bytes) = std::fs::read(e.path()) else {
                     continue;
                 };
-                if bytes.iter().take(8192).any(|b| *b == 0) {
+                if bytes.iter().take(8192).any(|b| *b == 0) || total + bytes.len() > TOTAL_MAX {
                     continue;
                 }
+                total += bytes.len();
                 let rel = e
                     .path()
                     .strip_prefix(dir)

@@ -29,14 +29,23 @@ pub struct Student {
 }
 
 impl Student {
-    /// Whether the submission `name` is this student's: its folder, the GitHub login, or a
-    /// GitHub Classroom repository named `<assignment>-<login>`.
-    fn owns(&self, name: &str) -> bool {
+    /// How well the submission `name` is this student's: 3 for its folder or identifier, 2
+    /// for the GitHub login itself, 1 for a GitHub Classroom repository `<assignment>-<login>`
+    /// (longer logins first: `hw-john-smith` is john-smith's, not smith's); 0 for none.
+    fn owns(&self, name: &str) -> usize {
         let n = name.to_lowercase();
         let login = self.github.to_lowercase();
-        (!self.folder.is_empty() && self.folder == name)
-            || (!login.is_empty() && (n == login || n.ends_with(&format!("-{login}"))))
+        if (!self.folder.is_empty() && self.folder == name)
             || (!self.identifier.is_empty() && self.identifier == name)
+        {
+            3 << 16
+        } else if !login.is_empty() && n == login {
+            2 << 16
+        } else if !login.is_empty() && n.ends_with(&format!("-{login}")) {
+            (1 << 16) + login.len()
+        } else {
+            0
+        }
     }
 }
 
@@ -117,14 +126,30 @@ impl Roster {
 
     /// Each row with its student (None: no roster entry), and the students without a row.
     pub fn matched<'a>(&'a self, rows: &'a [Row]) -> Matched<'a> {
-        let pairs: Vec<(&Row, Option<&Student>)> = rows
-            .iter()
-            .map(|r| (r, self.students.iter().find(|s| s.owns(&r.name))))
-            .collect();
+        // Each submission to the student who owns it best (the first such in the roster).
+        let owner = |r: &Row| {
+            self.students
+                .iter()
+                .map(|s| (s.owns(&r.name), s))
+                .filter(|(how, _)| *how > 0)
+                .fold(
+                    None,
+                    |best: Option<(usize, &Student)>, (how, s)| match best {
+                        Some((b, _)) if b >= how => best,
+                        _ => Some((how, s)),
+                    },
+                )
+                .map(|(_, s)| s)
+        };
+        let pairs: Vec<(&Row, Option<&Student>)> = rows.iter().map(|r| (r, owner(r))).collect();
         let missing = self
             .students
             .iter()
-            .filter(|s| !rows.iter().any(|r| s.owns(&r.name)))
+            .filter(|s| {
+                !pairs
+                    .iter()
+                    .any(|(_, o)| o.is_some_and(|o| std::ptr::eq(o, *s)))
+            })
             .collect();
         Matched { pairs, missing }
     }
@@ -147,8 +172,21 @@ impl Matched<'_> {
     }
 }
 
+/// A row's grade for the LMS: its score, or nothing when pglab itself failed on it (no
+/// verdict on the work: an empty cell leaves the gradebook as it was).
+fn grade_cell(row: &Row) -> String {
+    if row.grader_failed {
+        String::new()
+    } else {
+        row.score.to_string()
+    }
+}
+
 /// The feedback of a row for the LMS: its score and its first failure in plain words.
 fn feedback(row: &Row) -> String {
+    if row.grader_failed {
+        return "not graded: pglab failed on this submission; it is graded again".into();
+    }
     match row.first_failure() {
         None if row.passed() => format!("{}/{}: every check passed", row.score, row.max_score),
         None => format!("{}/{}", row.score, row.max_score),
@@ -170,7 +208,7 @@ pub fn moodle_csv(m: &Matched, assignment: &str) -> String {
             csv_cell(&st.name),
             csv_cell(&st.email),
             csv_cell(&st.lms_id),
-            row.score,
+            grade_cell(row),
             csv_cell(&feedback(row))
         ));
     }
@@ -204,7 +242,7 @@ pub fn canvas_csv(m: &Matched, assignment: &str) -> String {
         )
     };
     for (row, st) in m.pairs.iter().filter_map(|(r, s)| Some((r, (*s)?))) {
-        s.push_str(&line(st, row.score.to_string()));
+        s.push_str(&line(st, grade_cell(row)));
     }
     for st in &m.missing {
         s.push_str(&line(st, "0".into()));
@@ -294,6 +332,24 @@ mod tests {
         let missing: Vec<&str> = m.missing.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(missing, ["Cid Never"]);
         assert!(Roster::parse("name,email\nAnn,a@x\n").is_err());
+        // A login that ends another's: each repository goes to its own student.
+        let roster = Roster::parse("name,github_username\nS,smith\nJ,john-smith\n").unwrap();
+        let rows = [
+            row("hw-john-smith", &[Status::Passed]),
+            row("hw-smith", &[Status::Failed]),
+        ];
+        let m = roster.matched(&rows);
+        assert_eq!(m.pairs[0].1.unwrap().name, "J");
+        assert_eq!(m.pairs[1].1.unwrap().name, "S");
+        assert!(m.missing.is_empty());
+        let mut failed = rows[0].clone();
+        failed.grader_failed = true;
+        let m = roster.matched(std::slice::from_ref(&failed));
+        assert!(
+            canvas_csv(&m, "A").contains("J,,,,,\n"),
+            "{}",
+            canvas_csv(&m, "A")
+        );
     }
 
     /// The LMS files: Moodle's columns with the feedback (a student's text cannot become a

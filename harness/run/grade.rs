@@ -225,15 +225,15 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     };
     let mut entries = find_submissions(&opts.dirs)?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
-    let alike = alike_in(&entries, opts);
     let part = (opts.shard)
         .map(|s| shard::Part::new(s, &roster, opts.shard_by.as_ref()))
         .transpose()?;
+    // The snapshots at the due time live as long as this grading.
+    let snapshots = opts.due.map(|due| at_due(&mut entries, due)).transpose()?;
+    let alike = alike_in(&entries, opts);
     if let Some(p) = &part {
         entries.retain(|e| p.holds(&e.name));
     }
-    // The snapshots at the due time live as long as this grading.
-    let _snapshots = opts.due.map(|due| at_due(&mut entries, due)).transpose()?;
     let (groups, legend) = groups(&opts.base)?;
     let previous = opts.previous.as_deref().unwrap_or(&opts.out);
     let before: BTreeMap<String, Row> = cohort::load_rows(previous)
@@ -260,15 +260,18 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         previous: previous.to_path_buf(),
         info,
         alike,
+        written: Mutex::new(false),
     };
     let results: Results = Arc::new(Mutex::new(Vec::new()));
     let c = Arc::new(cohort);
     let key = written_if_interrupted(&c, &results);
     let t = Instant::now();
     run_pool(&todo, opts, &results);
-    let done = std::mem::take(&mut *results.lock().expect("lock"));
-    let graded = c.write(done, t.elapsed());
+    let graded = c.finish(&results, t.elapsed());
     crate::sys::cleanup::disown(&key);
+    if let Some(snaps) = &snapshots {
+        crate::sys::cleanup::disown(&due_key(snaps.path()));
+    }
     let graded = graded?;
     if let Some(r) = &opts.roster {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
@@ -293,13 +296,22 @@ fn alike_in(entries: &[Entry], opts: &GradeOptions) -> Vec<crate::report::copies
     alike(&subs)
 }
 
+fn due_key(snapshots: &Path) -> String {
+    format!("due snapshots {}", snapshots.display())
+}
+
 /// `--due`: each git repository taken out at its last commit before `due` into a snapshot
 /// (the student's folder untouched), which is then what is graded; one without a commit
 /// before then gets that verdict. A folder without `.git` is graded as it is.
 fn at_due(entries: &mut [Entry], due: i64) -> Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     let snaps = tempfile::Builder::new().prefix("pglab-due-").tempdir()?;
-    std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o755))?;
+    // nobody (the sandbox) passes through to its folder; nobody else lists the students'.
+    std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o711))?;
+    let path = snaps.path().to_path_buf();
+    crate::sys::cleanup::own(due_key(&path), move || {
+        let _ = crate::sys::mounts::remove_tree(&path);
+    });
     let when = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_secs(due.max(0) as u64),
     );
@@ -341,6 +353,10 @@ fn written_if_interrupted(c: &Arc<Cohort>, results: &Results) -> String {
     let key = format!("grading into {}", c.out.display());
     let (c, r) = (c.clone(), results.clone());
     crate::sys::cleanup::own(key.clone(), move || {
+        let written = c.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written {
+            return;
+        }
         let done = std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner()));
         match c.write(done, Duration::ZERO) {
             Ok(_) => eprintln!(
@@ -368,11 +384,24 @@ struct Cohort {
     previous: PathBuf,
     info: Option<shard::PartInfo>,
     alike: Vec<crate::report::copies::Alike>,
+    /// Set once the grading wrote itself: held while it writes, so that an interrupt then
+    /// waits for that write and does not write over it.
+    written: Mutex<bool>,
 }
 
 type Results = Arc<Mutex<Vec<(String, Outcome)>>>;
 
 impl Cohort {
+    /// The grading's own write, with everything graded; an interrupt that comes meanwhile
+    /// waits for it, then writes nothing over it.
+    fn finish(&self, results: &Results, wall: Duration) -> Result<Graded> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let done = std::mem::take(&mut *results.lock().expect("lock"));
+        let graded = self.write(done, wall);
+        *written = true;
+        graded
+    }
+
     /// The rows (graded now, kept, or interrupted before their outcome), written to `out`.
     fn write(&self, done: Vec<(String, Outcome)>, wall: Duration) -> Result<Graded> {
         let mut results: BTreeMap<String, Outcome> = done.into_iter().collect();
@@ -761,6 +790,8 @@ fn stop(
 /// A submission waiting this long on something that cannot come is stuck; its lab is asked
 /// at most this often.
 const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// The progress stage of provisioning (`run::one`'s name for it).
+const PROVISIONED_STAGE: &str = "provision";
 const PROBE_EVERY: Duration = Duration::from_secs(20);
 
 /// When each running submission's servers were last asked whether it is stuck.
@@ -770,7 +801,10 @@ struct Probes(BTreeMap<String, Instant>);
 impl Probes {
     /// Why the submission `name` is stuck, when its servers say so (see `server_words::stuck`).
     fn stuck(&mut self, name: &str, st: &progress::Stage, lab_id: &str) -> Option<String> {
-        if st.started.elapsed() < STUCK_AFTER
+        // Only provisioning: a scenario's own checks have their deadlines, and a session a
+        // timed-out check left waiting must not end a lab whose groups already passed.
+        if st.stage != PROVISIONED_STAGE
+            || st.started.elapsed() < STUCK_AFTER
             || self.0.get(name).is_some_and(|t| t.elapsed() < PROBE_EVERY)
         {
             return None;
