@@ -425,7 +425,12 @@ pub fn find_playbooks(dir: &Path) -> Vec<String> {
         files.sort();
         for f in files {
             let is_yaml = f.extension().is_some_and(|e| e == "yml" || e == "yaml");
-            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            if !is_yaml {
+                continue;
+            }
+            // Through the door: a playbook that is a link out, a FIFO or /dev/zero is not read.
+            let rel = Path::new(sub).join(f.file_name().expect("a file"));
+            let text = crate::sys::tree::read_inside(dir, &rel, 1 << 20).unwrap_or_default();
             let play = text
                 .lines()
                 .any(|l| l.trim_start_matches(['-', ' ']).starts_with("hosts:"));
@@ -436,6 +441,29 @@ pub fn find_playbooks(dir: &Path) -> Vec<String> {
                         .to_string_lossy()
                         .to_string(),
                 );
+            }
+        }
+    }
+    out
+}
+
+/// The host patterns the plays of `playbooks` name (`hosts: master, slave` → master, slave),
+/// each once, in order.
+pub fn play_hosts(dir: &Path, playbooks: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in playbooks {
+        let text = crate::sys::tree::read_inside(dir, Path::new(p), 1 << 20).unwrap_or_default();
+        for l in text.lines() {
+            let Some(pat) = l.trim_start_matches(['-', ' ']).strip_prefix("hosts:") else {
+                continue;
+            };
+            for g in pat
+                .split([',', ':'])
+                .map(|g| g.trim().trim_matches(['"', '\'', '[', ']']))
+            {
+                if !g.is_empty() && !out.iter().any(|o| o == g) {
+                    out.push(g.to_string());
+                }
             }
         }
     }

@@ -90,6 +90,16 @@ pub struct Entry {
 /// Why a folder is not a submission pglab can read, and what would make it one: its row's
 /// verdict (the rest of the cohort is graded anyway).
 fn unreadable_why(dir: &Path) -> String {
+    let playbooks = crate::provision::repo::find_playbooks(dir);
+    if !playbooks.is_empty() {
+        let groups = crate::provision::repo::play_hosts(dir, &playbooks);
+        return format!(
+            "{} has playbooks ({}) but no inventory and no Vagrantfile: their plays expect hosts in {}; pglab builds the lab from an inventory (ansible.cfg's inventory, or `ansible-playbook -i FILE` in the README) or a Vagrantfile",
+            dir.display(),
+            playbooks.join(", "),
+            if groups.is_empty() { "no named group".to_string() } else { groups.join(", ") }
+        );
+    }
     format!(
         "{} has neither a provision.toml nor a Vagrantfile (nor vagrantfile), nor playbooks with an inventory (ansible.cfg's inventory, or `ansible-playbook -i` in the README): pglab reads a repository through its Vagrantfile or its inventory, or a provision.toml naming its steps or playbook (see README, \"Grading a repository as it comes\")",
         dir.display()
@@ -985,6 +995,28 @@ mod tests {
         let why = e[1].hash.clone().unwrap_err();
         assert!(
             why.contains("bob has neither a provision.toml nor a Vagrantfile (nor vagrantfile)"),
+            "{why}"
+        );
+        // One playbook handed in alone: its verdict names the groups its plays expect. A
+        // playbook that is a link to /dev/zero is not read (the grading would hang).
+        let dan = cohort.path().join("dan");
+        std::fs::create_dir_all(&dan).unwrap();
+        std::fs::write(
+            dan.join("site.yml"),
+            "- hosts: master\n  tasks: []\n- hosts: slave, backup\n  tasks: []\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dan.join("zero.yml")).unwrap();
+        let e = find_submissions(&[cohort.path().to_path_buf()]).unwrap();
+        let why = e
+            .iter()
+            .find(|e| e.name == "dan")
+            .unwrap()
+            .hash
+            .clone()
+            .unwrap_err();
+        assert!(
+            why.contains("has playbooks (site.yml) but no inventory and no Vagrantfile: their plays expect hosts in master, slave, backup"),
             "{why}"
         );
     }
