@@ -554,15 +554,13 @@ impl RepoPlan {
 
     /// What pglab decided, one line each, printed before it runs.
     pub fn decisions(&self) -> Vec<String> {
+        let hosts: Vec<String> = (self.topology.hosts.iter())
+            .map(|h| format!("{} {} ({:?})", h.name, h.address, h.roles[0]).to_lowercase())
+            .collect();
         let mut out = vec![format!(
             "hosts from {}: {} (subnet {}, pglab's side {})",
             self.hosts_from(),
-            self.topology
-                .hosts
-                .iter()
-                .map(|h| format!("{} {} ({:?})", h.name, h.address, h.roles[0]).to_lowercase())
-                .collect::<Vec<_>>()
-                .join(", "),
+            hosts.join(", "),
             self.topology.subnet,
             self.topology.gateway
         )];
