@@ -16,31 +16,63 @@ const ACTIVITY: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT 
 /// standbys connected | synchronous_standby_names`), if any.
 const SYNC_WAIT: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT extract(epoch FROM now() - a.query_start)::int, left(regexp_replace(a.query, '\s+', ' ', 'g'), 80), (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')), current_setting('synchronous_standby_names') FROM pg_stat_activity a WHERE a.wait_event = 'SyncRep' ORDER BY a.query_start LIMIT 1" 2>/dev/null || true"#;
 
-/// Why a lab is stuck, when one of its servers waits on something that cannot arrive: a
-/// commit that has waited at least `after` for a synchronous standby while none is
-/// connected (`synchronous_standby_names` names a standby that does not exist yet: the
-/// commit never returns, and neither does the step that made it).
+/// The oldest statement waiting for a lock that a session idle in its transaction holds
+/// (`seconds waiting | seconds idle | the waiting query | the idle session's last query`), if
+/// any. `|` in the queries is written `/`, so the fields stay apart.
+const LOCK_WAIT: &str = r#"runuser -u postgres -- psql -XAtq -F ' | ' -c "SELECT extract(epoch FROM now() - w.query_start)::int, extract(epoch FROM now() - b.state_change)::int, left(replace(regexp_replace(w.query, '\s+', ' ', 'g'), '|', '/'), 80), left(replace(regexp_replace(b.query, '\s+', ' ', 'g'), '|', '/'), 80) FROM pg_stat_activity w JOIN pg_stat_activity b ON b.pid = ANY (pg_blocking_pids(w.pid)) WHERE w.wait_event_type = 'Lock' AND b.state IN ('idle in transaction', 'idle in transaction (aborted)') ORDER BY w.query_start, b.state_change LIMIT 1" 2>/dev/null || true"#;
+
+/// Why a lab is stuck, when one of its servers waits on something that cannot arrive, for at
+/// least `after`:
+/// - a commit waiting for a synchronous standby while none is connected
+///   (`synchronous_standby_names` names a standby that does not exist yet: the commit never
+///   returns, and neither does the step that made it);
+/// - a statement waiting for a lock held by a session idle in its transaction (a psql left
+///   open in the background after `BEGIN`: nothing will end that transaction).
 pub fn stuck(lab: &Lab, after: Duration) -> Option<String> {
     for h in &lab.topology().hosts {
-        let t = Duration::from_secs(10);
-        let Ok(o) = lab.backend().check(&h.name, "root", SYNC_WAIT, t) else {
-            continue;
+        let ask = |sql: &str| {
+            let t = Duration::from_secs(10);
+            let o = lab.backend().check(&h.name, "root", sql, t).ok()?;
+            Some(o.stdout.trim().to_string())
         };
-        let f: Vec<&str> = o.stdout.trim().splitn(4, " | ").collect();
-        let [secs, query, synced, names] = f[..] else {
-            continue;
-        };
-        let (Ok(secs), Ok(0)) = (secs.parse::<u64>(), synced.parse::<u64>()) else {
-            continue;
-        };
-        if secs >= after.as_secs() {
-            return Some(format!(
-                "on {} a commit has waited {secs} s for a synchronous standby (synchronous_standby_names = '{names}') and none is connected, so it never finishes: {query}",
-                h.name
-            ));
+        if let Some(why) = ask(SYNC_WAIT).and_then(|o| sync_wait(&h.name, &o, after)) {
+            return Some(why);
+        }
+        if let Some(why) = ask(LOCK_WAIT).and_then(|o| lock_wait(&h.name, &o, after)) {
+            return Some(why);
         }
     }
     None
+}
+
+/// `SYNC_WAIT`'s answer on `host`, as a reason, when the commit has waited `after` with no
+/// synchronous standby connected.
+fn sync_wait(host: &str, answer: &str, after: Duration) -> Option<String> {
+    let f: Vec<&str> = answer.splitn(4, " | ").collect();
+    let [secs, query, synced, names] = f[..] else {
+        return None;
+    };
+    let (Ok(secs), Ok(0)) = (secs.parse::<u64>(), synced.parse::<u64>()) else {
+        return None;
+    };
+    (secs >= after.as_secs()).then(|| format!(
+        "on {host} a commit has waited {secs} s for a synchronous standby (synchronous_standby_names = '{names}') and none is connected, so it never finishes: {query}"
+    ))
+}
+
+/// `LOCK_WAIT`'s answer on `host`, as a reason, when the statement has waited `after` and the
+/// session holding the lock has been idle in its transaction as long.
+fn lock_wait(host: &str, answer: &str, after: Duration) -> Option<String> {
+    let f: Vec<&str> = answer.splitn(4, " | ").collect();
+    let [waited, idle, query, holder] = f[..] else {
+        return None;
+    };
+    let (Ok(waited), Ok(idle)) = (waited.parse::<u64>(), idle.parse::<u64>()) else {
+        return None;
+    };
+    (waited >= after.as_secs() && idle >= after.as_secs()).then(|| format!(
+        "on {host} a statement has waited {waited} s for a lock held by a session idle in its transaction for {idle} s (its last statement: {holder}); nothing ends that transaction, so it never finishes: {query}"
+    ))
 }
 
 /// Whether a failure paragraph is a command stopped at its deadline (`sys::exec`'s words).
@@ -98,6 +130,38 @@ pub fn last_task(message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_wait_is_stuck_only_once_it_has_lasted() {
+        let minute = Duration::from_secs(60);
+        let lock = "75 | 80 | DROP TABLE pglab_probe; | BEGIN; LOCK TABLE pglab_probe IN ACCESS EXCLUSIVE MODE;";
+        let why = super::lock_wait("node1", lock, minute).unwrap();
+        assert!(why.starts_with("on node1 a statement has waited 75 s for a lock held by a session idle in its transaction for 80 s (its last statement: BEGIN; LOCK TABLE"), "{why}");
+        assert!(
+            why.ends_with("never finishes: DROP TABLE pglab_probe;"),
+            "{why}"
+        );
+        // A holder idle for less than a minute may still be a step at work.
+        assert_eq!(
+            super::lock_wait("node1", "75 | 12 | DROP TABLE t | BEGIN", minute),
+            None
+        );
+        assert_eq!(super::lock_wait("node1", "", minute), None);
+        let sync = "61 | CREATE ROLE replicator | 0 | *";
+        let why = super::sync_wait("node1", sync, minute).unwrap();
+        assert!(why.contains("synchronous_standby_names = '*'"), "{why}");
+        // A synchronous standby is connected: the commit will return.
+        assert_eq!(
+            super::sync_wait("node1", "61 | CREATE ROLE r | 1 | *", minute),
+            None
+        );
+        assert_eq!(
+            super::sync_wait("node1", "59 | CREATE ROLE r | 0 | *", minute),
+            None
+        );
+    }
+
     #[test]
     fn the_last_task_header_names_where_a_playbook_hung() {
         let m = "command did not finish within 10m\n    | TASK [a]\n    | ok: [n]\n    | TASK [clone with a password prompt]\n";

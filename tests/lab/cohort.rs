@@ -395,19 +395,25 @@ fn replicate_only(
     }
 }
 
-/// A stuck submission (synchronous replication switched on before the standby exists:
-/// creating the replicator role waits for ever for a synchronous standby), graded with the
-/// default deadline of 20 minutes, is found stuck within 3 minutes of its start: its verdict
-/// names the stage, the wait that cannot end and what PostgreSQL was doing (`IPC:SyncRep`);
-/// its lab is removed and its slot grades the next submission. Graded again with a deadline
-/// shorter than the stuck detector's minute, it gets the deadline's verdict instead.
+/// Two stuck submissions, graded with the default deadline of 20 minutes, each found stuck
+/// within 3 minutes of its start: synchronous replication switched on before the standby
+/// exists (creating the replicator role waits for ever for a synchronous standby), and a
+/// session left idle in its transaction holding a lock the next statement needs. Each verdict
+/// names the stage, the wait that cannot end and what PostgreSQL was doing (`IPC:SyncRep`,
+/// `Lock:relation`); their labs are removed and the slot grades the next submission. Graded
+/// again with a deadline shorter than the stuck detector's minute, a stuck submission gets the
+/// deadline's verdict instead.
 #[test]
 #[ignore = "needs root and systemd-nspawn"]
 fn a_stuck_submission_is_found_stuck_within_minutes_and_frees_its_slot() {
     let _g = serial();
     let before = lab_ids();
     let out = tempfile::tempdir().unwrap();
-    let stuck = ["tests/fixtures/sync-standby-first", "examples/reference"];
+    let stuck = [
+        "tests/fixtures/sync-standby-first",
+        "tests/fixtures/lock-left-open",
+        "examples/reference",
+    ];
     let g = grade(&replicate_only(
         &stuck,
         std::time::Duration::from_secs(1200),
@@ -429,16 +435,29 @@ fn a_stuck_submission_is_found_stuck_within_minutes_and_frees_its_slot() {
             "CREATE ROLE replicator",
         ],
     );
-    let row = g
-        .rows
-        .iter()
-        .find(|r| r.name == "sync-standby-first")
-        .unwrap();
-    assert!(
-        row.seconds > 60.0 && row.seconds < 180.0,
-        "found stuck after {} s",
-        row.seconds
+    assert_row(
+        &g.rows,
+        "lock-left-open",
+        &["FAILED", "skipped"],
+        &[
+            "stuck in provision after",
+            "on node1 a statement has waited",
+            "for a lock held by a session idle in its transaction for",
+            "(its last statement: LOCK TABLE pglab_setup IN ACCESS EXCLUSIVE MODE;)",
+            "never finishes: DROP TABLE pglab_setup",
+            "lab was removed",
+            "idle in transaction",
+            "Lock:relation",
+        ],
     );
+    for name in ["sync-standby-first", "lock-left-open"] {
+        let row = g.rows.iter().find(|r| r.name == name).unwrap();
+        assert!(
+            row.seconds > 60.0 && row.seconds < 180.0,
+            "{name} found stuck after {} s",
+            row.seconds
+        );
+    }
     assert_row(&g.rows, "reference", &["passed", "passed"], &[]);
     let out = tempfile::tempdir().unwrap();
     let short = std::time::Duration::from_secs(40);
