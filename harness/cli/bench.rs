@@ -12,6 +12,9 @@ pub struct BenchArgs {
     /// Labs at once, for `parallel`.
     #[arg(long, default_value_t = 3)]
     labs: usize,
+    /// Labs at once, for `cohort` (default: 1, then 2).
+    #[arg(long)]
+    jobs: Option<usize>,
     #[arg(long = "box", default_value = crate::backend::boxes::DEFAULT_BOX)]
     box_name: String,
 }
@@ -21,7 +24,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
     doctor::require_root("run benchmarks")?;
     print!(
         "{}",
-        crate::run::bench::bench(a.what, a.runs, &a.box_name, a.labs)?
+        crate::run::bench::bench(a.what, a.runs, &a.box_name, a.labs, a.jobs)?
     );
     Ok(0)
 }

@@ -205,7 +205,13 @@ fn short_run(box_name: &str) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<String> {
+pub fn bench(
+    what: What,
+    runs: usize,
+    box_name: &str,
+    labs: usize,
+    jobs: Option<usize>,
+) -> Result<String> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -219,7 +225,7 @@ pub fn bench(what: What, runs: usize, box_name: &str, labs: usize) -> Result<Str
         What::Reset => reset(runs, box_name, &mut samples)?,
         What::Run => return whole_runs(runs, box_name),
         // Each submission on its own box (a repository's Vagrantfile box, else bookworm).
-        What::Cohort => return cohort(""),
+        What::Cohort => return cohort("", jobs),
     }
     Ok(format!(
         "pglab bench {what:?} ({runs} runs, box {box_name})\n{}",
@@ -487,20 +493,72 @@ pub fn cohort_options(
     }
 }
 
-/// The benchmark's cohort: the students' repositories as they come (issue 14's fixtures, each
-/// on the box its Vagrantfile names) and the reference.
-const BENCH_COHORT: [&str; 2] = ["tests/fixtures/students", "examples/reference"];
+/// The fixtures of one mistake each that a cohort grading reaches (the provision.toml ones
+/// that end: the two that hang are the stuck detector's).
+pub const ONE_MISTAKE: [&str; 9] = [
+    "tests/fixtures/no-slot",
+    "tests/fixtures/primary-never-starts",
+    "tests/fixtures/no-barman-hba",
+    "tests/fixtures/recovery-without-target",
+    "tests/fixtures/replicator-without-password",
+    "tests/fixtures/wrong-pgpass",
+    "tests/fixtures/wrong-path-prefix",
+    "tests/fixtures/recovery-paused",
+    "tests/fixtures/recovery-elsewhere",
+];
 
-/// `grade` of the fixture cohort with 1 and 2 labs at once: submissions per hour, and the
-/// labs' time split into lab up/down, provisioning, scenarios, and slots left idle.
-fn cohort(box_name: &str) -> Result<String> {
+/// The benchmark's cohort: the students' repositories as they come (issue 14's fixtures, each
+/// on the box its Vagrantfile names), the fixtures of one mistake each, and the reference.
+fn bench_cohort() -> Vec<&'static str> {
+    let mut dirs = vec!["tests/fixtures/students", "examples/reference"];
+    dirs.extend(ONE_MISTAKE);
+    dirs
+}
+
+/// `grade` of the fixture cohort with `jobs` labs at once (default 1, then 2): submissions per
+/// hour, the labs' time split into lab up/down, provisioning, scenarios, and slots left idle,
+/// and what a failing submission costs against a passing one.
+fn cohort(box_name: &str, jobs: Option<usize>) -> Result<String> {
     let mut s = String::new();
-    for jobs in [1, 2] {
+    for jobs in jobs.map_or(vec![1, 2], |j| vec![j]) {
         let out = tempfile::tempdir()?;
-        let g = super::grade::grade(&cohort_options(&BENCH_COHORT, box_name, jobs, out.path()))?;
+        let g = super::grade::grade(&cohort_options(&bench_cohort(), box_name, jobs, out.path()))?;
         s.push_str(&cohort_figures(jobs, &g));
+        s.push_str(&failing_vs_passing(&g.rows));
     }
     Ok(s)
+}
+
+/// The time of a failing submission against a passing one's, over those that ran in a lab
+/// (a verdict given without a lab costs nothing): medians and the slowest failing one.
+fn failing_vs_passing(rows: &[crate::report::cohort::Row]) -> String {
+    let in_lab: Vec<&crate::report::cohort::Row> =
+        rows.iter().filter(|r| !r.lab.is_empty()).collect();
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
+    };
+    let (pass, fail): (Vec<&crate::report::cohort::Row>, Vec<_>) =
+        in_lab.into_iter().partition(|r| r.passed());
+    if pass.is_empty() || fail.is_empty() {
+        return "  failing vs passing: needs both in the cohort\n".into();
+    }
+    let p = median(pass.iter().map(|r| r.seconds).collect());
+    let f = median(fail.iter().map(|r| r.seconds).collect());
+    let slowest = fail
+        .iter()
+        .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .expect("not empty");
+    format!(
+        "  a failing submission: median {f:.0} s over {} = {:.2}x a passing one's median {p:.0} s over {}; the slowest failing: {} {:.0} s = {:.2}x\n",
+        fail.len(),
+        f / p,
+        pass.len(),
+        slowest.name,
+        slowest.seconds,
+        slowest.seconds / p
+    )
 }
 
 fn cohort_figures(jobs: usize, g: &super::grade::Graded) -> String {
@@ -529,6 +587,29 @@ fn cohort_figures(jobs: usize, g: &super::grade::Graded) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failing_submission_is_measured_against_a_passing_one() {
+        use crate::report::cohort::Row;
+        use crate::report::outcome::Status::{Failed, Passed};
+        let row = |name: &str, s: &[crate::report::outcome::Status], secs: f64, lab: &str| Row {
+            seconds: secs,
+            lab: lab.into(),
+            ..Row::of_statuses(name, s, "why")
+        };
+        let rows = [
+            row("reference", &[Passed, Passed], 40.0, "l1"),
+            row("no-slot", &[Passed, Failed], 44.0, "l2"),
+            row("never-starts", &[Failed, Failed], 70.0, "l3"),
+            row("red-hat", &[Failed], 0.0, ""),
+        ];
+        let s = super::failing_vs_passing(&rows);
+        assert_eq!(
+            s,
+            "  a failing submission: median 57 s over 2 = 1.43x a passing one's median 40 s over 1; the slowest failing: never-starts 70 s = 1.75x\n"
+        );
+        assert!(super::failing_vs_passing(&rows[1..]).contains("needs both"));
+    }
+
     #[test]
     fn table_has_min_median_max() {
         let mut s = super::Samples::default();

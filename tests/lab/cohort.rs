@@ -36,25 +36,20 @@ fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
     }
 }
 
-/// Eight of the provision.toml fixtures (each one mistake), the reference, and three students'
+/// Nine of the provision.toml fixtures (each one mistake), the reference, and three students'
 /// repositories as they come: a Vagrant shell provisioner (which sets up no ssh for barman),
 /// an ansible one without a standby slot (tests/lab/students.rs has the others), and a Red
 /// Hat box that gets its verdict without a lab.
-const COHORT: [&str; 13] = [
-    "tests/fixtures/no-slot",
-    "tests/fixtures/primary-never-starts",
-    "tests/fixtures/no-barman-hba",
-    "tests/fixtures/recovery-without-target",
-    "tests/fixtures/replicator-without-password",
-    "tests/fixtures/wrong-pgpass",
-    "tests/fixtures/wrong-path-prefix",
-    "tests/fixtures/recovery-paused",
-    "tests/fixtures/recovery-elsewhere",
-    "examples/reference",
-    "tests/fixtures/students/shell-provisioners",
-    "tests/fixtures/students/no-standby-slot",
-    "tests/fixtures/students/red-hat-box",
-];
+fn cohort() -> Vec<&'static str> {
+    let mut dirs = pglab::run::bench::ONE_MISTAKE.to_vec();
+    dirs.extend([
+        "examples/reference",
+        "tests/fixtures/students/shell-provisioners",
+        "tests/fixtures/students/no-standby-slot",
+        "tests/fixtures/students/red-hat-box",
+    ]);
+    dirs
+}
 
 #[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
@@ -64,7 +59,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     let opts = pglab::run::grade::GradeOptions {
         roster: Some(pglab::sys::paths::repo_root().join("tests/fixtures/roster.csv")),
         assignment: "Replication".into(),
-        ..cohort_options(&COHORT, "", 2, out.path())
+        ..cohort_options(&cohort(), "", 2, out.path())
     };
     let g = grade(&opts).unwrap();
     assert_eq!(
@@ -73,7 +68,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     );
     check_gradebook(out.path());
     check_page(out.path(), &g.rows);
-    assert_eq!(g.rows.len(), COHORT.len());
+    assert_eq!(g.rows.len(), cohort().len());
     let md = std::fs::read_to_string(out.path().join("cohort.md")).unwrap();
     let csv = std::fs::read_to_string(out.path().join("cohort.csv")).unwrap();
     eprintln!("{md}");
@@ -90,7 +85,7 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
         assert_eq!(logs.is_dir(), !r.lab.is_empty(), "{}", logs.display());
     }
     let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
-    assert_eq!(junit.matches("<testsuite ").count(), COHORT.len());
+    assert_eq!(junit.matches("<testsuite ").count(), cohort().len());
     regrade_keeps_unchanged(out.path());
 }
 
@@ -280,7 +275,7 @@ fn check_silent_primary(rows: &[Row], reports: &[(String, Option<RunReport>)]) {
 /// Grading again with nothing changed runs no lab and keeps every row.
 fn regrade_keeps_unchanged(out: &std::path::Path) {
     let before = std::fs::read_to_string(out.join("cohort.csv")).unwrap();
-    let mut opts = cohort_options(&COHORT, "", 2, out);
+    let mut opts = cohort_options(&cohort(), "", 2, out);
     opts.all = false;
     let g = grade(&opts).unwrap();
     assert!(g.regraded.is_empty(), "{:?}", g.regraded);
@@ -527,12 +522,12 @@ fn a_cohort_graded_in_three_parts_merges_into_the_single_grading() {
     use pglab::run::ci::{merge_args, shard_args};
     let _g = serial();
     let repo = pglab::sys::paths::repo_root();
-    let dirs: Vec<String> = COHORT
+    let dirs: Vec<String> = cohort()
         .iter()
         .map(|d| repo.join(d).display().to_string())
         .collect();
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    let names: Vec<&str> = COHORT
+    let names: Vec<&str> = cohort()
         .iter()
         .map(|d| d.rsplit('/').next().unwrap())
         .collect();
