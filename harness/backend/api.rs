@@ -111,6 +111,13 @@ pub trait Backend: Send + Sync {
         Vec::new()
     }
 
+    /// The network namespace of this machine that holds the lab's bridge at its gateway
+    /// address, where a proxy for the lab's hosts (apt, PyPI) can listen that only they
+    /// reach; None when the backend has none (a Vagrant lab's VMs use their own network).
+    fn proxy_netns(&self) -> Option<String> {
+        None
+    }
+
     /// Copies `data` into `path` on `host`, owned by `owner`, with `mode` (octal string).
     fn copy_in(&self, host: &str, data: &[u8], path: &str, owner: &str, mode: &str) -> Result<()> {
         use std::fmt::Write;

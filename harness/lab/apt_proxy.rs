@@ -120,17 +120,14 @@ fn mirror_in(text: &str) -> Option<String> {
         .map(|w| w.trim_end_matches('/').to_string())
 }
 
-/// The proxy for `lab` with every host's apt pointed at it: nspawn labs only (a Vagrant
-/// lab's VMs use their own network), None elsewhere.
+/// The proxy for `lab` with every host's apt pointed at it, where the backend has a network
+/// namespace for it (`Backend::proxy_netns`), None elsewhere.
 pub fn start_for(lab: &Lab) -> Result<Option<AptProxy>> {
-    if lab.backend().kind() != "nspawn" {
+    let Some(netns) = lab.backend().proxy_netns() else {
         return Ok(None);
-    }
+    };
     crate::sys::doctor::ensure_apt_proxy()?;
-    let proxy = start(
-        &crate::backend::nspawn::lab_netns(lab.id()),
-        lab.topology().gateway,
-    )?;
+    let proxy = start(&netns, lab.topology().gateway)?;
     point_hosts(lab, &proxy)?;
     Ok(Some(proxy))
 }

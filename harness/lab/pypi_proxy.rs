@@ -36,13 +36,12 @@ impl Drop for PypiProxy {
     }
 }
 
-/// The proxy for `lab` with every host's pip pointed at it: nspawn labs only (a Vagrant
-/// lab's VMs use their own network), None elsewhere.
+/// The proxy for `lab` with every host's pip pointed at it, where the backend has a network
+/// namespace for it (`Backend::proxy_netns`), None elsewhere.
 pub fn start_for(lab: &Lab) -> Result<Option<PypiProxy>> {
-    if lab.backend().kind() != "nspawn" {
+    let Some(netns) = lab.backend().proxy_netns() else {
         return Ok(None);
-    }
-    let netns = crate::backend::nspawn::lab_netns(lab.id());
+    };
     let proxy = start(&netns, lab.topology().gateway)?;
     point_hosts(lab, &proxy)?;
     Ok(Some(proxy))

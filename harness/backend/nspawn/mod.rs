@@ -266,6 +266,10 @@ impl Backend for Nspawn {
         })
     }
 
+    fn proxy_netns(&self) -> Option<String> {
+        Some(lab_netns(&self.id))
+    }
+
     fn in_lab_network(&self) -> Vec<String> {
         ["ip", "netns", "exec", &lab_netns(&self.id)]
             .iter()
