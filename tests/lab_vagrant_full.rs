@@ -11,7 +11,7 @@ use pglab::run::{run, RunOptions};
 #[ignore = "needs root, vagrant, vagrant-libvirt, libvirt and qemu; long under emulation"]
 fn vagrant_libvirt_lab_passes_every_scenario() {
     let report = run(&RunOptions {
-        backend: pglab::lab::BackendChoice::Vagrant(
+        backend: pglab::backend::Kind::Vagrant(
             pglab::backend::vagrant::vagrantfile::Provider::Libvirt,
         ),
         ..Default::default()

@@ -5,8 +5,10 @@ mod api;
 pub mod boxes;
 #[cfg(test)]
 pub mod fake;
+pub mod kind;
 pub mod nspawn;
 pub mod script;
 pub mod vagrant;
 
 pub use api::*;
+pub use kind::Kind;

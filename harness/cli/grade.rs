@@ -1,4 +1,4 @@
-use crate::lab::BackendChoice;
+use crate::backend::Kind;
 use crate::model::topology::Topology;
 use crate::report::cohort::Row;
 use crate::run::grade::{grade as grade_cohort, GradeOptions};
@@ -164,7 +164,7 @@ fn options(a: GradeArgs) -> Result<GradeOptions> {
             homework: None,
             destroy: Destroy::Always,
             isolate: false,
-            backend: BackendChoice::from_env()?,
+            backend: Kind::from_env()?,
             keep_going: true,
         },
         jobs: a.jobs,

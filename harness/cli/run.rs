@@ -1,4 +1,4 @@
-use crate::lab::BackendChoice;
+use crate::backend::Kind;
 use crate::model::topology::Topology;
 use crate::report::{json, junit, summary::labs_table};
 use crate::run::{schedule, Destroy, RunOptions};
@@ -64,7 +64,7 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         homework: a.homework,
         destroy: if a.keep { Destroy::Never } else { a.destroy },
         isolate: a.isolate,
-        backend: BackendChoice::from_env()?,
+        backend: Kind::from_env()?,
         keep_going: false,
     };
     let items = schedule::work_items(&base, &a.boxes, a.jobs)?;

@@ -1,4 +1,5 @@
-use crate::lab::{BackendChoice, Lab, UpOptions};
+use crate::backend::Kind;
+use crate::lab::{Lab, UpOptions};
 use crate::model::topology::Topology;
 use anyhow::Result;
 use clap::Args;
@@ -20,7 +21,7 @@ pub fn up(a: UpArgs) -> Result<i32> {
     let mut lab = Lab::up(UpOptions {
         box_name: a.box_name,
         topology,
-        backend: BackendChoice::from_env()?,
+        backend: Kind::from_env()?,
     })?;
     lab.keep()?;
     println!("{}", lab.how_to_enter());

@@ -43,15 +43,8 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
             paths::labs_dir().join(&id).display()
         );
     }
-    for ns in procfs::netns_matching("pglab") {
-        if let Some(id) = names::lab_id_of(&ns) {
-            if !known.contains(id) && !paths::labs_dir().join(id).exists() {
-                orphan_ids.insert(id.to_string());
-            }
-        }
-    }
-    for d in crate::backend::vagrant::libvirt::domains_matching(names::PREFIX) {
-        if let Some(id) = names::lab_id_of(&d) {
+    for name in crate::backend::kind::resources_named() {
+        if let Some(id) = names::lab_id_of(&name) {
             if !known.contains(id) && !paths::labs_dir().join(id).exists() {
                 orphan_ids.insert(id.to_string());
             }
@@ -61,16 +54,8 @@ pub fn gc(all: bool) -> Result<Vec<(String, String)>> {
         destroy(&id)?;
         removed.push((id, "no lab record".into()));
     }
-    // A Vagrant lab that is coming up has a record but no domain yet: its daemons stay
-    // (measured: a `pglab up` of an nspawn lab during another process's `vagrant up` stopped
-    // libvirtd under it, "virDomainDefineXML failed: Cannot write data: Broken pipe").
-    let vagrant_labs = list()?
-        .iter()
-        .any(|r| matches!(r.backend, super::record::BackendChoice::Vagrant(_)));
-    if !vagrant_labs && crate::backend::vagrant::libvirt::domains_matching(names::PREFIX).is_empty()
-    {
-        crate::backend::vagrant::libvirt::stop_daemons_if_idle()?;
-    }
+    let kinds: Vec<crate::backend::Kind> = list()?.iter().map(|r| r.backend).collect();
+    crate::backend::kind::after_gc(&kinds)?;
     for p in boxes::remove_stale_builds() {
         removed.push((p.display().to_string(), "half-built box".into()));
     }

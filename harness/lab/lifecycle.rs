@@ -2,11 +2,9 @@
 
 use super::destroy::destroy;
 use super::gc::{self as gc_mod, gc};
-use super::record::{list, read_record, BackendChoice, LabRecord, UpOptions};
-use crate::backend::boxes;
-use crate::backend::vagrant::vagrantfile::Provider;
-use crate::backend::vagrant::{self, Vagrant};
-use crate::backend::{nspawn::Nspawn, Backend, HostState};
+use super::record::{list, read_record, LabRecord, UpOptions};
+use crate::backend::kind::Opening;
+use crate::backend::{Backend, HostState};
 use crate::model::secrets::Secrets;
 use crate::model::topology::Topology;
 use crate::sys::exec::CmdOutput;
@@ -25,17 +23,14 @@ pub struct Lab {
 }
 
 fn open_backend(rec: &LabRecord, dir: &std::path::Path) -> Result<Box<dyn Backend>> {
-    Ok(match rec.backend {
-        BackendChoice::Nspawn => Box::new(Nspawn::new(&rec.id, dir, &rec.box_root, &rec.topology)),
-        BackendChoice::Vagrant(provider) => Box::new(Vagrant::new(
-            &rec.id,
-            dir,
-            &rec.topology,
-            provider,
-            rec.vagrant_box.as_deref().unwrap_or(&rec.box_name),
-            (provider == Provider::Libvirt).then_some(rec.box_root.as_path()),
-        )),
-    })
+    Ok(rec.backend.open(&Opening {
+        id: &rec.id,
+        dir,
+        box_root: &rec.box_root,
+        box_name: &rec.box_name,
+        backend_box: rec.backend_box.as_deref(),
+        topology: &rec.topology,
+    }))
 }
 
 impl Lab {
@@ -46,15 +41,9 @@ impl Lab {
         for (id, _) in gc(false)? {
             eprintln!("pglab: removed stale lab {id}");
         }
-        let (box_root, vagrant_box) = match opts.backend {
-            BackendChoice::Nspawn => {
-                // A bad PGLAB_LAB_STORAGE is refused before anything is made.
-                crate::backend::nspawn::lab_storage()?;
-                (ensure_box(started, &opts.box_name)?, None)
-            }
-            BackendChoice::Vagrant(provider) => vagrant_box(started, provider, &opts.box_name)?,
-        };
-        let record = LabRecord::new(&opts, box_root, vagrant_box);
+        one_at_a_time(opts.backend)?;
+        let prepared = opts.backend.prepare(started, &opts.box_name)?;
+        let record = LabRecord::new(&opts, prepared.box_root, prepared.backend_box);
         let id = record.id.clone();
         let mut lab = Lab::create(record)?;
         crate::sys::progress::say(
@@ -258,62 +247,18 @@ fn owned_key(id: &str) -> String {
     format!("lab {id}")
 }
 
-/// A Vagrant lab's box: (its directory, its name for Vagrant), after the pre-flight checks.
-fn vagrant_box(
-    started: Instant,
-    provider: Provider,
-    box_name: &str,
-) -> Result<(PathBuf, Option<String>)> {
-    vagrant::preflight(provider)?;
-    one_vagrant_lab_at_a_time()?;
-    if provider == Provider::Libvirt {
-        let b = crate::backend::vagrant::libvirt_box::LibvirtBox::load(box_name)?;
-        if !b.is_built() {
-            crate::sys::progress::say(
-                started,
-                "box",
-                &format!("building the libvirt box {} (once)", b.vagrant_name()),
-            );
-        }
-        b.ensure()?;
-        Ok((b.dir(), Some(b.vagrant_name())))
-    } else {
-        // The course's own box, from Vagrant Cloud, on the user's machine.
-        let name = if box_name.contains('/') {
-            box_name.to_string()
-        } else {
-            "ubuntu/jammy64".into()
-        };
-        Ok((PathBuf::new(), Some(name)))
-    }
-}
-
-/// Builds the nspawn box if it is not cached, saying so first (it takes a minute).
-fn ensure_box(started: Instant, name: &str) -> Result<PathBuf> {
-    let spec = boxes::BoxSpec::load(name)?;
-    if !spec.is_built() {
-        crate::sys::progress::say(
-            started,
-            "box",
-            &format!(
-                "building {} (once; cached under {})",
-                spec.name,
-                spec.dir().display()
-            ),
-        );
-    }
-    spec.ensure()
-}
-
-/// A Vagrant lab's private network holds the topology's addresses on this machine itself
-/// (a libvirt bridge or a VirtualBox host-only adapter), so two would collide.
-fn one_vagrant_lab_at_a_time() -> Result<()> {
+/// A kind that runs one lab at a time on a machine (`Kind::one_at_a_time`) refuses a second.
+fn one_at_a_time(kind: crate::backend::Kind) -> Result<()> {
+    let Some(why) = kind.one_at_a_time() else {
+        return Ok(());
+    };
     if let Some(other) = list()?
         .into_iter()
-        .find(|r| r.backend.is_vagrant() && !gc_mod::is_stale(r))
+        .find(|r| r.backend.one_at_a_time().is_some() && !gc_mod::is_stale(r))
     {
         bail!(
-            "Vagrant lab {} is up (its private network uses the lab's addresses on this machine, so a second one would collide): remove it with `pglab down --lab {}` or wait for its run to end",
+            "{} lab {} is up ({why}): remove it with `pglab down --lab {}` or wait for its run to end",
+            other.backend,
             other.id,
             other.id
         );

@@ -15,4 +15,4 @@ pub use destroy::destroy;
 pub use gc::gc;
 pub use leftovers::leftovers;
 pub use lifecycle::*;
-pub use record::{list, read_record, BackendChoice, LabRecord, UpOptions};
+pub use record::{list, read_record, LabRecord, UpOptions};

@@ -4,8 +4,8 @@
 //! `boxes/*.toml`'s, except those a lab on this machine still uses; `pglab doctor` says how
 //! much they hold.
 
-use crate::backend::boxes::{list_recipes, BoxSpec};
-use crate::backend::vagrant::libvirt_box::LibvirtBox;
+use crate::backend::boxes::list_recipes;
+use crate::backend::kind;
 use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct StaleBox {
     /// `<cache>/boxes/NAME-HASH` or, for a Vagrant box, its name (`pglab/NAME-HASH`).
     pub what: String,
+    /// A box a backend keeps outside pglab's cache (`kind::kept_boxes`): its name there.
+    pub kept: Option<String>,
     pub path: Option<PathBuf>,
     pub bytes: u64,
 }
@@ -23,13 +25,7 @@ pub struct StaleBox {
 fn current_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for recipe in list_recipes().unwrap_or_default() {
-        if let Ok(spec) = BoxSpec::load(&recipe) {
-            names.insert(dir_name(&spec.dir()));
-        }
-        if let Ok(vm) = LibvirtBox::load(&recipe) {
-            names.insert(dir_name(&vm.dir()));
-            names.insert(vm.vagrant_name());
-        }
+        names.extend(kind::box_names(&recipe));
     }
     names
 }
@@ -42,7 +38,7 @@ fn in_use() -> BTreeSet<String> {
         if let Some(dir) = lab.box_root.parent() {
             used.insert(dir_name(dir));
         }
-        if let Some(v) = lab.vagrant_box {
+        if let Some(v) = lab.backend_box {
             used.insert(v);
         }
     }
@@ -86,24 +82,6 @@ pub fn stale_names(
         .collect()
 }
 
-/// Vagrant boxes named `pglab/...` on this machine (none when vagrant is not installed).
-fn vagrant_boxes() -> Vec<String> {
-    if which::which("vagrant").is_err() {
-        return Vec::new();
-    }
-    let argv: Vec<String> = ["vagrant", "box", "list"].map(String::from).to_vec();
-    crate::sys::exec::run(&argv, None, std::time::Duration::from_secs(60))
-        .map(|o| {
-            o.stdout
-                .lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .filter(|n| n.starts_with("pglab/"))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Every stale box, with its size.
 pub fn find_stale() -> Vec<StaleBox> {
     let current = current_names();
@@ -121,14 +99,16 @@ pub fn find_stale() -> Vec<StaleBox> {
             let path = parent.join(&n);
             StaleBox {
                 what: path.display().to_string(),
+                kept: None,
                 bytes: size_of(&path),
                 path: Some(path),
             }
         })
         .collect();
-    for name in stale_names(&vagrant_boxes(), &current, &used) {
+    for name in stale_names(&kind::kept_boxes(), &current, &used) {
         stale.push(StaleBox {
-            what: format!("Vagrant box {name}"),
+            what: kind::kept_box_label(&name),
+            kept: Some(name),
             path: None,
             bytes: 0,
         });
@@ -140,24 +120,11 @@ pub fn find_stale() -> Vec<StaleBox> {
 pub fn prune() -> Result<Vec<StaleBox>> {
     let stale = find_stale();
     for s in &stale {
-        match &s.path {
-            Some(p) => crate::sys::mounts::remove_tree(p)?,
-            None => {
-                let name = s.what.trim_start_matches("Vagrant box ");
-                let argv: Vec<String> = ["vagrant", "box", "remove", "--force", "--all", name]
-                    .map(String::from)
-                    .to_vec();
-                let out = crate::sys::exec::run(&argv, None, std::time::Duration::from_secs(120))?;
-                if !out.ok() {
-                    return Err(crate::sys::exec::failure(
-                        "removing an old Vagrant box failed",
-                        name,
-                        &argv.join(" "),
-                        &out.combined(),
-                        "run the command yourself; a VM that still uses the box must be destroyed first",
-                    ));
-                }
-            }
+        if let Some(p) = &s.path {
+            crate::sys::mounts::remove_tree(p)?;
+        }
+        if let Some(name) = &s.kept {
+            kind::remove_kept_box(name)?;
         }
     }
     Ok(stale)

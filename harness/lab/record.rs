@@ -1,11 +1,10 @@
 //! A lab's record on disk (`<state>/labs/<id>/lab.json`): enough to find and remove the lab
 //! from another process, and which backend made it.
 
-use crate::backend::vagrant;
-use crate::backend::vagrant::vagrantfile::Provider;
+use crate::backend::Kind;
 use crate::model::topology::Topology;
 use crate::sys::{paths, procfs};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -14,7 +13,7 @@ use std::path::PathBuf;
 pub struct LabRecord {
     pub id: String,
     /// Written as `nspawn`, `vagrant-libvirt` or `vagrant-virtualbox`.
-    pub backend: BackendChoice,
+    pub backend: Kind,
     pub box_name: String,
     pub box_root: PathBuf,
     pub topology: Topology,
@@ -24,9 +23,10 @@ pub struct LabRecord {
     pub owner_start: u64,
     pub kept: bool,
     pub created_unix: u64,
-    /// Vagrant labs: the box's name for Vagrant.
-    #[serde(default)]
-    pub vagrant_box: Option<String>,
+    /// The box's name for the backend, when it has its own (a Vagrant lab's box name).
+    /// Written as `vagrant_box` by earlier versions.
+    #[serde(default, alias = "vagrant_box")]
+    pub backend_box: Option<String>,
 }
 
 impl LabRecord {
@@ -34,12 +34,12 @@ impl LabRecord {
     pub(super) fn new(
         opts: &UpOptions,
         box_root: PathBuf,
-        vagrant_box: Option<String>,
+        backend_box: Option<String>,
     ) -> LabRecord {
         LabRecord {
             id: new_id(),
             backend: opts.backend,
-            vagrant_box,
+            backend_box,
             box_name: opts.box_name.clone(),
             box_root,
             topology: opts.topology.clone(),
@@ -50,65 +50,6 @@ impl LabRecord {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-        }
-    }
-}
-
-/// Which backend brings the hosts up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum BackendChoice {
-    Nspawn,
-    Vagrant(Provider),
-}
-
-impl BackendChoice {
-    /// PGLAB_BACKEND=nspawn|vagrant (default nspawn) and, for Vagrant,
-    /// PGLAB_PROVIDER=libvirt|virtualbox (default libvirt).
-    pub fn from_env() -> Result<BackendChoice> {
-        let backend = std::env::var("PGLAB_BACKEND").unwrap_or_else(|_| "nspawn".into());
-        let provider = std::env::var("PGLAB_PROVIDER").unwrap_or_else(|_| "libvirt".into());
-        Ok(match (backend.as_str(), provider.as_str()) {
-            ("nspawn", _) => BackendChoice::Nspawn,
-            ("vagrant", "libvirt") => BackendChoice::Vagrant(Provider::Libvirt),
-            ("vagrant", "virtualbox") => BackendChoice::Vagrant(Provider::Virtualbox),
-            ("vagrant", p) => bail!("PGLAB_PROVIDER={p:?}: pglab knows libvirt and virtualbox"),
-            (b, _) => bail!("PGLAB_BACKEND={b:?}: pglab knows nspawn and vagrant"),
-        })
-    }
-
-    pub fn record_name(&self) -> String {
-        match self {
-            BackendChoice::Nspawn => "nspawn".into(),
-            BackendChoice::Vagrant(p) => format!("vagrant-{}", vagrant::provider_name(*p)),
-        }
-    }
-
-    pub fn is_vagrant(&self) -> bool {
-        matches!(self, BackendChoice::Vagrant(_))
-    }
-}
-
-impl std::fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.record_name())
-    }
-}
-
-impl From<BackendChoice> for String {
-    fn from(b: BackendChoice) -> String {
-        b.record_name()
-    }
-}
-
-impl TryFrom<String> for BackendChoice {
-    type Error = String;
-    fn try_from(name: String) -> std::result::Result<Self, String> {
-        match name.as_str() {
-            "nspawn" => Ok(BackendChoice::Nspawn),
-            "vagrant-libvirt" => Ok(BackendChoice::Vagrant(Provider::Libvirt)),
-            "vagrant-virtualbox" => Ok(BackendChoice::Vagrant(Provider::Virtualbox)),
-            other => Err(format!("backend {other:?}, which this pglab does not know")),
         }
     }
 }
@@ -145,7 +86,7 @@ pub fn list() -> Result<Vec<LabRecord>> {
 pub struct UpOptions {
     pub box_name: String,
     pub topology: Topology,
-    pub backend: BackendChoice,
+    pub backend: Kind,
 }
 
 impl Default for UpOptions {
@@ -153,35 +94,7 @@ impl Default for UpOptions {
         UpOptions {
             box_name: crate::backend::boxes::DEFAULT_BOX.into(),
             topology: Topology::default_lab(),
-            backend: BackendChoice::Nspawn,
+            backend: Kind::Nspawn,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_backend_is_written_in_the_record_as_before() {
-        for (b, name) in [
-            (BackendChoice::Nspawn, "\"nspawn\""),
-            (
-                BackendChoice::Vagrant(Provider::Libvirt),
-                "\"vagrant-libvirt\"",
-            ),
-            (
-                BackendChoice::Vagrant(Provider::Virtualbox),
-                "\"vagrant-virtualbox\"",
-            ),
-        ] {
-            assert_eq!(serde_json::to_string(&b).unwrap(), name);
-            assert_eq!(serde_json::from_str::<BackendChoice>(name).unwrap(), b);
-        }
-        let e = serde_json::from_str::<BackendChoice>("\"docker\"").unwrap_err();
-        assert!(
-            e.to_string().contains("which this pglab does not know"),
-            "{e}"
-        );
     }
 }

@@ -409,10 +409,10 @@ fn reset(runs: usize, box_name: &str, samples: &mut Samples) -> Result<()> {
 
 /// The same run (`replicate`, box `box_name`) on each backend; medians side by side.
 fn backends(runs: usize, box_name: &str) -> Result<String> {
-    use crate::lab::BackendChoice;
+    use crate::backend::Kind;
     let choices = [
-        BackendChoice::Nspawn,
-        BackendChoice::Vagrant(crate::backend::vagrant::vagrantfile::Provider::Libvirt),
+        Kind::Nspawn,
+        Kind::Vagrant(crate::backend::vagrant::vagrantfile::Provider::Libvirt),
     ];
     let mut columns = Vec::new();
     for backend in choices {

@@ -41,7 +41,7 @@ pub struct RunOptions {
     /// previous scenario left.
     pub isolate: bool,
     /// The CLI takes it from PGLAB_BACKEND / PGLAB_PROVIDER; the library's default is nspawn.
-    pub backend: crate::lab::BackendChoice,
+    pub backend: crate::backend::Kind,
     /// Grading: after a failure (provisioning or a scenario) the later scenarios still run,
     /// so a broken standby does not hide a working backup; the default stops at the first.
     pub keep_going: bool,
@@ -56,7 +56,7 @@ impl Default for RunOptions {
             homework: None,
             destroy: Destroy::Always,
             isolate: false,
-            backend: crate::lab::BackendChoice::Nspawn,
+            backend: crate::backend::Kind::Nspawn,
             keep_going: false,
         }
     }

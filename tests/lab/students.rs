@@ -264,7 +264,7 @@ fn install_through_the_proxy() -> f64 {
     let lab = Lab::up(UpOptions {
         box_name: "bookworm".into(),
         topology: pglab::model::topology::Topology::default_lab(),
-        backend: pglab::lab::BackendChoice::Nspawn,
+        backend: pglab::backend::Kind::Nspawn,
     })
     .unwrap();
     let proxy = pglab::lab::apt_proxy::start_for(&lab)

@@ -58,7 +58,7 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     // starts from it again (`vagrant snapshot restore`, clocks synced, resume steps).
     let opts = RunOptions {
         scenarios: vec!["replicate".into(), "access".into()],
-        backend: pglab::lab::BackendChoice::Vagrant(
+        backend: pglab::backend::Kind::Vagrant(
             pglab::backend::vagrant::vagrantfile::Provider::Libvirt,
         ),
         isolate: true,

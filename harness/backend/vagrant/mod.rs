@@ -713,6 +713,42 @@ pub fn leftovers(id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Vagrant boxes named `pglab/...` on this machine (none when vagrant is not installed).
+pub fn pglab_boxes() -> Vec<String> {
+    if which::which("vagrant").is_err() {
+        return Vec::new();
+    }
+    let argv: Vec<String> = ["vagrant", "box", "list"].map(String::from).to_vec();
+    crate::sys::exec::run(&argv, None, Duration::from_secs(60))
+        .map(|o| {
+            o.stdout
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with("pglab/"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes Vagrant box `name` (every version and provider).
+pub fn remove_box(name: &str) -> Result<()> {
+    let argv: Vec<String> = ["vagrant", "box", "remove", "--force", "--all", name]
+        .map(String::from)
+        .to_vec();
+    let out = crate::sys::exec::run(&argv, None, Duration::from_secs(120))?;
+    if !out.ok() {
+        return Err(failure(
+            "removing an old Vagrant box failed",
+            name,
+            &argv.join(" "),
+            &out.combined(),
+            "run the command yourself; a VM that still uses the box must be destroyed first",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
