@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,13 +86,28 @@ pub fn run_with(
     setup: &Setup,
 ) -> Result<CmdOutput> {
     let start = Instant::now();
-    let mut child = spawn(argv, stdin, setup)?;
-    let group = setup.own_group.then(|| child.id());
     // Output is collected as it arrives; a background process started by the command may
     // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
-    let out_buf = collect(child.stdout.take().expect("piped stdout"));
-    let err_buf = collect(child.stderr.take().expect("piped stderr"));
-    let Some(status) = wait_until(&mut child, group, start + timeout)? else {
+    let (out_r, out_w) = os_pipe::pipe()?;
+    let (err_r, err_w) = os_pipe::pipe()?;
+    let handle = {
+        // The expression holds the pipes' write ends: dropped once the command started, so
+        // that the readers see end of file when the command (and what it started) is done.
+        let e = expression(argv, setup)
+            .stdout_file(out_w)
+            .stderr_file(err_w);
+        start_with_stdin(&e, argv, stdin)?
+    };
+    let out_buf = collect(out_r);
+    let err_buf = collect(err_r);
+    let group = setup
+        .own_group
+        .then(|| handle.pids().first().copied())
+        .flatten();
+    if let Some(pgid) = group {
+        crate::sys::procfs::own_group(pgid);
+    }
+    let Some(code) = wait_until(&handle, group, start + timeout)? else {
         let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
         return Err(failure(
             &format!(
@@ -110,7 +125,7 @@ pub fn run_with(
     }
     wait_for_readers(&[&out_buf, &err_buf], Duration::from_secs(2));
     Ok(CmdOutput {
-        code: exit_code(status),
+        code,
         stdout: drain(&out_buf),
         stderr: drain(&err_buf),
         duration: start.elapsed(),
@@ -127,53 +142,73 @@ pub fn stream(
     mut on_line: impl FnMut(&str),
 ) -> Result<(i32, String)> {
     use std::io::BufRead;
-    // `2>&1` by the shell: one pipe, lines in the order the command wrote them.
-    let mut merged = vec![
-        "sh".to_string(),
-        "-c".into(),
-        "exec \"$@\" 2>&1".into(),
-        "sh".into(),
-    ];
-    merged.extend(argv.iter().cloned());
-    let mut child = spawn(&merged, None, setup)?;
-    crate::sys::procfs::own_process(child.id());
-    let mut all = String::new();
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap_or_default();
-        on_line(&line);
-        all.push_str(&line);
-        all.push('\n');
+    // One pipe for both, lines in the order the command wrote them.
+    let reader = expression(argv, setup)
+        .stdin_null()
+        .stderr_to_stdout()
+        .reader()
+        .map_err(|e| cannot_start(argv, &e))?;
+    let pid = reader.pids().first().copied();
+    if let Some(pid) = pid {
+        crate::sys::procfs::own_process(pid);
     }
-    let status = child.wait()?;
-    crate::sys::procfs::disown_process(child.id());
-    Ok((exit_code(status), all))
+    let mut all = String::new();
+    let mut lines = std::io::BufReader::new(&reader);
+    let mut line = String::new();
+    while lines.read_line(&mut line).unwrap_or(0) > 0 {
+        let l = line.trim_end_matches('\n');
+        on_line(l);
+        all.push_str(l);
+        all.push('\n');
+        line.clear();
+    }
+    let code = loop {
+        if let Some(out) = reader.try_wait()? {
+            break exit_code(out.status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if let Some(pid) = pid {
+        crate::sys::procfs::disown_process(pid);
+    }
+    Ok((code, all))
 }
 
-/// Starts the command (in its own process group when asked) and feeds `stdin` from a thread
-/// of its own, so that a command that reads slowly cannot block the caller.
-fn spawn(argv: &[String], stdin: Option<&[u8]>, setup: &Setup) -> Result<std::process::Child> {
-    let mut child = command(argv, stdin.is_some(), setup).spawn().map_err(|e| {
-        failure(
-            &format!("cannot start {}: {e}", argv[0]),
-            "this machine",
-            &argv.join(" "),
-            "",
-            "run `pglab doctor` to see what is missing",
-        )
-    })?;
-    if setup.own_group {
-        crate::sys::procfs::own_group(child.id());
-    }
-    if let Some(data) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = pipe.write_all(&data);
-        });
-    }
-    Ok(child)
+/// Starts the expression with `stdin` fed from a thread of its own, not waited for: a command
+/// that reads slowly cannot block the caller, and one that never reads (or a process it left
+/// behind holding the pipe) cannot hold the wait.
+fn start_with_stdin(
+    e: &duct::Expression,
+    argv: &[String],
+    stdin: Option<&[u8]>,
+) -> Result<duct::Handle> {
+    let Some(data) = stdin else {
+        return e
+            .stdin_null()
+            .start()
+            .map_err(|err| cannot_start(argv, &err));
+    };
+    let (in_r, mut in_w) = os_pipe::pipe()?;
+    let handle = e
+        .stdin_file(in_r)
+        .start()
+        .map_err(|err| cannot_start(argv, &err))?;
+    let data = data.to_vec();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = in_w.write_all(&data);
+    });
+    Ok(handle)
+}
+
+fn cannot_start(argv: &[String], e: &std::io::Error) -> anyhow::Error {
+    failure(
+        &format!("cannot start {}: {e}", argv[0]),
+        "this machine",
+        &argv.join(" "),
+        "",
+        "run `pglab doctor` to see what is missing",
+    )
 }
 
 /// Until both readers saw end of file, or `grace` passed.
@@ -196,46 +231,48 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// The command with its directory, environment, own process group, and pipes.
-fn command(argv: &[String], piped_stdin: bool, setup: &Setup) -> Command {
-    let mut cmd = Command::new(&argv[0]);
+/// The command as a duct expression: its directory and environment, any exit code accepted
+/// (the caller reads it), and, between fork and exec, its own process group and its cgroups.
+fn expression(argv: &[String], setup: &Setup) -> duct::Expression {
+    let mut e = duct::cmd(&argv[0], &argv[1..]).unchecked();
     if let Some(d) = &setup.cwd {
-        cmd.current_dir(d);
+        e = e.dir(d);
     }
-    if setup.clear_env {
-        cmd.env_clear();
-    }
-    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
-    enter_before_exec(&mut cmd, setup);
-    if setup.own_group {
+    e = if setup.clear_env {
+        e.full_env(setup.env.iter().cloned())
+    } else {
+        setup.env.iter().fold(e, |e, (k, v)| e.env(k, v))
+    };
+    let procs = cgroup_procs(setup);
+    let own_group = setup.own_group;
+    e.before_spawn(move |cmd| {
         use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    cmd.args(&argv[1..])
-        .stdin(if piped_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+        if own_group {
+            cmd.process_group(0);
+        }
+        enter_before_exec(cmd, procs.clone());
+        Ok(())
+    })
 }
 
-/// Joins `setup.cgroups` in the child, between fork and exec (where only async-signal-safe
-/// calls are allowed: the paths are prepared before the fork, and the child only opens and
-/// writes).
-fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
+/// The `cgroup.procs` files of `setup.cgroups`, made before the fork.
+fn cgroup_procs(setup: &Setup) -> Vec<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::process::CommandExt;
-    if setup.cgroups.is_empty() {
-        return;
-    }
-    let procs: Vec<std::ffi::CString> = setup
+    setup
         .cgroups
         .iter()
         .filter_map(|c| std::ffi::CString::new(c.join("cgroup.procs").as_os_str().as_bytes()).ok())
-        .collect();
+        .collect()
+}
+
+/// Joins the cgroups whose `cgroup.procs` files are `procs` in the child, between fork and
+/// exec (where only async-signal-safe calls are allowed: the paths are prepared before the
+/// fork, and the child only opens and writes).
+fn enter_before_exec(cmd: &mut Command, procs: Vec<std::ffi::CString>) {
+    use std::os::unix::process::CommandExt;
+    if procs.is_empty() {
+        return;
+    }
     // SAFETY: the closure allocates nothing and calls only open, write and close.
     unsafe {
         cmd.pre_exec(move || {
@@ -252,23 +289,19 @@ fn enter_before_exec(cmd: &mut Command, setup: &Setup) {
     }
 }
 
-/// Waits for the child until `deadline`; past it, ends the child (and its process group)
-/// and returns None.
-fn wait_until(
-    child: &mut std::process::Child,
-    group: Option<u32>,
-    deadline: Instant,
-) -> Result<Option<std::process::ExitStatus>> {
+/// Waits for the command until `deadline` and returns its exit code; past it, ends the
+/// command (and its process group) and returns None.
+fn wait_until(handle: &duct::Handle, group: Option<u32>, deadline: Instant) -> Result<Option<i32>> {
     loop {
-        if let Some(st) = child.try_wait()? {
-            return Ok(Some(st));
+        if let Some(out) = handle.try_wait()? {
+            return Ok(Some(exit_code(out.status)));
         }
         if Instant::now() > deadline {
             if let Some(pgid) = group {
                 crate::sys::procfs::kill_group(pgid);
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = handle.kill();
+            let _ = handle.wait();
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -417,6 +450,39 @@ mod tests {
         assert_eq!(o.stdout, "hello");
     }
 
+    /// In a process group of its own, a command that passes its deadline is ended with all it
+    /// started (its background child too), and the environment is only the one given.
+    #[test]
+    fn a_deadline_ends_the_whole_group_and_the_environment_is_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("bg.pid");
+        let setup = Setup {
+            own_group: true,
+            clear_env: true,
+            env: vec![("ONLY".into(), "this".into())],
+            cwd: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let script = "sleep 30 & echo $! > bg.pid; env | sort; sleep 30";
+        let argv: Vec<String> = ["/bin/sh", "-c", script].map(String::from).to_vec();
+        let e = run_with(&argv, None, Duration::from_millis(500), &setup).unwrap_err();
+        assert!(format!("{e:#}").contains("ONLY=this"), "{e:#}");
+        assert!(!format!("{e:#}").contains("HOME="), "{e:#}");
+        let bg: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = std::fs::read_to_string(format!("/proc/{bg}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false);
+        assert!(
+            !alive,
+            "the background child {bg} outlived its group's deadline"
+        );
+    }
+
     #[test]
     fn times_out_with_a_clear_error() {
         let e = run(
@@ -455,7 +521,12 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["one", "two", "three"]);
         assert_eq!((code, all.as_str()), (4, "one\ntwo\nthree\n"));
-        let e = stream(&["/no/such/tool".into()], &Setup::default(), |_| {});
-        assert_eq!(e.unwrap().0, 127, "sh says the command is not found");
+        // A program that is not there is said as such, with what to try.
+        let e = stream(&["/no/such/tool".into()], &Setup::default(), |_| {}).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("cannot start /no/such/tool") && e.contains("pglab doctor"),
+            "{e}"
+        );
     }
 }
