@@ -317,12 +317,13 @@ fn parallel(runs: usize, box_name: &str, labs: usize) -> Result<String> {
         samples.add("1 lab", short_run(box_name)?);
         let t = Instant::now();
         let numbers: Vec<usize> = (1..=labs).collect();
-        crate::sys::fanout::fan_out(&numbers, "a lab", |i| {
+        let at_once = |i: &usize| {
             crate::sys::progress::set_label(&format!("lab {i}"));
             short_run(box_name)
-        })
-        .into_iter()
-        .collect::<Result<Vec<f64>>>()?;
+        };
+        crate::sys::fanout::pool(&numbers, labs, "a lab", at_once, || {})
+            .into_iter()
+            .collect::<Result<Vec<f64>>>()?;
         samples.add(&format!("{labs} labs at once"), t.elapsed().as_secs_f64());
     }
     let ratio = samples.median(&format!("{labs} labs at once")) / samples.median("1 lab");

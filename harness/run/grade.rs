@@ -15,7 +15,6 @@ use crate::sys::progress;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -599,65 +598,66 @@ fn row_of(
 /// The submissions, `jobs` at a time: each slot takes the next as soon as it is free. This
 /// thread prints progress and removes the lab of a submission past its deadline.
 fn run_pool(todo: &[Entry], opts: &GradeOptions, results: &Results) {
-    let next = AtomicUsize::new(0);
     let timed_out: Mutex<BTreeMap<String, PastDeadline>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.clamp(1, todo.len().max(1)) {
-            s.spawn(|| worker(todo, opts, &next, results, &timed_out));
-        }
-        watch(todo.len(), opts.deadline, results, &timed_out);
-    });
+    crate::sys::fanout::pool(
+        todo,
+        opts.jobs,
+        "a submission",
+        |e| {
+            grade_one(e, opts, results, &timed_out);
+            Ok(())
+        },
+        || watch(todo.len(), opts.deadline, results, &timed_out),
+    );
 }
 
 type Shared<T> = Mutex<T>;
 
-fn worker(
-    todo: &[Entry],
+/// One submission in a slot of the pool: its outcome added to `results`.
+fn grade_one(
+    e: &Entry,
     opts: &GradeOptions,
-    next: &AtomicUsize,
     results: &Shared<Vec<(String, Outcome)>>,
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
-    while let Some(e) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
-        // Told to stop: no new lab (the rest are written as interrupted).
-        if crate::sys::cleanup::aborting() {
-            break;
-        }
-        let outcome = if e.hash.is_err() {
-            Outcome::Error(String::new())
-        } else {
-            progress::track(&e.name);
-            // A panic in one submission's run is its verdict, not the end of the grading
-            // (the watcher waits for every submission's result).
-            let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                options_for(&e.dir, &opts.base).and_then(|o| run(&o))
-            }))
-            .unwrap_or_else(|p| {
-                let what = crate::sys::fanout::panic_message(p.as_ref());
-                Err(
-                    anyhow::anyhow!("pglab failed on this submission (a bug): {what}")
-                        .context(super::one::PglabFailure),
-                )
-            });
-            progress::untrack(&e.name);
-            match (o, timed_out.lock().expect("lock").get(&e.name)) {
-                // Its lab went down because pglab was told to stop: no verdict on the work.
-                _ if crate::sys::cleanup::aborting() => Outcome::PglabFailed(
-                    "pglab was interrupted while this submission ran: no verdict".into(),
-                ),
-                (_, Some(past)) => Outcome::TimedOut(past.clone()),
-                (Ok(r), None) => Outcome::Ran(r),
-                (Err(err), None) if super::one::is_own_failure(&err) => {
-                    Outcome::PglabFailed(cohort::plain_why(&format!("{err:#}")))
-                }
-                (Err(err), None) => Outcome::Error(cohort::plain_why(&format!("{err:#}"))),
-            }
-        };
-        results
-            .lock()
-            .expect("lock")
-            .push((e.name.clone(), outcome));
+    // Told to stop: no new lab (the rest are written as interrupted).
+    if crate::sys::cleanup::aborting() {
+        return;
     }
+    let outcome = if e.hash.is_err() {
+        Outcome::Error(String::new())
+    } else {
+        progress::track(&e.name);
+        // A panic in one submission's run is its verdict, not the end of the grading
+        // (the watcher waits for every submission's result).
+        let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            options_for(&e.dir, &opts.base).and_then(|o| run(&o))
+        }))
+        .unwrap_or_else(|p| {
+            let what = crate::sys::fanout::panic_message(p.as_ref());
+            Err(
+                anyhow::anyhow!("pglab failed on this submission (a bug): {what}")
+                    .context(super::one::PglabFailure),
+            )
+        });
+        progress::untrack(&e.name);
+        match (o, timed_out.lock().expect("lock").get(&e.name)) {
+            // Its lab went down because pglab was told to stop: no verdict on the work.
+            _ if crate::sys::cleanup::aborting() => Outcome::PglabFailed(
+                "pglab was interrupted while this submission ran: no verdict".into(),
+            ),
+            (_, Some(past)) => Outcome::TimedOut(past.clone()),
+            (Ok(r), None) => Outcome::Ran(r),
+            (Err(err), None) if super::one::is_own_failure(&err) => {
+                Outcome::PglabFailed(cohort::plain_why(&format!("{err:#}")))
+            }
+            (Err(err), None) => Outcome::Error(cohort::plain_why(&format!("{err:#}"))),
+        }
+    };
+    results
+        .lock()
+        .expect("lock")
+        .push((e.name.clone(), outcome));
 }
 
 /// One submission's run: a repository (a Vagrantfile) brings its own topology and box, unless

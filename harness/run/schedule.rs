@@ -42,23 +42,38 @@ pub fn work_items(base: &RunOptions, boxes: &[String], jobs: usize) -> Result<Ve
     Ok(items)
 }
 
-/// Runs the labs `jobs` at a time, in order; `done` sees each report as its group ends.
-/// The first lab that could not run at all ends the whole run with its error.
+/// Runs the labs in the lab pool, `jobs` at a time (a free slot takes the next lab at once);
+/// `done` sees each report, in the items' order, once all ended. A lab that could not run at
+/// all ends the whole run with its error: no lab starts after it.
 pub fn run_all(
     items: &[WorkItem],
     jobs: usize,
     mut done: impl FnMut(&RunReport),
 ) -> Result<Vec<RunReport>> {
-    let mut reports = Vec::new();
-    for group in items.chunks(jobs.max(1)) {
-        let results = crate::sys::fanout::fan_out(group, "a lab", |(label, opts)| {
-            if group.len() > 1 {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results = crate::sys::fanout::pool(
+        items,
+        jobs,
+        "a lab",
+        |(label, opts)| {
+            // Not started: another lab of this run could not run.
+            if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(None);
+            }
+            if jobs > 1 && items.len() > 1 {
                 crate::sys::progress::set_label(label);
             }
-            super::one::run(opts)
-        });
-        for r in results {
-            let report = r?;
+            let r = super::one::run(opts);
+            if r.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            r.map(Some)
+        },
+        || {},
+    );
+    let mut reports = Vec::new();
+    for r in results {
+        if let Some(report) = r? {
             done(&report);
             reports.push(report);
         }
