@@ -332,3 +332,49 @@ fn apt_installs_through_the_labs_proxy_and_a_second_lab_from_its_cache() {
     let second = install_through_the_proxy();
     eprintln!("apt-get update + install jq through the proxy: first lab {first:.1} s, second lab (from the cache) {second:.1} s");
 }
+
+/// A repository whose playbooks only install the packages (`inventory-only`: node2 is no
+/// standby, barman has no server), graded as `pglab grade` grades (keeping going after a
+/// failure): the waits end at once on states that do not change by waiting, and say so —
+/// node2's PostgreSQL is not in recovery, barman knows no such server — instead of waiting
+/// out 30 s and 60 s for them.
+#[test]
+#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
+fn a_wait_ends_at_once_on_a_state_that_cannot_change() {
+    let _g = serial();
+    let dir = student("inventory-only");
+    let (topology, box_name) = pglab::run::homework::repo_lab(Some(&dir))
+        .unwrap()
+        .expect("read through its inventory");
+    let opts = RunOptions {
+        box_name,
+        topology,
+        scenarios: vec!["replicate".into(), "backup".into()],
+        homework: Some(dir),
+        keep_going: true,
+        ..Default::default()
+    };
+    let r = run(&opts).unwrap();
+    assert_nothing_left(&r.lab);
+    let check =
+        |step: &str| -> &StepOutcome { r.checks.iter().find(|c| c.step == step).expect(step) };
+    let standby = check("node2 is a hot standby");
+    assert_eq!(standby.status, Status::Failed, "{standby:#?}");
+    for needle in [
+        "stopped waiting after",
+        "the output shows \"not in recovery\", a state that does not change by waiting",
+        "node2's PostgreSQL is not a standby",
+    ] {
+        assert!(
+            standby.message.contains(needle),
+            "{needle:?} in {standby:#?}"
+        );
+    }
+    let barman = check("barman check is all OK");
+    for needle in [
+        "stopped waiting after",
+        "the output shows \"Unknown server\", a state that does not change by waiting",
+    ] {
+        assert!(barman.message.contains(needle), "{needle:?} in {barman:#?}");
+    }
+}
