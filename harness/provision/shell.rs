@@ -73,8 +73,10 @@ pub(super) fn run_steps(
                 let job = StepJob::new(lab, sub, &steps[i], graph.start(i), group, started)?;
                 running += 1;
                 let tx = tx.clone();
+                let token = crate::sys::cancel::current();
                 s.spawn(move || {
-                    let _ = tx.send((i, job.run(lab)));
+                    let out = crate::sys::cancel::with(token, || job.run(lab));
+                    let _ = tx.send((i, out));
                 });
             }
             if running == 0 {
@@ -138,9 +140,10 @@ impl StepGraph {
     /// wait for the failed one (directly or through others) still run: a broken standby does
     /// not hide a working barman. Steps that wait for it never become ready, since it is
     /// never `done` — unless everything runs (`AfterFailure::RunEverything`), when a failed
-    /// step counts as finished. Nothing starts once pglab is stopping.
+    /// step counts as finished. Nothing starts once pglab is stopping, or once the run is
+    /// asked to stop (`cancel`).
     fn ready(&self) -> Vec<usize> {
-        if crate::sys::cleanup::aborting() {
+        if crate::sys::cleanup::aborting() || crate::sys::cancel::stopped().is_some() {
             return Vec::new();
         }
         let everything = self.after_failure == super::submission::AfterFailure::RunEverything;

@@ -627,11 +627,14 @@ fn grade_one(
     let outcome = if e.hash.is_err() {
         Outcome::Error(String::new())
     } else {
-        progress::track(&e.name);
+        let token = progress::track(&e.name);
         // A panic in one submission's run is its verdict, not the end of the grading
-        // (the watcher waits for every submission's result).
+        // (the watcher waits for every submission's result). The run stops when the watcher
+        // cancels its token (its deadline, found stuck).
         let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            options_for(&e.dir, &opts.base).and_then(|o| run(&o))
+            crate::sys::cancel::with(Some(token), || {
+                options_for(&e.dir, &opts.base).and_then(|o| run(&o))
+            })
         }))
         .unwrap_or_else(|p| {
             let what = crate::sys::fanout::panic_message(p.as_ref());
@@ -721,6 +724,8 @@ fn watch(
 ) {
     let mut last = (String::new(), Instant::now());
     let mut probes = Probes::default();
+    // Runs asked to stop: since when, and whether their lab was removed under them.
+    let mut stopping: BTreeMap<String, (Instant, bool)> = BTreeMap::new();
     loop {
         let done = results.lock().expect("lock").len();
         if done >= total {
@@ -744,11 +749,12 @@ fn watch(
                 continue;
             };
             if timed_out.lock().expect("lock").contains_key(name) {
+                force_if_still_running(name, lab, &mut stopping);
                 continue;
             }
             let stuck = if st.started.elapsed() > deadline {
                 eprintln!(
-                    "{name}: past the deadline of {} s in {}: removing its lab",
+                    "{name}: past the deadline of {} s in {}: stopping its run",
                     deadline.as_secs(),
                     st.stage
                 );
@@ -756,20 +762,44 @@ fn watch(
             } else {
                 match probes.stuck(name, st, lab) {
                     Some(why) => {
-                        eprintln!("{name}: stuck in {}: {why}: removing its lab", st.stage);
+                        eprintln!("{name}: stuck in {}: {why}: stopping its run", st.stage);
                         Some(why)
                     }
                     None => continue,
                 }
             };
             stop(name, st, lab, stuck, timed_out);
+            stopping.insert(name.clone(), (Instant::now(), false));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// Stops a submission: its verdict's reason recorded first (its run then fails at once,
-/// and the worker takes that reason), what its servers were doing, then its lab removed.
+/// A run asked to stop ends by its own path within moments (its command is killed, its waits
+/// end, it removes its lab). One that has not ended this long after has its lab removed
+/// under it, as the last resort.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+fn force_if_still_running(name: &str, lab: &str, stopping: &mut BTreeMap<String, (Instant, bool)>) {
+    let Some((asked, forced)) = stopping.get_mut(name) else {
+        return;
+    };
+    if *forced || asked.elapsed() < STOP_GRACE {
+        return;
+    }
+    *forced = true;
+    eprintln!(
+        "{name}: its run did not stop within {} s of being asked: removing its lab",
+        STOP_GRACE.as_secs()
+    );
+    if let Err(e) = crate::lab::destroy(lab) {
+        eprintln!("{name}: removing lab {lab}: {e:#}");
+    }
+}
+
+/// Stops a submission: its verdict's reason recorded first (the worker takes that reason),
+/// what its servers were doing, then its run asked to stop (its cancel token): the run ends
+/// its command and its waits and removes its own lab.
 fn stop(
     name: &str,
     st: &progress::Stage,
@@ -777,6 +807,9 @@ fn stop(
     stuck: Option<String>,
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
 ) {
+    let reason = stuck
+        .clone()
+        .unwrap_or_else(|| "past its deadline".to_string());
     timed_out.lock().expect("lock").insert(
         name.to_string(),
         PastDeadline {
@@ -792,9 +825,7 @@ fn stop(
             past.servers = words;
         }
     }
-    if let Err(e) = crate::lab::destroy(lab) {
-        eprintln!("{name}: removing lab {lab}: {e:#}");
-    }
+    st.cancel.cancel(&reason);
 }
 
 /// A submission waiting this long on something that cannot come is stuck; its lab is asked
@@ -1180,6 +1211,7 @@ mod tests {
             since: now,
             started: now,
             lab: None,
+            cancel: Default::default(),
         };
         let stages = BTreeMap::from([
             ("alice".into(), st("provision")),

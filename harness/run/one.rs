@@ -195,6 +195,8 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     };
     let provisioned = provision_with(&lab, &prepared.submission, &log, started, after_failure);
     phases.push((Phase::Provision, t.elapsed().as_secs_f64()));
+    // A run asked to stop during provisioning goes no further: its lab is removed on the way out.
+    crate::sys::cancel::check()?;
     if let Some(again) = settle_roles(opts, &prepared, &mut lab, started) {
         prepared = again;
     }
@@ -575,6 +577,8 @@ impl<'a> ScenarioRun<'a> {
     /// Runs one scenario (or reports its steps skipped after a failure); on success the lab
     /// is in the state it provides, saved when isolated and new.
     fn scenario(&mut self, sc: &Scenario) -> Result<()> {
+        // A run asked to stop starts no scenario.
+        crate::sys::cancel::check()?;
         if !self.ok && !self.opts.keep_going {
             self.checks.extend(sc.steps.iter().map(|st| {
                 crate::scenario::runner::skipped(sc, st, "skipped: an earlier scenario failed")

@@ -493,6 +493,8 @@ impl<'a> Runner<'a> {
         // The first attempt is the step's command; the time after it is waiting.
         let mut first_attempt_done: Option<Instant> = None;
         loop {
+            // A run asked to stop (its deadline, found stuck) waits no more.
+            crate::sys::cancel::check()?;
             attempts += 1;
             // A query over a kept connection costs about a millisecond: it is polled every
             // 20 ms; a check that starts processes, every 100 ms.

@@ -86,6 +86,9 @@ pub fn run_with(
     setup: &Setup,
 ) -> Result<CmdOutput> {
     let start = Instant::now();
+    if let Some(why) = super::cancel::stopped() {
+        return Err(stopped(argv, &why, ""));
+    }
     // Output is collected as it arrives; a background process started by the command may
     // keep the pipes open after it exits, so readers are not waited for beyond a grace period.
     let (out_r, out_w) = os_pipe::pipe()?;
@@ -107,18 +110,25 @@ pub fn run_with(
     if let Some(pgid) = group {
         crate::sys::procfs::own_group(pgid);
     }
-    let Some(code) = wait_until(&handle, group, start + timeout)? else {
-        let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
-        return Err(failure(
-            &format!(
-                "command did not finish within {}",
-                humantime::format_duration(timeout)
-            ),
-            "this machine",
-            &argv.join(" "),
-            &output,
-            "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
-        ));
+    let code = match wait_until(&handle, group, start + timeout)? {
+        Ended::Exited(code) => code,
+        Ended::Deadline => {
+            let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
+            return Err(failure(
+                &format!(
+                    "command did not finish within {}",
+                    humantime::format_duration(timeout)
+                ),
+                "this machine",
+                &argv.join(" "),
+                &output,
+                "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+            ));
+        }
+        Ended::Stopped(why) => {
+            let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
+            return Err(stopped(argv, &why, &output));
+        }
     };
     if let Some(pgid) = group {
         crate::sys::procfs::disown_group(pgid);
@@ -289,23 +299,48 @@ fn enter_before_exec(cmd: &mut Command, procs: Vec<std::ffi::CString>) {
     }
 }
 
-/// Waits for the command until `deadline` and returns its exit code; past it, ends the
-/// command (and its process group) and returns None.
-fn wait_until(handle: &duct::Handle, group: Option<u32>, deadline: Instant) -> Result<Option<i32>> {
+/// How a command ended.
+enum Ended {
+    Exited(i32),
+    /// Its deadline passed.
+    Deadline,
+    /// Its run was asked to stop (`cancel`), for this reason.
+    Stopped(String),
+}
+
+/// Waits for the command until `deadline`, or until the run is asked to stop; then ends the
+/// command (and its process group).
+fn wait_until(handle: &duct::Handle, group: Option<u32>, deadline: Instant) -> Result<Ended> {
     loop {
         if let Some(out) = handle.try_wait()? {
-            return Ok(Some(exit_code(out.status)));
+            return Ok(Ended::Exited(exit_code(out.status)));
         }
-        if Instant::now() > deadline {
-            if let Some(pgid) = group {
-                crate::sys::procfs::kill_group(pgid);
+        let ended = match super::cancel::stopped() {
+            Some(why) => Ended::Stopped(why),
+            None if Instant::now() > deadline => Ended::Deadline,
+            None => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
-            let _ = handle.kill();
-            let _ = handle.wait();
-            return Ok(None);
+        };
+        if let Some(pgid) = group {
+            crate::sys::procfs::kill_group(pgid);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let _ = handle.kill();
+        let _ = handle.wait();
+        return Ok(ended);
     }
+}
+
+/// A command not run, or ended, because its run was asked to stop.
+fn stopped(argv: &[String], why: &str, output: &str) -> anyhow::Error {
+    failure(
+        &format!("stopped: {why}"),
+        "this machine",
+        &argv.join(" "),
+        output,
+        "the run was asked to stop; nothing to fix in the command",
+    )
 }
 
 type Collected = (Arc<Mutex<Vec<u8>>>, Arc<AtomicBool>);
@@ -480,6 +515,42 @@ mod tests {
         assert!(
             !alive,
             "the background child {bg} outlived its group's deadline"
+        );
+    }
+
+    /// A command whose run is asked to stop is ended with its group (and says why); no other
+    /// command starts in that run.
+    #[test]
+    fn a_stopped_run_ends_its_command_and_starts_no_other() {
+        let token = crate::sys::cancel::Token::default();
+        let t = token.clone();
+        let setup = Setup {
+            own_group: true,
+            ..Default::default()
+        };
+        let running = std::thread::spawn(move || {
+            crate::sys::cancel::with(Some(t), || {
+                let e = run_with(
+                    &sh("echo begun; sleep 60"),
+                    None,
+                    Duration::from_secs(120),
+                    &setup,
+                )
+                .unwrap_err();
+                let next = run(&sh("echo nev\"\"er"), None, Duration::from_secs(5)).unwrap_err();
+                (format!("{e:#}"), format!("{next:#}"))
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        token.cancel("past the deadline of 40 s");
+        let (e, next) = running.join().unwrap();
+        assert!(
+            e.contains("stopped: past the deadline of 40 s") && e.contains("begun"),
+            "{e}"
+        );
+        assert!(
+            next.contains("stopped: past the deadline") && !next.contains("never"),
+            "{next}"
         );
     }
 

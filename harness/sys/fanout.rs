@@ -13,8 +13,16 @@ pub fn fan_out<T: Sync, R: Send>(
     f: impl Fn(&T) -> anyhow::Result<R> + Sync,
 ) -> Vec<anyhow::Result<R>> {
     let f = &f;
+    // The run's cancel token goes with its work into every thread.
+    let token = super::cancel::current();
     std::thread::scope(|s| {
-        let handles: Vec<_> = items.iter().map(|i| s.spawn(move || f(i))).collect();
+        let handles: Vec<_> = items
+            .iter()
+            .map(|i| {
+                let token = token.clone();
+                s.spawn(move || super::cancel::with(token, || f(i)))
+            })
+            .collect();
         handles
             .into_iter()
             .map(|h| {
@@ -40,10 +48,12 @@ pub fn pool<T: Sync, R: Send>(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<anyhow::Result<R>>>> =
         Mutex::new(items.iter().map(|_| None).collect());
+    let token = super::cancel::current();
     let worker = || {
         while let Some(i) = Some(next.fetch_add(1, Ordering::SeqCst)).filter(|i| *i < items.len()) {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&items[i])))
-                .unwrap_or_else(|p| {
+            let one = || super::cancel::with(token.clone(), || work(&items[i]));
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(one)).unwrap_or_else(|p| {
                     Err(anyhow::anyhow!(
                         "{what}'s thread panicked: {}",
                         panic_message(p.as_ref())

@@ -2,6 +2,7 @@
 
 pub mod apt;
 pub mod apt_sources;
+pub mod cancel;
 pub mod cleanup;
 pub mod doctor;
 pub mod exec;

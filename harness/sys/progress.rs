@@ -50,6 +50,8 @@ pub struct Stage {
     /// When the thread was `track`ed: its run's start.
     pub started: std::time::Instant,
     pub lab: Option<String>,
+    /// The run's cancel token (`track` makes it): its overseer stops it through this.
+    pub cancel: super::cancel::Token,
 }
 
 static STAGES: std::sync::Mutex<std::collections::BTreeMap<String, Stage>> =
@@ -59,11 +61,13 @@ thread_local! {
     static LABEL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// Names this thread for `stage` and `stages` (and prefixes its lines, as `set_label`).
-pub fn track(label: &str) {
+/// Names this thread for `stage` and `stages` (and prefixes its lines, as `set_label`);
+/// returns the cancel token of its run, for the thread to run under (`cancel::with`).
+pub fn track(label: &str) -> super::cancel::Token {
     set_label(label);
     LABEL.with(|l| *l.borrow_mut() = label.to_string());
     let now = std::time::Instant::now();
+    let cancel = super::cancel::Token::default();
     with_stages(|s| {
         s.insert(
             label.to_string(),
@@ -72,9 +76,11 @@ pub fn track(label: &str) {
                 since: now,
                 started: now,
                 lab: None,
+                cancel: cancel.clone(),
             },
         )
     });
+    cancel
 }
 
 fn with_stages<R>(f: impl FnOnce(&mut std::collections::BTreeMap<String, Stage>) -> R) -> R {
