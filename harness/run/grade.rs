@@ -11,7 +11,7 @@ use crate::provision::submission::is_submission;
 use crate::provision::Submission;
 use crate::report::cohort::{self, Row, PROVISIONED};
 use crate::report::rubric::Rubric;
-use crate::sys::progress;
+use crate::sys::progress::{self, RunStage, Stages};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -599,15 +599,18 @@ fn row_of(
 /// thread prints progress and removes the lab of a submission past its deadline.
 fn run_pool(todo: &[Entry], opts: &GradeOptions, results: &Results) {
     let timed_out: Mutex<BTreeMap<String, PastDeadline>> = Mutex::new(BTreeMap::new());
+    // Where each running submission stands, from its run's events.
+    let stages = Arc::new(Stages::default());
+    let _following = progress::subscribe(stages.clone());
     crate::sys::fanout::pool(
         todo,
         opts.jobs,
         "a submission",
         |e| {
-            grade_one(e, opts, results, &timed_out);
+            grade_one(e, opts, results, &timed_out, &stages);
             Ok(())
         },
-        || watch(todo.len(), opts.deadline, results, &timed_out),
+        || watch(todo.len(), opts.deadline, results, &timed_out, &stages),
     );
 }
 
@@ -619,6 +622,7 @@ fn grade_one(
     opts: &GradeOptions,
     results: &Shared<Vec<(String, Outcome)>>,
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
+    stages: &Stages,
 ) {
     // Told to stop: no new lab (the rest are written as interrupted).
     if crate::sys::cleanup::aborting() {
@@ -627,7 +631,9 @@ fn grade_one(
     let outcome = if e.hash.is_err() {
         Outcome::Error(String::new())
     } else {
-        let token = progress::track(&e.name);
+        progress::set_label(&e.name);
+        let token = crate::sys::cancel::Token::default();
+        stages.track(&e.name, token.clone());
         // A panic in one submission's run is its verdict, not the end of the grading
         // (the watcher waits for every submission's result). The run stops when the watcher
         // cancels its token (its deadline, found stuck).
@@ -643,7 +649,7 @@ fn grade_one(
                     .context(super::one::PglabFailure),
             )
         });
-        progress::untrack(&e.name);
+        stages.untrack(&e.name);
         match (o, timed_out.lock().expect("lock").get(&e.name)) {
             // Its lab went down because pglab was told to stop: no verdict on the work.
             _ if crate::sys::cleanup::aborting() => Outcome::PglabFailed(
@@ -721,6 +727,7 @@ fn watch(
     deadline: Duration,
     results: &Shared<Vec<(String, Outcome)>>,
     timed_out: &Shared<BTreeMap<String, PastDeadline>>,
+    stages: &Stages,
 ) {
     let mut last = (String::new(), Instant::now());
     let mut probes = Probes::default();
@@ -731,21 +738,21 @@ fn watch(
         if done >= total {
             break;
         }
-        let stages = progress::stages();
-        let line = progress_line(done, total, &stages);
+        let now = stages.now();
+        let line = progress_line(done, total, &now);
         let shape = line.split(':').next().unwrap_or_default().to_string()
-            + &stages
+            + &now
                 .values()
-                .map(|s| s.stage.as_str())
+                .map(|s| s.stage.to_string())
                 .collect::<String>();
         if shape != last.0 || last.1.elapsed() > Duration::from_secs(30) {
             eprintln!("{line}");
             last = (shape, Instant::now());
         }
-        for (name, st) in &stages {
+        for (name, st) in &now {
             // Only a submission whose lab is up can be stopped (box builds and `up` have
             // their own deadlines); one already going down is left to finish.
-            let Some(lab) = st.lab.as_ref().filter(|_| st.stage != "down") else {
+            let Some(lab) = st.lab.as_ref().filter(|_| st.stage != RunStage::Down) else {
                 continue;
             };
             if timed_out.lock().expect("lock").contains_key(name) {
@@ -813,7 +820,7 @@ fn stop(
     timed_out.lock().expect("lock").insert(
         name.to_string(),
         PastDeadline {
-            stage: st.stage.clone(),
+            stage: st.stage.to_string(),
             servers: String::new(),
             stuck,
             after: st.started.elapsed(),
@@ -831,8 +838,6 @@ fn stop(
 /// A submission waiting this long on something that cannot come is stuck; its lab is asked
 /// at most this often.
 const STUCK_AFTER: Duration = Duration::from_secs(60);
-/// The progress stage of provisioning (`run::one`'s name for it).
-const PROVISIONED_STAGE: &str = "provision";
 const PROBE_EVERY: Duration = Duration::from_secs(20);
 
 /// When each running submission's servers were last asked whether it is stuck.
@@ -844,7 +849,7 @@ impl Probes {
     fn stuck(&mut self, name: &str, st: &progress::Stage, lab_id: &str) -> Option<String> {
         // Only provisioning: a scenario's own checks have their deadlines, and a session a
         // timed-out check left waiting must not end a lab whose groups already passed.
-        if st.stage != PROVISIONED_STAGE
+        if st.stage != RunStage::Provision
             || st.started.elapsed() < STUCK_AFTER
             || self.0.get(name).is_some_and(|t| t.elapsed() < PROBE_EVERY)
         {
@@ -1206,16 +1211,16 @@ mod tests {
     #[test]
     fn the_progress_line_names_each_running_submission_and_its_stage() {
         let now = Instant::now();
-        let st = |s: &str| progress::Stage {
-            stage: s.into(),
+        let st = |s: RunStage| progress::Stage {
+            stage: s,
             since: now,
             started: now,
             lab: None,
             cancel: Default::default(),
         };
         let stages = BTreeMap::from([
-            ("alice".into(), st("provision")),
-            ("bob".into(), st("recover")),
+            ("alice".into(), st(RunStage::Provision)),
+            ("bob".into(), st(RunStage::Scenario("recover".into()))),
         ]);
         assert_eq!(
             progress_line(7, 23, &stages),

@@ -10,6 +10,7 @@ use crate::report::runlog::RunLog;
 use crate::report::summary::SKIPPED_BY_NEED;
 use crate::scenario::runner::{Runner, Status, StepOutcome};
 use crate::scenario::spec::{self, Scenario, PROVISIONED};
+use crate::sys::progress::RunStage;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -187,7 +188,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     )?;
     crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let t = Instant::now();
-    crate::sys::progress::stage("provision");
+    crate::sys::progress::stage(RunStage::Provision);
     let after_failure = if opts.keep_going {
         AfterFailure::RunEverything
     } else {
@@ -361,7 +362,7 @@ fn say_scenarios(started: Instant, planned: &[Scenario]) {
 /// The lab, up (timed as its phase).
 fn up(opts: &RunOptions, phases: &mut Vec<(Phase, f64)>) -> Result<Lab> {
     let t = Instant::now();
-    crate::sys::progress::stage("up");
+    crate::sys::progress::stage(RunStage::Up);
     let lab = Lab::up(UpOptions {
         box_name: opts.box_name.clone(),
         topology: opts.topology.clone(),
@@ -475,7 +476,7 @@ fn finish(
         eprintln!("{}", lab.how_to_enter());
     } else {
         let t = Instant::now();
-        crate::sys::progress::stage("down");
+        crate::sys::progress::stage(RunStage::Down);
         lab.down()?;
         phases.push((Phase::Down, t.elapsed().as_secs_f64()));
     }
@@ -594,7 +595,7 @@ impl<'a> ScenarioRun<'a> {
             &format!("scenario {}: {}", sc.name, sc.description),
         );
         let t = Instant::now();
-        crate::sys::progress::stage(&sc.name);
+        crate::sys::progress::stage(RunStage::Scenario(sc.name.clone()));
         // Kept going past a failure, a scenario may run on a lab that never reached the
         // state it requires: what passes there passed, what fails is not the scenario's
         // failure (it may be the earlier one's consequence) and is reported not checked.
