@@ -714,6 +714,35 @@ expect = "ok"
         assert_eq!(calls.len(), 1);
     }
 
+    /// A run asked to stop (the grade's deadline) ends a wait at its next poll, says why, and
+    /// runs no step after it: the wait of 30 s for a state that never comes is not waited out.
+    #[test]
+    fn a_stopped_run_ends_its_wait_and_runs_nothing_after() {
+        let text = TWO_STEPS.replace("wait = \"5s\"\n", "wait = \"30s\"\n");
+        let fake = Fake::default().answer("node1", "probe-ready", &[said(0, "never")]);
+        let token = crate::sys::cancel::Token::default();
+        let stopper = {
+            let token = token.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                token.cancel("past its deadline");
+            })
+        };
+        let (o, calls) = crate::sys::cancel::with(Some(token), || run_on_fake(fake, &text));
+        stopper.join().unwrap();
+        assert_eq!(o[0].status, Status::Failed, "{o:#?}");
+        assert!(
+            o[0].message.contains("stopped: past its deadline"),
+            "{}",
+            o[0].message
+        );
+        assert_ne!(o[1].status, Status::Passed);
+        assert!(
+            !calls.iter().any(|c| c.contains("probe-after")),
+            "{calls:?}"
+        );
+    }
+
     #[test]
     fn finds_where_barman_recovers_to() {
         let a = "recover --remote-ssh-command 'ssh postgres@node1' --target-name x node1 latest /var/lib/postgresql/15/main";
