@@ -8,6 +8,11 @@ use anyhow::Result;
 
 /// Removes lab `id` (record or not) by discovery.
 pub fn destroy(id: &str) -> Result<()> {
+    // Never cancelled: whoever removes a lab, its commands must run (`Lab::down`).
+    crate::sys::cancel::with(None, || destroy_now(id))
+}
+
+fn destroy_now(id: &str) -> Result<()> {
     let dir = paths::labs_dir().join(id);
     let record = read_record(id).ok();
     // The record says which kind; without one (a lab killed while it was being made), the

@@ -212,7 +212,9 @@ impl Lab {
 
     pub fn down(mut self) -> Result<()> {
         self.destroy_on_drop = false;
-        let r = self.backend.down();
+        // Removing a lab is never cancelled: a run asked to stop removes its lab on its way
+        // out (its own commands are refused once it is cancelled, these must run).
+        let r = crate::sys::cancel::with(None, || self.backend.down());
         disown_lab(&self.record.id);
         r
     }
@@ -221,7 +223,8 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if self.destroy_on_drop {
-            if let Err(e) = self.backend.down() {
+            // Never cancelled (see `down`).
+            if let Err(e) = crate::sys::cancel::with(None, || self.backend.down()) {
                 eprintln!("pglab: removing lab {}: {e:#}", self.record.id);
             }
             disown_lab(&self.record.id);
