@@ -496,26 +496,7 @@ impl<'a> Runner<'a> {
             // A run asked to stop (its deadline, found stuck) waits no more.
             crate::sys::cancel::check()?;
             attempts += 1;
-            // A query over a kept connection costs about a millisecond: it is polled every
-            // 20 ms; a check that starts processes, every 100 ms.
-            let mut pause = Duration::from_millis(100);
-            let out = match &st.kind {
-                StepKind::Connect { .. } => self.connect(&st.host, script),
-                StepKind::Sql { db, sql } => match self.kept_sql(st, db, sql)? {
-                    Some(out) => {
-                        pause = Duration::from_millis(20);
-                        out
-                    }
-                    None => self
-                        .lab
-                        .backend()
-                        .check(&st.host, user, script, scaled(st.timeout))?,
-                },
-                _ => self
-                    .lab
-                    .backend()
-                    .check(&st.host, user, script, scaled(st.timeout))?,
-            };
+            let (out, pause) = self.try_once(st, user, script)?;
             let first = *first_attempt_done.get_or_insert_with(Instant::now);
             self.waited.set(first.elapsed().as_secs_f64());
             let problem = unmet(check, &out);
@@ -544,6 +525,27 @@ impl<'a> Runner<'a> {
                 (Some(p), None) => return Ok((out, Some(p))),
             }
         }
+    }
+
+    /// One try of a waited step: its output, and how long to pause before the next. A query
+    /// over a kept connection costs about a millisecond: it is polled every 20 ms; a check
+    /// that starts processes, every 100 ms.
+    fn try_once(&self, st: &Step, user: &str, script: &str) -> Result<(CmdOutput, Duration)> {
+        let by_process = || {
+            self.lab
+                .backend()
+                .check(&st.host, user, script, scaled(st.timeout))
+        };
+        Ok(match &st.kind {
+            StepKind::Connect { .. } => {
+                (self.connect(&st.host, script), Duration::from_millis(100))
+            }
+            StepKind::Sql { db, sql } => match self.kept_sql(st, db, sql)? {
+                Some(out) => (out, Duration::from_millis(20)),
+                None => (by_process()?, Duration::from_millis(100)),
+            },
+            _ => (by_process()?, Duration::from_millis(100)),
+        })
     }
 
     /// A SQL step over a kept connection when it is one statement and the host gives one.

@@ -114,16 +114,7 @@ pub fn run_with(
         Ended::Exited(code) => code,
         Ended::Deadline => {
             let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
-            return Err(failure(
-                &format!(
-                    "command did not finish within {}",
-                    humantime::format_duration(timeout)
-                ),
-                "this machine",
-                &argv.join(" "),
-                &output,
-                "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
-            ));
+            return Err(past_deadline(argv, timeout, &output));
         }
         Ended::Stopped(why) => {
             let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
@@ -330,6 +321,20 @@ fn wait_until(handle: &duct::Handle, group: Option<u32>, deadline: Instant) -> R
         let _ = handle.wait();
         return Ok(ended);
     }
+}
+
+/// A command ended at its deadline.
+fn past_deadline(argv: &[String], timeout: Duration, output: &str) -> anyhow::Error {
+    failure(
+        &format!(
+            "command did not finish within {}",
+            humantime::format_duration(timeout)
+        ),
+        "this machine",
+        &argv.join(" "),
+        output,
+        "raise PGLAB_TIMEOUT_FACTOR on a slow machine, or look at the lab's logs",
+    )
 }
 
 /// A command not run, or ended, because its run was asked to stop.
