@@ -196,7 +196,8 @@ impl BoxSpec {
     /// Returns the box's root file system, building it first if it is not in the cache.
     pub fn ensure(&self) -> Result<PathBuf> {
         if !self.is_built() {
-            self.build()?;
+            // Shared by every run that needs the box: never cancelled with the one building it.
+            crate::sys::cancel::with(None, || self.build())?;
         }
         Ok(self.rootfs())
     }

@@ -139,7 +139,8 @@ pub fn leftovers(id: &str) -> Vec<String> {
 /// The names of every kind's resources on this machine that carry a lab's name (network
 /// namespaces, libvirt domains): `gc` removes those whose lab has no record.
 pub fn resources_named() -> Vec<String> {
-    let mut found = crate::sys::procfs::netns_matching(names::PREFIX);
+    // `netns_matching` takes the name before a `-`: "pglab" finds `pglab-<id>...`.
+    let mut found = crate::sys::procfs::netns_matching(names::PREFIX.trim_end_matches('-'));
     found.extend(vagrant::libvirt::domains_matching(names::PREFIX));
     found
 }

@@ -212,6 +212,7 @@ impl Lab {
 
     pub fn down(mut self) -> Result<()> {
         self.destroy_on_drop = false;
+        crate::sys::progress::stage(crate::sys::progress::RunStage::Down);
         // Removing a lab is never cancelled: a run asked to stop removes its lab on its way
         // out (its own commands are refused once it is cancelled, these must run).
         let r = crate::sys::cancel::with(None, || self.backend.down());
@@ -223,6 +224,8 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if self.destroy_on_drop {
+            // Whoever oversees the run sees it going down (its deadline watcher leaves it be).
+            crate::sys::progress::stage(crate::sys::progress::RunStage::Down);
             // Never cancelled (see `down`).
             if let Err(e) = crate::sys::cancel::with(None, || self.backend.down()) {
                 eprintln!("pglab: removing lab {}: {e:#}", self.record.id);

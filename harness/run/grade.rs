@@ -791,7 +791,7 @@ fn force_if_still_running(name: &str, lab: &str, stopping: &mut BTreeMap<String,
     let Some((asked, forced)) = stopping.get_mut(name) else {
         return;
     };
-    if *forced || asked.elapsed() < STOP_GRACE {
+    if *forced || asked.elapsed() < crate::sys::exec::scaled(STOP_GRACE) {
         return;
     }
     *forced = true;

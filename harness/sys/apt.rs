@@ -410,6 +410,11 @@ static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Installs `packages` for `purpose` (e.g. "the Vagrant backend"): one progress line, apt's
 /// output in a log file shown (its tail) only when it fails.
 pub fn install(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<()> {
+    // Shared by every run: never cancelled with the run that happens to install.
+    super::cancel::with(None, || install_now(purpose, packages, no_recommends))
+}
+
+fn install_now(purpose: &str, packages: &[&str], no_recommends: bool) -> Result<()> {
     let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     // Another thread may have installed them while this one waited for the lock.
     let packages: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();

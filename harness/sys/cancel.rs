@@ -33,10 +33,16 @@ thread_local! {
 
 /// Runs `f` with `token` as this thread's token (the one before is put back after).
 pub fn with<R>(token: Option<Token>, f: impl FnOnce() -> R) -> R {
-    let before = CURRENT.with(|c| c.replace(token));
-    let r = f();
-    CURRENT.with(|c| *c.borrow_mut() = before);
-    r
+    /// Puts the token before back however `f` ends (a panic too).
+    struct Restore(Option<Option<Token>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take().flatten();
+            CURRENT.with(|c| *c.borrow_mut() = before);
+        }
+    }
+    let _restore = Restore(Some(CURRENT.with(|c| c.replace(token))));
+    f()
 }
 
 /// This thread's token, to carry into a thread it starts.

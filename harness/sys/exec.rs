@@ -110,7 +110,11 @@ pub fn run_with(
     if let Some(pgid) = group {
         crate::sys::procfs::own_group(pgid);
     }
-    let code = match wait_until(&handle, group, start + timeout)? {
+    let ended = wait_until(&handle, group, start + timeout)?;
+    if let Some(pgid) = group {
+        crate::sys::procfs::disown_group(pgid);
+    }
+    let code = match ended {
         Ended::Exited(code) => code,
         Ended::Deadline => {
             let output = format!("{}{}", drain(&out_buf), drain(&err_buf));
@@ -121,9 +125,6 @@ pub fn run_with(
             return Err(stopped(argv, &why, &output));
         }
     };
-    if let Some(pgid) = group {
-        crate::sys::procfs::disown_group(pgid);
-    }
     wait_for_readers(&[&out_buf, &err_buf], Duration::from_secs(2));
     Ok(CmdOutput {
         code,
@@ -155,9 +156,12 @@ pub fn stream(
     }
     let mut all = String::new();
     let mut lines = std::io::BufReader::new(&reader);
-    let mut line = String::new();
-    while lines.read_line(&mut line).unwrap_or(0) > 0 {
-        let l = line.trim_end_matches('\n');
+    let mut line = Vec::new();
+    // Bytes, not text: a line that is not UTF-8 (a tool's Latin-1) is shown lossily, and the
+    // lines after it are still read.
+    while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        let text = String::from_utf8_lossy(&line);
+        let l = text.trim_end_matches('\n');
         on_line(l);
         all.push_str(l);
         all.push('\n');
@@ -314,11 +318,13 @@ fn wait_until(handle: &duct::Handle, group: Option<u32>, deadline: Instant) -> R
                 continue;
             }
         };
+        // The leader first, reaped (a zombie leader would keep its group alive for the
+        // group kill's whole wait), then whatever else is left in its group.
+        let _ = handle.kill();
+        let _ = handle.wait();
         if let Some(pgid) = group {
             crate::sys::procfs::kill_group(pgid);
         }
-        let _ = handle.kill();
-        let _ = handle.wait();
         return Ok(ended);
     }
 }
@@ -597,6 +603,14 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["one", "two", "three"]);
         assert_eq!((code, all.as_str()), (4, "one\ntwo\nthree\n"));
+        // A line that is not UTF-8 does not end the reading.
+        let (code, all) = stream(
+            &sh("printf 'caf\\351\\n'; echo after; exit 3"),
+            &Setup::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((code, all.as_str()), (3, "caf\u{fffd}\nafter\n"));
         // A program that is not there is said as such, with what to try.
         let e = stream(&["/no/such/tool".into()], &Setup::default(), |_| {}).unwrap_err();
         let e = format!("{e:#}");

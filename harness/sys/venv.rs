@@ -14,6 +14,12 @@ const SYSTEM_PYTHON_DIR: &str = "/usr/bin";
 
 /// The venv `<cache>/<name>` with `packages` (pinned `name==version`), installed when missing.
 pub fn ensure(name: &str, packages: &[&str]) -> Result<PathBuf> {
+    // Shared by every run (one installs, the others wait for it): never cancelled with the
+    // run that happens to install it.
+    super::cancel::with(None, || ensure_now(name, packages))
+}
+
+fn ensure_now(name: &str, packages: &[&str]) -> Result<PathBuf> {
     // Labs running side by side (`run --jobs`) install it once, not at the same time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());

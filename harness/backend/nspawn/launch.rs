@@ -140,6 +140,8 @@ impl Nspawn {
         let deadline = Instant::now() + scaled(Duration::from_secs(90));
         let mut last = String::from("(no container init yet)");
         loop {
+            // A run asked to stop waits no more (its commands are refused: this would poll on).
+            crate::sys::cancel::check()?;
             // By pid, not by command line: the latter is briefly unreadable while `sh` execs nspawn.
             let launched: Option<u32> =
                 std::fs::read_to_string(self.host_dir(host).join("nspawn.pid"))

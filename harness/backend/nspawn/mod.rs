@@ -174,6 +174,8 @@ impl Backend for Nspawn {
         }
         let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while self.nspawn_pid(host).is_some() {
+            // A run asked to stop waits no more; its teardown kills the host.
+            crate::sys::cancel::check()?;
             if Instant::now() > deadline {
                 procfs::kill_tree(nspawn);
                 bail!(

@@ -89,7 +89,8 @@ impl LibvirtBox {
         if self.dir().join("built.json").exists() {
             std::fs::remove_dir_all(self.dir())?;
         }
-        self.build()
+        // Shared by every run that needs the box: never cancelled with the one building it.
+        crate::sys::cancel::with(None, || self.build())
     }
 
     pub fn build(&self) -> Result<()> {

@@ -218,6 +218,8 @@ impl Vagrant {
         let deadline = Instant::now() + scaled(Duration::from_secs(300));
         let mut last;
         loop {
+            // A run asked to stop waits no more.
+            crate::sys::cancel::check()?;
             match self.exec(
                 host,
                 "root",
