@@ -89,6 +89,16 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    /// Each result as its value or its error's text.
+    fn shown<T: std::fmt::Display>(r: &[anyhow::Result<T>]) -> Vec<String> {
+        r.iter()
+            .map(|x| match x {
+                Ok(v) => v.to_string(),
+                Err(e) => e.to_string(),
+            })
+            .collect()
+    }
+
     #[test]
     fn results_come_back_in_order_and_a_panic_is_an_error() {
         let r = fan_out(&[1, 2, 0, 3], "a number", |n| {
@@ -97,13 +107,7 @@ mod tests {
             }
             Ok(n * 10)
         });
-        let shown: Vec<String> = r
-            .iter()
-            .map(|x| match x {
-                Ok(v) => v.to_string(),
-                Err(e) => e.to_string(),
-            })
-            .collect();
+        let shown = shown(&r);
         assert_eq!(shown, ["10", "20", "a number's thread panicked", "30"]);
     }
 
@@ -144,13 +148,7 @@ mod tests {
             || {},
         );
         assert_eq!(most.load(Ordering::SeqCst), 2);
-        let shown: Vec<String> = r
-            .iter()
-            .map(|x| match x {
-                Ok(v) => v.to_string(),
-                Err(e) => e.to_string(),
-            })
-            .collect();
+        let shown = shown(&r);
         assert_eq!(
             shown,
             [
