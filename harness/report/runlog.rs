@@ -3,6 +3,7 @@
 
 use crate::model::secrets::Secrets;
 use crate::sys::exec::CmdOutput;
+use crate::sys::progress::{Event, Reporter};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -91,6 +92,52 @@ impl RunLog {
     }
 }
 
+impl RunLog {
+    /// A reporter of the run labelled `label` (this thread's, `progress::label`) that writes
+    /// its progress lines, redacted, to `progress.log` in this run's folder: the same lines
+    /// as the terminal, kept with the run's other logs (and a graded submission's folder).
+    pub fn progress_reporter(&self, label: &str) -> std::sync::Arc<dyn Reporter> {
+        std::sync::Arc::new(ProgressLog {
+            label: label.to_string(),
+            path: self.dir.join("progress.log"),
+            secrets: self.secrets.clone(),
+        })
+    }
+}
+
+struct ProgressLog {
+    label: String,
+    path: PathBuf,
+    secrets: Secrets,
+}
+
+impl Reporter for ProgressLog {
+    fn event(&self, label: &str, event: &Event) {
+        let Event::Said {
+            elapsed,
+            phase,
+            msg,
+        } = event
+        else {
+            return;
+        };
+        if label != self.label {
+            return;
+        }
+        use std::io::Write;
+        let line = format!("[{:>6.1}s] {phase}: {msg}\n", elapsed.as_secs_f64());
+        let line = crate::sys::safe_text::terminal(&self.secrets.redact(&line));
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("pglab: cannot write the log {}: {e}", self.path.display());
+        }
+    }
+}
+
 /// Keeps the newest `keep` run directories.
 fn prune(root: &Path, keep: usize) {
     let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(root)
@@ -108,6 +155,33 @@ fn prune(root: &Path, keep: usize) {
 
 #[cfg(test)]
 mod tests {
+    /// The run's progress lines, its own and no other run's, go to `progress.log`,
+    /// redacted.
+    #[test]
+    fn a_runs_progress_lines_are_kept_in_its_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let secrets = crate::model::secrets::Secrets::generate();
+        let log = super::RunLog::at(d.path(), &secrets);
+        let _sub = crate::sys::progress::subscribe(log.progress_reporter("ann-progress-log"));
+        let pw = secrets.replicator_password.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            crate::sys::progress::set_label("ann-progress-log");
+            crate::sys::progress::say(t, "provision", &format!("password {pw} set"));
+            crate::sys::progress::stage(crate::sys::progress::RunStage::Up);
+            crate::sys::progress::set_label("bob-progress-log");
+            crate::sys::progress::say(t, "provision", "not ann's");
+        })
+        .join()
+        .unwrap();
+        let text = std::fs::read_to_string(d.path().join("progress.log")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.ends_with("] provision: password [password] set\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn slugs() {
         assert_eq!(super::slug("Create Database otus!"), "create-database-otus");

@@ -186,6 +186,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
         &format!("{}-{}", chrono_like_stamp(), lab.id()),
         &lab.secrets,
     )?;
+    // From here the run's progress lines are also kept with its logs (`progress.log`).
+    let _progress_log =
+        crate::sys::progress::subscribe(log.progress_reporter(&crate::sys::progress::label()));
     crate::sys::progress::say(started, "run", &format!("logs in {}", log.dir.display()));
     let t = Instant::now();
     crate::sys::progress::stage(RunStage::Provision);

@@ -23,6 +23,11 @@ thread_local! {
     static LABEL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
+/// This thread's run's label (`set_label`), empty when one run is alone.
+pub fn label() -> String {
+    LABEL.with(|l| l.borrow().clone())
+}
+
 /// Labels this thread's run: its events carry the label (its lines start `[label] `).
 pub fn set_label(label: &str) {
     LABEL.with(|l| *l.borrow_mut() = label.to_string());
