@@ -290,6 +290,14 @@ fn error_line(message: &str, host: Option<&str>) -> Option<String> {
             .split_once(": PostgreSQL's log: ")
             .map_or(lines[i], |(_, l)| l),
     );
+    // A warning right after another is often its consequence (barman 3: "No archiver
+    // enabled for server 'node1' ...", then "Forcing 'archiver = on'"): the cause goes first.
+    let before = i.checked_sub(1).map(|j| lines[j]);
+    if let Some(cause) = before.filter(|l| {
+        warning.is_match(l) && !tagged.is_match(l) && warning.is_match(lines[i]) && *l != lines[i]
+    }) {
+        out = format!("{} {out}", clean(cause));
+    }
     for l in lines[i + 1..].iter().take(4) {
         if l.contains("DETAIL:") || l.contains("HINT:") {
             out.push(' ');
@@ -599,6 +607,16 @@ mod tests {
             plain_why(barman).ends_with("on barman: WARNING: No archiver enabled for server 'node1'. Please turn on 'archiver', 'streaming_archiver' or both"),
             "{}",
             plain_why(barman)
+        );
+        // barman 3.4's real pair: the cause, then what barman did about it.
+        let pair = barman.replace(
+            "or both\n",
+            "or both\n    | WARNING: Forcing 'archiver = on'\n",
+        );
+        let why = plain_why(&pair);
+        assert!(
+            why.ends_with("on barman: WARNING: No archiver enabled for server 'node1'. Please turn on 'archiver', 'streaming_archiver' or both WARNING: Forcing 'archiver = on'"),
+            "{why}"
         );
         let pg = "Ansible task \"Clone\" failed (playbook run 1) (host node2, submission /s, log /l)\n  command: ansible-playbook\n  output (last lines):\n    | 2026-11-24 19:00:01.123 UTC [4242] FATAL:  password authentication failed for user \"replicator\"\n    | 2026-11-24 19:00:01.123 UTC [4242] DETAIL:  User \"replicator\" does not have a valid SCRAM secret.\n    | some line after\n  try: read the log; fix the playbook and run again";
         assert_eq!(
