@@ -290,13 +290,8 @@ fn error_line(message: &str, host: Option<&str>) -> Option<String> {
             .split_once(": PostgreSQL's log: ")
             .map_or(lines[i], |(_, l)| l),
     );
-    // A warning right after another is often its consequence (barman 3: "No archiver
-    // enabled for server 'node1' ...", then "Forcing 'archiver = on'"): the cause goes first.
-    let before = i.checked_sub(1).map(|j| lines[j]);
-    if let Some(cause) = before.filter(|l| {
-        warning.is_match(l) && !tagged.is_match(l) && warning.is_match(lines[i]) && *l != lines[i]
-    }) {
-        out = format!("{} {out}", clean(cause));
+    if let Some(cause) = warned_before(&lines, i, &warning, &tagged) {
+        out = format!("{} {}", clean(cause), out);
     }
     for l in lines[i + 1..].iter().take(4) {
         if l.contains("DETAIL:") || l.contains("HINT:") {
@@ -305,6 +300,23 @@ fn error_line(message: &str, host: Option<&str>) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// The warning just before warning line `i`, when there is one: a warning right after
+/// another is often its consequence (barman 3: "No archiver enabled for server 'node1' ...",
+/// then "Forcing 'archiver = on'"), and the cause goes first.
+fn warned_before<'a>(
+    lines: &[&'a str],
+    i: usize,
+    warning: &regex::Regex,
+    tagged: &regex::Regex,
+) -> Option<&'a str> {
+    let before = lines[..i].last().copied()?;
+    (warning.is_match(lines[i])
+        && warning.is_match(before)
+        && !tagged.is_match(before)
+        && before != lines[i])
+        .then_some(before)
 }
 
 fn word(s: Status) -> &'static str {
