@@ -473,7 +473,7 @@ fn backends(runs: usize, box_name: &str) -> Result<String> {
 /// the homework): `dirs` relative to the repository, each a submission or a folder of them.
 /// An empty `box_name` lets each submission bring its own (a repository's Vagrantfile box).
 pub fn cohort_options(
-    dirs: &[&str],
+    dirs: &[impl AsRef<std::path::Path>],
     box_name: &str,
     jobs: usize,
     out: &std::path::Path,
@@ -509,11 +509,14 @@ pub const ONE_MISTAKE: [&str; 9] = [
 ];
 
 /// The benchmark's cohort: the students' repositories as they come (issue 14's fixtures, each
-/// on the box its Vagrantfile names), the fixtures of one mistake each, and the reference.
-fn bench_cohort() -> Vec<&'static str> {
-    let mut dirs = vec!["tests/fixtures/students", "examples/reference"];
-    dirs.extend(ONE_MISTAKE);
-    dirs
+/// on the box its Vagrantfile names, built whole into `students`), the fixtures of one
+/// mistake each, and the reference.
+fn bench_cohort(students: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let repo = crate::sys::paths::repo_root();
+    super::fixtures::build_all(&super::fixtures::students_dir(), students)?;
+    let mut dirs = vec![students.to_path_buf(), repo.join("examples/reference")];
+    dirs.extend(ONE_MISTAKE.iter().map(|d| repo.join(d)));
+    Ok(dirs)
 }
 
 /// `grade` of the fixture cohort with `jobs` labs at once (default 1, then 2): submissions per
@@ -522,8 +525,9 @@ fn bench_cohort() -> Vec<&'static str> {
 fn cohort(box_name: &str, jobs: Option<usize>) -> Result<String> {
     let mut s = String::new();
     for jobs in jobs.map_or(vec![1, 2], |j| vec![j]) {
-        let out = tempfile::tempdir()?;
-        let g = super::grade::grade(&cohort_options(&bench_cohort(), box_name, jobs, out.path()))?;
+        let (out, students) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let dirs = bench_cohort(&students.path().join("students"))?;
+        let g = super::grade::grade(&cohort_options(&dirs, box_name, jobs, out.path()))?;
         s.push_str(&cohort_figures(jobs, &g));
         s.push_str(&failing_vs_passing(&g.rows));
     }

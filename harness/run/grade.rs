@@ -1117,8 +1117,11 @@ mod tests {
 
     #[test]
     fn a_folder_of_submissions_and_a_submission_make_one_cohort() {
+        let students = tempfile::tempdir().unwrap();
+        let built = students.path().join("students");
+        crate::run::fixtures::build_all(&crate::run::fixtures::students_dir(), &built).unwrap();
         let e = find_submissions(&[
-            repo("tests/fixtures/students"),
+            built,
             repo("tests/fixtures/no-slot"),
             repo("examples/reference"),
         ])

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod ci;
 pub mod discover;
+pub mod fixtures;
 pub mod grade;
 pub mod homework;
 mod one;

@@ -40,14 +40,16 @@ fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
 /// repositories as they come: a Vagrant shell provisioner (which sets up no ssh for barman),
 /// an ansible one without a standby slot (tests/lab/students.rs has the others), and a Red
 /// Hat box that gets its verdict without a lab.
-fn cohort() -> Vec<&'static str> {
-    let mut dirs = pglab::run::bench::ONE_MISTAKE.to_vec();
-    dirs.extend([
-        "examples/reference",
-        "tests/fixtures/students/shell-provisioners",
-        "tests/fixtures/students/no-standby-slot",
-        "tests/fixtures/students/red-hat-box",
-    ]);
+fn cohort() -> Vec<std::path::PathBuf> {
+    let root = pglab::sys::paths::repo_root();
+    let mut dirs: Vec<_> = pglab::run::bench::ONE_MISTAKE
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    dirs.push(root.join("examples/reference"));
+    dirs.extend(
+        ["shell-provisioners", "no-standby-slot", "red-hat-box"].map(crate::students::student),
+    );
     dirs
 }
 
@@ -521,16 +523,9 @@ fn sigterm_midway(args: &[String]) -> Option<i32> {
 fn a_cohort_graded_in_three_parts_merges_into_the_single_grading() {
     use pglab::run::ci::{merge_args, shard_args};
     let _g = serial();
-    let repo = pglab::sys::paths::repo_root();
-    let dirs: Vec<String> = cohort()
-        .iter()
-        .map(|d| repo.join(d).display().to_string())
-        .collect();
+    let dirs: Vec<String> = cohort().iter().map(|d| d.display().to_string()).collect();
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    let names: Vec<&str> = cohort()
-        .iter()
-        .map(|d| d.rsplit('/').next().unwrap())
-        .collect();
+    let names: Vec<&str> = dirs.iter().map(|d| d.rsplit('/').next().unwrap()).collect();
     let size = |k: usize| {
         names
             .iter()
@@ -691,7 +686,7 @@ fn a_repository_is_graded_at_its_last_commit_before_the_due_time() {
             keep_going: true,
             ..Default::default()
         },
-        ..cohort_options(&[], "", 1, out.path())
+        ..cohort_options(&[] as &[&str], "", 1, out.path())
     };
     let opts = pglab::run::grade::GradeOptions {
         dirs: vec![cohort.path().to_path_buf()],

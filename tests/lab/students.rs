@@ -6,10 +6,19 @@ use pglab::run::{run, RunOptions, RunReport};
 use pglab::scenario::runner::{Status, StepOutcome};
 use std::path::{Path, PathBuf};
 
+/// The students' fixture `name` as a whole repository: tests/fixtures/students/NAME, or
+/// NAME.patch over its base, built once per test run under cargo's tmp folder for tests.
 pub fn student(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/students")
-        .join(name)
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let to = Path::new(env!("CARGO_TARGET_TMPDIR")).join("students");
+        if to.exists() {
+            std::fs::remove_dir_all(&to).unwrap();
+        }
+        pglab::run::fixtures::build_all(&pglab::run::fixtures::students_dir(), &to).unwrap();
+        to
+    });
+    built.join(name)
 }
 
 /// `pglab run --homework tests/fixtures/students/NAME SCENARIOS...`: the lab takes the
