@@ -496,7 +496,7 @@ pub fn cohort_options(
 
 /// The fixtures of one mistake each that a cohort grading reaches (the provision.toml ones
 /// that end: the two that hang are the stuck detector's).
-pub const ONE_MISTAKE: [&str; 9] = [
+pub const ONE_MISTAKE: [&str; 11] = [
     "tests/fixtures/no-slot",
     "tests/fixtures/primary-never-starts",
     "tests/fixtures/no-barman-hba",
@@ -506,6 +506,8 @@ pub const ONE_MISTAKE: [&str; 9] = [
     "tests/fixtures/wrong-path-prefix",
     "tests/fixtures/recovery-paused",
     "tests/fixtures/recovery-elsewhere",
+    "tests/fixtures/barman-no-archiver",
+    "tests/fixtures/md5-passwords",
 ];
 
 /// The benchmark's cohort: the students' repositories as they come (issue 14's fixtures, each

@@ -36,10 +36,12 @@ fn assert_row(rows: &[Row], name: &str, want: &[&str], needles: &[&str]) {
     }
 }
 
-/// Nine of the provision.toml fixtures (each one mistake), the reference, and three students'
+/// The provision.toml fixtures that end (each one mistake), the reference, and students'
 /// repositories as they come: a Vagrant shell provisioner (which sets up no ssh for barman),
-/// an ansible one without a standby slot (tests/lab/students.rs has the others), and a Red
-/// Hat box that gets its verdict without a lab.
+/// an ansible one without a standby slot, a Red Hat box and playbooks without an inventory
+/// (both get their verdict without a lab), an inventory-only one that installs packages and
+/// nothing more, inventories in the INI and YAML forms students write, and a playbook that
+/// installs with pip (tests/lab/students.rs has the others).
 fn cohort() -> Vec<std::path::PathBuf> {
     let root = pglab::sys::paths::repo_root();
     let mut dirs: Vec<_> = pglab::run::bench::ONE_MISTAKE
@@ -48,7 +50,17 @@ fn cohort() -> Vec<std::path::PathBuf> {
         .collect();
     dirs.push(root.join("examples/reference"));
     dirs.extend(
-        ["shell-provisioners", "no-standby-slot", "red-hat-box"].map(crate::students::student),
+        [
+            "shell-provisioners",
+            "no-standby-slot",
+            "red-hat-box",
+            "playbook-only",
+            "inventory-only",
+            "inventory-ini-forms",
+            "inventory-yaml",
+            "pip-install",
+        ]
+        .map(crate::students::student),
     );
     dirs
 }
@@ -77,6 +89,8 @@ fn a_cohort_of_fixtures_is_graded_two_labs_at_a_time() {
     check_rows(&g.rows);
     check_recover_messages(&g.reports);
     check_silent_primary(&g.rows, &g.reports);
+    check_causes(&g.reports);
+    check_forms(&g.reports);
     insta::assert_snapshot!("cohort-md", md);
     insta::assert_snapshot!("cohort-csv", csv);
     for r in &g.rows {
@@ -233,6 +247,68 @@ fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
     }
 }
 
+/// The cause a provisioning verdict carries from the servers: barman's own WARNING (its
+/// server disabled with no archiver), PostgreSQL's DETAIL from node1's log (passwords stored
+/// as md5 under scram-sha-256: the client says only "password authentication failed").
+fn check_causes(reports: &[(String, Option<RunReport>)]) {
+    let (step, m) = failed_step(reports, "barman-no-archiver");
+    assert_eq!(step, "barman streaming backups configured and checked");
+    let warning = "No archiver enabled for server 'node1'";
+    assert!(m.contains("host barman") && m.contains(warning), "{m}");
+    let row = pglab::report::cohort::plain_why(&m);
+    assert!(row.contains(warning), "{row}");
+    let (step, m) = failed_step(reports, "md5-passwords");
+    assert_eq!(step, "standby cloned through its own slot");
+    for n in [
+        "host node2",
+        "password authentication failed for user \"replicator\"",
+        "node1: PostgreSQL's log:",
+        "User \"replicator\" does not have a valid SCRAM secret",
+    ] {
+        assert!(m.contains(n), "{n:?} not in {m}");
+    }
+}
+
+/// Repositories in the forms students write: the inventory-only one (its playbooks only
+/// install the packages: node2 is no standby, barman has no server) has its waits ended at
+/// once on states that do not change by waiting, instead of waiting out 30 s and 60 s; the
+/// playbook that installs with pip got psycopg2-binary from PyPI through the lab's proxy.
+fn check_forms(reports: &[(String, Option<RunReport>)]) {
+    let report = |name: &str| -> &RunReport {
+        reports
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, r)| r.as_ref())
+            .expect(name)
+    };
+    let r = report("inventory-only");
+    let check = |step: &str| r.checks.iter().find(|c| c.step == step).expect(step);
+    let standby = check("node2 is a hot standby");
+    assert_eq!(standby.status, Status::Failed, "{standby:#?}");
+    for n in [
+        "stopped waiting after",
+        "the output shows \"not in recovery\", a state that does not change by waiting",
+        "node2's PostgreSQL is not a standby",
+    ] {
+        assert!(standby.message.contains(n), "{n:?} in {standby:#?}");
+    }
+    let barman = check("barman check is all OK");
+    assert!(
+        barman.message.contains(
+            "the output shows \"Unknown server\", a state that does not change by waiting"
+        ),
+        "{barman:#?}"
+    );
+    let pip = report("pip-install");
+    assert!(
+        pip.provision_changes
+            .iter()
+            .any(|c| c.starts_with("psycopg2-binary from PyPI")),
+        "pip installed nothing: {:?}",
+        pip.provision_changes
+    );
+}
+
 /// A primary whose PostgreSQL never starts (a wal_level typo): provisioning fails, the first
 /// scenario fails at once saying PostgreSQL does not answer on node1, and the rest are not
 /// checked, without a single polling wait.
@@ -361,6 +437,7 @@ fn check_rows(rows: &[Row]) {
             "--homework tests/fixtures/students/red-hat-box --box rockylinux/9",
         ],
     );
+    check_form_rows(rows);
     assert_row(
         rows,
         "wrong-path-prefix",
@@ -371,6 +448,43 @@ fn check_rows(rows: &[Row]) {
             "/usr/lib/postgresql/<major>/bin",
         ],
     );
+}
+
+/// The rows of the fixtures that name a cause from the servers, and of the forms students
+/// write.
+fn check_form_rows(rows: &[Row]) {
+    const P: &str = "passed";
+    const F: &str = "FAILED";
+    const S: &str = "skipped";
+    assert_row(
+        rows,
+        "barman-no-archiver",
+        &[F, P, F, S, S],
+        &["provisioned: ", "No archiver enabled for server 'node1'"],
+    );
+    assert_row(
+        rows,
+        "md5-passwords",
+        &[F, F, P, S, S],
+        &[
+            "provisioned: ",
+            "password authentication failed for user \"replicator\"",
+        ],
+    );
+    assert_row(
+        rows,
+        "playbook-only",
+        &[F, S, S, S, S],
+        &[
+            "provisioned: ",
+            "but no inventory and no Vagrantfile: their plays expect hosts in",
+        ],
+    );
+    assert_row(rows, "inventory-only", &[P, F, F, S, S], &["replicate: "]);
+    assert_row(rows, "pip-install", &[P, P, P, P, P], &[]);
+    for name in ["inventory-ini-forms", "inventory-yaml"] {
+        assert_row(rows, name, &[P, P, P, P, P], &[]);
+    }
 }
 
 /// The options of a grading of `dirs` through `replicate`, with a deadline.

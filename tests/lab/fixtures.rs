@@ -154,49 +154,6 @@ fn a_replicator_without_password_fails_the_clone_step() {
     assert_nothing_left(&report.lab);
 }
 
-/// barman with no archiver disables its server and says why only in a WARNING: the verdict
-/// (the row's one line too) carries that line, not only "failed with exit code 1".
-#[test]
-#[ignore = "needs root and systemd-nspawn"]
-fn barman_without_an_archiver_is_named_by_barmans_warning() {
-    let _g = serial();
-    let (report, failed) = run_broken("barman-no-archiver");
-    let warning = "No archiver enabled for server 'node1'";
-    fails_only(
-        &failed,
-        "provisioning",
-        &[
-            "\"barman streaming backups configured and checked\"",
-            "host barman",
-            warning,
-        ],
-    );
-    let row = pglab::report::cohort::plain_why(&failed[0].message);
-    assert!(row.contains(warning), "{row}");
-    assert_nothing_left(&report.lab);
-}
-
-/// Passwords stored as md5 under scram-sha-256: the client says only "password
-/// authentication failed"; the verdict carries PostgreSQL's DETAIL from node1's log.
-#[test]
-#[ignore = "needs root and systemd-nspawn"]
-fn md5_stored_passwords_are_named_by_postgresqls_detail() {
-    let _g = serial();
-    let (report, failed) = run_broken("md5-passwords");
-    fails_only(
-        &failed,
-        "provisioning",
-        &[
-            "\"standby cloned through its own slot\"",
-            "host node2",
-            "password authentication failed for user \"replicator\"",
-            "node1: PostgreSQL's log:",
-            "User \"replicator\" does not have a valid SCRAM secret",
-        ],
-    );
-    assert_nothing_left(&report.lab);
-}
-
 #[test]
 #[ignore = "needs root and systemd-nspawn"]
 fn recovery_without_a_target_fails_the_restore_point_check() {

@@ -79,31 +79,6 @@ pub fn run_repo(dir: &Path, scenarios: &[&str]) -> RunReport {
     report
 }
 
-/// A playbook that installs with pip (python3-pip from Debian through the apt proxy,
-/// psycopg2-binary from PyPI through the PyPI proxy) provisions and replicates
-/// (tests/fixtures/overlays/pip-install on vagrant-roles).
-#[test]
-#[ignore = "needs root, systemd-nspawn, PyPI (ansible 9.4.0, proxpi), approx and Debian's archive"]
-fn a_playbook_installs_with_pip_through_the_labs_pypi_proxy() {
-    let _g = serial();
-    let overlay = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/overlays/pip-install");
-    let repo = overlaid(
-        "vagrant-roles",
-        &overlay,
-        "pip.yml",
-        "ansible/provision.yml",
-    );
-    let r = run_repo(repo.path(), &["replicate"]);
-    assert_passed(&r);
-    assert!(
-        r.provision_changes
-            .iter()
-            .any(|c| c.starts_with("psycopg2-binary from PyPI")),
-        "pip installed nothing: {:?}",
-        r.provision_changes
-    );
-}
-
 fn failed(r: &RunReport) -> Vec<&StepOutcome> {
     r.checks
         .iter()
@@ -340,82 +315,4 @@ fn apt_installs_through_the_labs_proxy_and_a_second_lab_from_its_cache() {
     );
     let second = install_through_the_proxy();
     eprintln!("apt-get update + install jq through the proxy: first lab {first:.1} s, second lab (from the cache) {second:.1} s");
-}
-
-/// A repository whose playbooks only install the packages (`inventory-only`: node2 is no
-/// standby, barman has no server), graded as `pglab grade` grades (keeping going after a
-/// failure): the waits end at once on states that do not change by waiting, and say so —
-/// node2's PostgreSQL is not in recovery, barman knows no such server — instead of waiting
-/// out 30 s and 60 s for them.
-#[test]
-#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
-fn a_wait_ends_at_once_on_a_state_that_cannot_change() {
-    let _g = serial();
-    let dir = student("inventory-only");
-    let (topology, box_name) = pglab::run::homework::repo_lab(Some(&dir))
-        .unwrap()
-        .expect("read through its inventory");
-    let opts = RunOptions {
-        box_name,
-        topology,
-        scenarios: vec!["replicate".into(), "backup".into()],
-        homework: Some(dir),
-        keep_going: true,
-        ..Default::default()
-    };
-    let r = run(&opts).unwrap();
-    assert_nothing_left(&r.lab);
-    let check =
-        |step: &str| -> &StepOutcome { r.checks.iter().find(|c| c.step == step).expect(step) };
-    let standby = check("node2 is a hot standby");
-    assert_eq!(standby.status, Status::Failed, "{standby:#?}");
-    for needle in [
-        "stopped waiting after",
-        "the output shows \"not in recovery\", a state that does not change by waiting",
-        "node2's PostgreSQL is not a standby",
-    ] {
-        assert!(
-            standby.message.contains(needle),
-            "{needle:?} in {standby:#?}"
-        );
-    }
-    let barman = check("barman check is all OK");
-    for needle in [
-        "stopped waiting after",
-        "the output shows \"Unknown server\", a state that does not change by waiting",
-    ] {
-        assert!(barman.message.contains(needle), "{needle:?} in {barman:#?}");
-    }
-}
-
-/// `static-inventory` with its inventory in the forms students write, each read through
-/// Ansible and each replicating: a lowercase `vagrantfile` with an INI inventory of quoted
-/// values holding spaces, a group of groups and the PostgreSQL version in `host_vars/` only
-/// (tests/fixtures/overlays/inventory-ini-forms); then the same inventory in YAML
-/// (tests/fixtures/overlays/inventory-yaml).
-#[test]
-#[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
-fn inventories_in_the_forms_students_write_are_read_by_ansible() {
-    let _g = serial();
-    let overlays = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/overlays");
-    let ini = tempfile::tempdir().unwrap();
-    lay_over(&student("static-inventory"), ini.path());
-    lay_over(&overlays.join("inventory-ini-forms"), ini.path());
-    // The overlay's README describes it; the repository keeps its own (the playbooks' order).
-    std::fs::copy(
-        student("static-inventory").join("README.md"),
-        ini.path().join("README.md"),
-    )
-    .unwrap();
-    std::fs::rename(
-        ini.path().join("Vagrantfile"),
-        ini.path().join("vagrantfile"),
-    )
-    .unwrap();
-    assert_passed(&run_repo(ini.path(), &["replicate"]));
-    let yaml = tempfile::tempdir().unwrap();
-    lay_over(&student("static-inventory"), yaml.path());
-    std::fs::remove_file(yaml.path().join("ansible/inventory/hosts.ini")).unwrap();
-    lay_over(&overlays.join("inventory-yaml"), yaml.path());
-    assert_passed(&run_repo(yaml.path(), &["replicate"]));
 }
