@@ -492,6 +492,8 @@ impl<'a> Runner<'a> {
         let mut attempts = 0;
         // The first attempt is the step's command; the time after it is waiting.
         let mut first_attempt_done: Option<Instant> = None;
+        // Since when the output has shown a `gives_up_on` state without a break.
+        let mut hopeless_since: Option<Instant> = None;
         loop {
             // A run asked to stop (its deadline, found stuck) waits no more.
             crate::sys::cancel::check()?;
@@ -500,16 +502,19 @@ impl<'a> Runner<'a> {
             let first = *first_attempt_done.get_or_insert_with(Instant::now);
             self.waited.set(first.elapsed().as_secs_f64());
             let problem = unmet(check, &out);
-            let hopeless = st
-                .gives_up_on
-                .as_deref()
-                .filter(|g| out.combined().contains(g));
+            let said = out.combined();
+            let seen = st.gives_up_on.iter().find(|g| said.contains(g.as_str()));
+            if seen.is_none() {
+                hopeless_since = None;
+            }
+            let since = *hopeless_since.get_or_insert_with(Instant::now);
+            let hopeless = seen.filter(|_| since.elapsed() >= scaled(st.gives_up_after));
             match (problem, deadline) {
                 (None, _) => return Ok((out, None)),
                 (Some(p), Some(_)) if hopeless.is_some() => {
                     let why = format!(
                         "stopped waiting after {attempts} tries: the output shows {:?}, a state that does not change by waiting; last: {p}",
-                        hopeless.unwrap_or_default()
+                        hopeless.map(String::as_str).unwrap_or_default()
                     );
                     return Ok((out, Some(why)));
                 }
@@ -714,6 +719,31 @@ expect = "ok"
             o[0].message
         );
         assert_eq!(calls.len(), 1);
+    }
+
+    /// A state a restart passes through ends the wait only once it has lasted
+    /// `gives_up_after`; any of the `gives_up_on` texts counts.
+    #[test]
+    fn a_hopeless_state_that_must_last_ends_the_wait_once_it_has() {
+        let text = TWO_STEPS.replace(
+            "wait = \"5s\"\n",
+            "wait = \"30s\"\ngives_up_on = [\"paused\", \"socket gone\"]\ngives_up_after = \"1s\"\n",
+        );
+        let fake = Fake::default().answer("node1", "probe-ready", &[said(2, "socket gone")]);
+        let t = Instant::now();
+        let (o, calls) = run_on_fake(fake, &text);
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+        assert_eq!(o[0].status, Status::Failed);
+        assert!(
+            o[0].message.contains("the output shows \"socket gone\""),
+            "{}",
+            o[0].message
+        );
+        assert!(calls.len() > 1, "{calls:?}");
     }
 
     /// A run asked to stop (the grade's deadline) ends a wait at its next poll, says why, and

@@ -63,6 +63,23 @@ impl Needs {
     }
 }
 
+/// A text, or a list of them (`gives_up_on = "paused"` or `["a", "b"]`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMore {
+    One(String),
+    More(Vec<String>),
+}
+
+impl OneOrMore {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMore::One(s) => vec![s],
+            OneOrMore::More(v) => v,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
@@ -87,7 +104,8 @@ struct RawStep {
     exit: Option<i32>,
     // Waiting, saving, snapshots, explanations.
     wait: Option<Spanned<String>>,
-    gives_up_on: Option<String>,
+    gives_up_on: Option<OneOrMore>,
+    gives_up_after: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     save: Option<String>,
     snapshot: Option<Spanned<String>>,
@@ -148,9 +166,13 @@ pub struct Step {
     pub host: String,
     pub kind: StepKind,
     pub check: Check,
-    /// While waiting: output containing this is a state that cannot change any more (recovery
-    /// paused at its target): the step fails at once instead of waiting out its `wait`.
-    pub gives_up_on: Option<String>,
+    /// While waiting: output containing one of these is a state that cannot change any more
+    /// (recovery paused at its target): the step fails at once instead of waiting out its
+    /// `wait`.
+    pub gives_up_on: Vec<String>,
+    /// How long a `gives_up_on` state must last before the wait ends (0: at first sight);
+    /// for states that a restart passes through (a server starting after a restore).
+    pub gives_up_after: Duration,
     /// Retry until the check holds, for at most this long (scaled by PGLAB_TIMEOUT_FACTOR).
     pub wait: Option<Duration>,
     /// Deadline of one attempt.
@@ -295,7 +317,17 @@ fn parse_step(
         host,
         kind,
         check,
-        gives_up_on: r.gives_up_on.clone(),
+        gives_up_on: r
+            .gives_up_on
+            .clone()
+            .map(OneOrMore::into_vec)
+            .unwrap_or_default(),
+        gives_up_after: r
+            .gives_up_after
+            .as_ref()
+            .map(|w| duration(w, src.text, src.file, "gives_up_after"))
+            .transpose()?
+            .unwrap_or_default(),
         wait,
         timeout,
         save: r.save.clone(),
@@ -328,6 +360,12 @@ fn wait_of(src: &Source, line: usize, r: &RawStep, check: &Check) -> Result<Opti
         .as_ref()
         .map(|w| duration(w, src.text, src.file, "wait"))
         .transpose()?;
+    if r.gives_up_after.is_some() && r.gives_up_on.is_none() {
+        bail!(
+            "{}: `gives_up_after` says how long a `gives_up_on` state must last: it needs `gives_up_on`",
+            src.at(line)
+        );
+    }
     if r.gives_up_on.is_some() && wait.is_none() {
         bail!(
             "{}: `gives_up_on` ends a wait early: it needs `wait`",
