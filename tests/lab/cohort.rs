@@ -251,14 +251,26 @@ fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
 /// server disabled with no archiver), PostgreSQL's DETAIL from node1's log (passwords stored
 /// as md5 under scram-sha-256: the client says only "password authentication failed").
 fn check_causes(reports: &[(String, Option<RunReport>)]) {
-    let (step, m) = failed_step(reports, "barman-no-archiver");
-    assert_eq!(step, "barman streaming backups configured and checked");
+    let failed = |name: &str, step: &str| -> String {
+        let r = reports
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, r)| r.as_ref())
+            .expect(name);
+        let c = r.checks.iter().find(|c| c.step == step);
+        let c = c.unwrap_or_else(|| panic!("{name}: no step {step:?} in {:#?}", r.checks));
+        assert_eq!(c.status, Status::Failed, "{c:#?}");
+        c.message.clone()
+    };
+    let m = failed(
+        "barman-no-archiver",
+        "barman streaming backups configured and checked",
+    );
     let warning = "No archiver enabled for server 'node1'";
     assert!(m.contains("host barman") && m.contains(warning), "{m}");
     let row = pglab::report::cohort::plain_why(&m);
     assert!(row.contains(warning), "{row}");
-    let (step, m) = failed_step(reports, "md5-passwords");
-    assert_eq!(step, "standby cloned through its own slot");
+    let m = failed("md5-passwords", "standby cloned through its own slot");
     for n in [
         "host node2",
         "password authentication failed for user \"replicator\"",
@@ -465,7 +477,7 @@ fn check_form_rows(rows: &[Row]) {
     assert_row(
         rows,
         "md5-passwords",
-        &[F, F, P, S, S],
+        &[F, F, F, S, S],
         &[
             "provisioned: ",
             "password authentication failed for user \"replicator\"",
@@ -482,8 +494,9 @@ fn check_form_rows(rows: &[Row]) {
     );
     assert_row(rows, "inventory-only", &[P, F, F, S, S], &["replicate: "]);
     assert_row(rows, "pip-install", &[P, P, P, P, P], &[]);
+    // static-inventory's forms: barman has no ssh to the primary, so recover fails.
     for name in ["inventory-ini-forms", "inventory-yaml"] {
-        assert_row(rows, name, &[P, P, P, P, P], &[]);
+        assert_row(rows, name, &[P, P, P, P, F], &["recover: ", "ssh"]);
     }
 }
 
