@@ -94,14 +94,14 @@ fn unreadable_why(dir: &Path) -> String {
         let groups = crate::provision::repo::play_hosts(dir, &playbooks);
         return format!(
             "{} has playbooks ({}) but no inventory and no Vagrantfile: their plays expect hosts in {}; pglab builds the lab from an inventory (ansible.cfg's inventory, or `ansible-playbook -i FILE` in the README) or a Vagrantfile",
-            dir.display(),
+            crate::sys::paths::shown(dir),
             playbooks.join(", "),
             if groups.is_empty() { "no named group".to_string() } else { groups.join(", ") }
         );
     }
     format!(
         "{} has neither a provision.toml nor a Vagrantfile (nor vagrantfile), nor playbooks with an inventory (ansible.cfg's inventory, or `ansible-playbook -i` in the README): pglab reads a repository through its Vagrantfile or its inventory, or a provision.toml naming its steps or playbook (see README, \"Grading a repository as it comes\")",
-        dir.display()
+        crate::sys::paths::shown(dir)
     )
 }
 

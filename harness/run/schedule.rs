@@ -43,14 +43,26 @@ pub fn work_items(base: &RunOptions, boxes: &[String], jobs: usize) -> Result<Ve
 }
 
 /// Runs the labs in the lab pool, `jobs` at a time (a free slot takes the next lab at once);
-/// `done` sees each report, in the items' order, once all ended. A lab that could not run at
-/// all ends the whole run with its error: no lab starts after it.
+/// `done` sees each report as its lab ends, one at a time (a summary is printed whole, while
+/// the other labs go on). The reports come back in the items' order. A lab that could not
+/// run at all ends the whole run with its error: no lab starts after it.
 pub fn run_all(
     items: &[WorkItem],
     jobs: usize,
-    mut done: impl FnMut(&RunReport),
+    done: impl Fn(&RunReport) + Sync,
+) -> Result<Vec<RunReport>> {
+    run_with(items, jobs, done, super::one::run)
+}
+
+/// `run_all` with the run of one lab given (a fake one in unit tests).
+fn run_with(
+    items: &[WorkItem],
+    jobs: usize,
+    done: impl Fn(&RunReport) + Sync,
+    one: impl Fn(&RunOptions) -> Result<RunReport> + Sync,
 ) -> Result<Vec<RunReport>> {
     let failed = std::sync::atomic::AtomicBool::new(false);
+    let one_at_a_time = std::sync::Mutex::new(());
     let results = crate::sys::fanout::pool(
         items,
         jobs,
@@ -63,9 +75,13 @@ pub fn run_all(
             if jobs > 1 && items.len() > 1 {
                 crate::sys::progress::set_label(label);
             }
-            let r = super::one::run(opts);
-            if r.is_err() {
-                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            let r = one(opts);
+            match &r {
+                Ok(report) => {
+                    let _turn = one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+                    done(report);
+                }
+                Err(_) => failed.store(true, std::sync::atomic::Ordering::SeqCst),
             }
             r.map(Some)
         },
@@ -74,9 +90,63 @@ pub fn run_all(
     let mut reports = Vec::new();
     for r in results {
         if let Some(report) = r? {
-            done(&report);
             reports.push(report);
         }
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A lab's summary comes when that lab ends, not when the slowest has: the quick lab's
+    /// report is seen while the slow one still runs; the reports keep the items' order.
+    #[test]
+    fn each_labs_report_is_seen_as_it_ends() {
+        let item = |label: &str| {
+            let opts = RunOptions {
+                box_name: label.into(),
+                ..Default::default()
+            };
+            (label.to_string(), opts)
+        };
+        let items = vec![item("slow"), item("quick")];
+        let seen = Mutex::new(Vec::new());
+        let slow_running = std::sync::atomic::AtomicBool::new(false);
+        let one = |o: &RunOptions| -> Result<RunReport> {
+            if o.box_name == "slow" {
+                slow_running.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1500));
+                slow_running.store(false, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                // The slow lab has started.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(RunReport {
+                lab: String::new(),
+                box_name: o.box_name.clone(),
+                passed: true,
+                phases: vec![],
+                checks: vec![],
+                provision_changes: vec![],
+                log_dir: Default::default(),
+                kept: false,
+            })
+        };
+        let done = |r: &RunReport| {
+            let slow = slow_running.load(std::sync::atomic::Ordering::SeqCst);
+            seen.lock().unwrap().push((r.box_name.clone(), slow));
+        };
+        let reports = run_with(&items, 2, done, one).unwrap();
+        let order: Vec<&str> = reports.iter().map(|r| r.box_name.as_str()).collect();
+        assert_eq!(order, ["slow", "quick"]);
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(
+            seen,
+            [("quick".to_string(), true), ("slow".to_string(), false)]
+        );
+    }
 }

@@ -476,7 +476,7 @@ fn check_form_rows(rows: &[Row]) {
     assert_row(
         rows,
         "md5-passwords",
-        &[F, F, F, S, S],
+        &[F, F, S, S, S],
         &[
             "provisioned: ",
             "password authentication failed for user \"replicator\"",
@@ -491,7 +491,7 @@ fn check_form_rows(rows: &[Row]) {
             "but no inventory and no Vagrantfile: their plays expect hosts in",
         ],
     );
-    assert_row(rows, "inventory-only", &[P, F, F, S, S], &["replicate: "]);
+    assert_row(rows, "inventory-only", &[P, F, S, S, S], &["replicate: "]);
     assert_row(rows, "pip-install", &[P, P, P, P, P], &[]);
     // static-inventory's forms: barman has no ssh to the primary, so recover fails.
     for name in ["inventory-ini-forms", "inventory-yaml"] {
