@@ -1131,11 +1131,15 @@ mod tests {
             names,
             [
                 "expect-prompt",
+                "inventory-ini-forms",
                 "inventory-only",
+                "inventory-yaml",
                 "jammy-course",
                 "listen-addresses-copied",
                 "missing-template",
                 "no-standby-slot",
+                "pip-install",
+                "playbook-only",
                 "red-hat-box",
                 "shell-provisioners",
                 "static-inventory",
@@ -1209,6 +1213,48 @@ mod tests {
         std::fs::write(sub.join("10-postgresql.sh"), "echo changed\n").unwrap();
         let changed = find_submissions(&[dir.path().into()]).unwrap().remove(0);
         assert!(!unchanged(&changed, Some(&row), &groups, "pglab 1"));
+    }
+
+    #[test]
+    fn a_run_past_its_deadline_is_asked_to_stop_and_stops_by_itself() {
+        // A run in its scenarios, on a lab that is only a name (nothing to remove), whose
+        // waits poll its cancel token as real waits do.
+        let stages = Arc::new(Stages::default());
+        let _following = progress::subscribe(stages.clone());
+        let token = crate::sys::cancel::Token::default();
+        stages.track("slow", token.clone());
+        let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(vec![]);
+        let timed_out: Mutex<BTreeMap<String, PastDeadline>> = Mutex::new(BTreeMap::new());
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                progress::set_label("slow");
+                progress::emit(progress::Event::Lab("pglab-unit-no-such-lab".into()));
+                progress::stage(RunStage::Scenario("replicate".into()));
+                while token.reason().is_none() && started.elapsed() < Duration::from_secs(20) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                stages.untrack("slow");
+                let past = timed_out.lock().unwrap().get("slow").cloned();
+                let outcome = past.map_or(Outcome::Error("not stopped".into()), Outcome::TimedOut);
+                results.lock().unwrap().push(("slow".into(), outcome));
+            });
+            watch(1, Duration::from_millis(300), &results, &timed_out, &stages);
+        });
+        // Stopped at its deadline (not at the 20 s the run would have waited), by its token,
+        // and long before the watcher would remove its lab under it.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(token.reason().as_deref(), Some("past its deadline"));
+        let results = results.into_inner().unwrap();
+        match &results[0].1 {
+            Outcome::TimedOut(p) => {
+                assert_eq!(p.stage, "replicate");
+                assert!(p.stuck.is_none());
+                assert!(p.after >= Duration::from_millis(300), "{:?}", p.after);
+            }
+            _ => panic!("not stopped at its deadline"),
+        }
     }
 
     #[test]

@@ -250,15 +250,18 @@ fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
 /// server disabled with no archiver), PostgreSQL's DETAIL from node1's log (passwords stored
 /// as md5 under scram-sha-256: the client says only "password authentication failed").
 fn check_causes(reports: &[(String, Option<RunReport>)]) {
+    // The provisioning's verdict, which names the step that failed.
     let failed = |name: &str, step: &str| -> String {
         let r = reports
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, r)| r.as_ref())
             .expect(name);
-        let c = r.checks.iter().find(|c| c.step == step);
-        let c = c.unwrap_or_else(|| panic!("{name}: no step {step:?} in {:#?}", r.checks));
+        let c = r.checks.iter().find(|c| c.scenario == "provision");
+        let c = c.unwrap_or_else(|| panic!("{name}: no provisioning in {:#?}", r.checks));
         assert_eq!(c.status, Status::Failed, "{c:#?}");
+        let named = format!("provisioning step \"{step}\"");
+        assert!(c.message.starts_with(&named), "{named:?}: {c:#?}");
         c.message.clone()
     };
     let m = failed(
