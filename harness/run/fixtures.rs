@@ -143,8 +143,15 @@ mod tests {
         assert!(names.contains(&"no-standby-slot".to_string()), "{names:?}");
         let base = students_dir().join("vagrant-roles");
         for p in &built {
+            let whole = [
+                "Vagrantfile",
+                "vagrantfile",
+                "ansible.cfg",
+                "site.yml",
+                "ansible",
+            ];
             assert!(
-                p.join("Vagrantfile").is_file() || p.join("ansible.cfg").is_file(),
+                whole.iter().any(|f| p.join(f).exists()),
                 "{} is not a whole repository",
                 p.display()
             );
