@@ -293,19 +293,30 @@ fn error_line(message: &str, host: Option<&str>) -> Option<String> {
     if let Some(cause) = warned_before(&lines, i, &warning, &tagged) {
         out = format!("{} {}", clean(cause), out);
     }
+    Some(with_details(out, &lines[i + 1..], &all, &clean))
+}
+
+/// The line that names the cause, with PostgreSQL's `DETAIL:` and `HINT:` lines that follow
+/// it; without any, those the refusing server logged (`server_said`).
+fn with_details(
+    mut out: String,
+    after: &[&str],
+    all: &[&str],
+    clean: &dyn Fn(&str) -> String,
+) -> String {
     let before = out.len();
-    for l in lines[i + 1..].iter().take(4) {
+    for l in after.iter().take(4) {
         if l.contains("DETAIL:") || l.contains("HINT:") {
             out.push(' ');
             out.push_str(&clean(l));
         }
     }
     if out.len() == before {
-        if let Some(why) = server_said(&all, &out) {
-            out.push_str(&format!(" ({}: {})", why.0, clean(&why.1)));
+        if let Some((host, said)) = server_said(all, &out) {
+            out.push_str(&format!(" ({host}: {})", clean(&said)));
         }
     }
-    Some(out)
+    out
 }
 
 /// A client's `FATAL:` says only what the server refused; the server that refused it says why
@@ -640,6 +651,15 @@ mod tests {
             "{row}"
         );
         // Which pg_hba.conf line matched is no cause: the row stays the client's words.
+        // A DETAIL is the host's text, which the submission controls: a formula, a cell break
+        // and an escape sequence reach the reports neutralised.
+        let hostile = plain_why(&verdict("=HYPERLINK(\"x\") | <b>\u{1b}[2J"));
+        assert!(hostile.contains("DETAIL: =HYPERLINK"), "{hostile}");
+        let csv = crate::sys::safe_text::csv_cell(&hostile);
+        assert!(csv.starts_with('"') || csv.starts_with('\''), "{csv}");
+        let md = crate::sys::safe_text::markdown_cell(&hostile);
+        assert!(!md.contains(" | ") && !md.contains("<b>"), "{md}");
+        assert!(!crate::sys::safe_text::terminal(&hostile).contains('\u{1b}'));
         let row = plain_why(&verdict("Connection matched pg_hba.conf line 8: \"host replication replicator 192.168.56.12/32 scram-sha-256\""));
         assert!(row.ends_with("for user \"replicator\""), "{row}");
     }
