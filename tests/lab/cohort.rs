@@ -204,13 +204,18 @@ fn check_page(out: &std::path::Path, rows: &[Row]) {
     }
 }
 
-/// The failed step of `name`'s run and its whole message.
-fn failed_step(reports: &[(String, Option<RunReport>)], name: &str) -> (String, String) {
-    let r = reports
+/// The run report of submission `name` (one that ran in a lab).
+fn report_of<'a>(reports: &'a [(String, Option<RunReport>)], name: &str) -> &'a RunReport {
+    reports
         .iter()
         .find(|(n, _)| n == name)
         .and_then(|(_, r)| r.as_ref())
-        .expect(name);
+        .expect(name)
+}
+
+/// The failed step of `name`'s run and its whole message.
+fn failed_step(reports: &[(String, Option<RunReport>)], name: &str) -> (String, String) {
+    let r = report_of(reports, name);
     let f: Vec<_> = r
         .checks
         .iter()
@@ -252,11 +257,7 @@ fn check_recover_messages(reports: &[(String, Option<RunReport>)]) {
 fn check_causes(reports: &[(String, Option<RunReport>)]) {
     // The provisioning's verdict, which names the step that failed.
     let failed = |name: &str, step: &str| -> String {
-        let r = reports
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, r)| r.as_ref())
-            .expect(name);
+        let r = report_of(reports, name);
         let c = r.checks.iter().find(|c| c.scenario == "provision");
         let c = c.unwrap_or_else(|| panic!("{name}: no provisioning in {:#?}", r.checks));
         assert_eq!(c.status, Status::Failed, "{c:#?}");
@@ -288,13 +289,7 @@ fn check_causes(reports: &[(String, Option<RunReport>)]) {
 /// once on states that do not change by waiting, instead of waiting out 30 s and 60 s; the
 /// playbook that installs with pip got psycopg2-binary from PyPI through the lab's proxy.
 fn check_forms(reports: &[(String, Option<RunReport>)]) {
-    let report = |name: &str| -> &RunReport {
-        reports
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, r)| r.as_ref())
-            .expect(name)
-    };
+    let report = |name: &str| report_of(reports, name);
     let r = report("inventory-only");
     let check = |step: &str| r.checks.iter().find(|c| c.step == step).expect(step);
     let standby = check("node2 is a hot standby");
@@ -346,11 +341,7 @@ fn check_silent_primary(rows: &[Row], reports: &[(String, Option<RunReport>)]) {
             .contains("PostgreSQL does not answer on node1"),
         "{row:#?}"
     );
-    let r = reports
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, r)| r.as_ref())
-        .expect(name);
+    let r = report_of(reports, name);
     let waited: f64 = r.checks.iter().map(|c| c.waited_secs).sum();
     assert_eq!(waited, 0.0, "{name} waited for states that could not come");
     let log = r
