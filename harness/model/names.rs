@@ -26,6 +26,17 @@ pub fn host_name(id: &str, host: &str) -> String {
     format!("pglab-{id}-{host}")
 }
 
+/// `pglab-<id>-controller`: the network namespace of a Vagrant lab's Ansible controller.
+pub fn controller_netns(id: &str) -> String {
+    format!("pglab-{id}-controller")
+}
+
+/// `pglab-<id>-c`: the controller's link on the lab's libvirt bridge, in this machine's own
+/// namespace (a link's name has at most 15 characters).
+pub fn controller_link(id: &str) -> String {
+    format!("pglab-{id}-c")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +51,8 @@ mod tests {
         assert_eq!(lab_id_of("pglab-a1b2c3-node1"), Some("a1b2c3"));
         assert_eq!(lab_id_of("pglab-a1b2c3"), Some("a1b2c3"));
         assert_eq!(lab_id_of("other-a1b2c3"), None);
+        assert_eq!(lab_id_of(&controller_netns("a1b2c3")), Some("a1b2c3"));
+        assert!(controller_link("ffffff").len() <= 15);
+        assert_eq!(lab_id_of(&controller_link("a1b2c3")), Some("a1b2c3"));
     }
 }

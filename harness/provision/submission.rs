@@ -204,6 +204,14 @@ impl Submission {
         Ok(hex::encode(h.finalize()))
     }
 
+    /// Whether a folder it is read from lies outside its own: a `base` into pglab's examples,
+    /// which only pglab's own fixtures may have.
+    pub fn reads_outside(&self) -> bool {
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let own = canon(&self.dir);
+        self.search.iter().any(|d| !canon(d).starts_with(&own))
+    }
+
     /// Loads the submission in `dir` with what its `base` chain supplies, and checks that
     /// every script exists and every step's waits make sense.
     pub fn load(dir: &Path) -> Result<Submission> {

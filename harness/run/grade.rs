@@ -77,7 +77,11 @@ impl GradeOptions {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
+    /// The folder handed in: what the teacher reads in the reports.
     pub dir: PathBuf,
+    /// What is graded: the door's copy of `dir` (`snapshot`), or `dir` itself when there is
+    /// none (`find_submissions` alone; pglab's own fixtures building on its examples).
+    pub src: PathBuf,
     pub hash: Result<String, String>,
     /// The git commit the repository is at ("" when it is none).
     pub commit: String,
@@ -123,8 +127,15 @@ fn is_cohort_folder(d: &Path) -> bool {
 
 /// The cohort: each DIR is a submission or a folder whose subfolders are; names are folder
 /// names, made unique with `-2`, `-3`. Every folder gets a row: one pglab cannot read gets
-/// its verdict (`Entry::hash` is the reason), and the others are graded anyway.
+/// its verdict (`Entry::hash` is the reason), and the others are graded anyway. Each is
+/// read where it is; `grade` reads each through the door instead (`find_submissions_into`).
 pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
+    find_submissions_into(dirs, None)
+}
+
+/// `find_submissions`, with each submission copied once, at discovery, into `snapshots`
+/// (`snapshot`) when given.
+pub fn find_submissions_into(dirs: &[PathBuf], snapshots: Option<&Path>) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     for d in dirs {
         if !d.is_dir() {
@@ -164,17 +175,16 @@ pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
                 })
                 .find(|n| names.insert(n.clone()))
                 .expect("a free name");
-            let hash = if is_submission(&dir) {
-                Submission::load(&dir)
-                    .and_then(|s| s.content_hash())
-                    .map_err(|e| format!("{e:#}"))
-            } else {
-                Err(unreadable_why(&dir))
+            let (src, hash) = match snapshots {
+                _ if !is_submission(&dir) => (dir.clone(), Err(unreadable_why(&dir))),
+                Some(snaps) => snapshot(&dir, &snaps.join(&name)),
+                None => (dir.clone(), hash_of(&dir)),
             };
             let commit = crate::sys::gitref::head_commit(&dir);
             Entry {
                 name,
                 dir,
+                src,
                 hash,
                 commit,
                 commit_date: String::new(),
@@ -182,6 +192,57 @@ pub fn find_submissions(dirs: &[PathBuf]) -> Result<Vec<Entry>> {
             }
         })
         .collect())
+}
+
+fn hash_of(dir: &Path) -> Result<String, String> {
+    Submission::load(dir)
+        .and_then(|s| s.content_hash())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// What the door copies of a submission: what a controller takes (`.git` and files that
+/// are not regular are left out; symlinks only when they stay inside).
+const SNAPSHOT: crate::sys::tree::CopyRules = crate::sys::tree::CopyRules {
+    file_max: 16 << 20,
+    total_max: 256 << 20,
+    inner_symlinks: true,
+};
+
+/// The submission door: `dir` copied once, at discovery, into `into`, a folder of this
+/// grading that no sandbox and no lab writes (each takes its own copy of it); from then on
+/// its repository, plan and content hash are read from `into`, never from `dir` again.
+/// Returns what is graded and its hash. Only when the copy left something out (a symlink
+/// leading outside, a device, an oversized file) or cannot be read is `dir` read too: the
+/// door then refuses what the submission names with its reason ("scripts/x.sh is a symlink
+/// to /etc/...") said of the folder handed in; what nothing names stays left out; pglab's
+/// own fixtures whose `base` is pglab's examples are graded where they are.
+fn snapshot(dir: &Path, into: &Path) -> (PathBuf, Result<String, String>) {
+    let copied = std::fs::create_dir(into)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| crate::sys::tree::copy_tree(dir, into, &SNAPSHOT));
+    if copied.as_ref().is_ok_and(Vec::is_empty) {
+        if let Ok(hash) = hash_of(into) {
+            return (into.to_path_buf(), Ok(hash));
+        }
+    }
+    match (Submission::load(dir), copied) {
+        (Ok(s), _) if s.reads_outside() => (dir.to_path_buf(), hash_of(dir)),
+        (Ok(_), Ok(_)) => (into.to_path_buf(), hash_of(into)),
+        (Ok(_), Err(e)) => (dir.to_path_buf(), Err(format!("{e:#}"))),
+        (Err(e), _) => (dir.to_path_buf(), Err(format!("{e:#}"))),
+    }
+}
+
+/// A text about the graded copy (`Entry::src`) as the teacher reads it: naming the folder
+/// handed in.
+fn as_handed_in(text: &str, e: &Entry) -> String {
+    if e.src == e.dir {
+        return text.to_string();
+    }
+    text.replace(
+        &e.src.display().to_string(),
+        &crate::sys::paths::shown(&e.dir),
+    )
 }
 
 /// What a grading produced: the table's columns, their descriptions, every row (regraded or
@@ -232,7 +293,9 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         Some(f) => Rubric::load(f)?,
         None => Rubric::default_for_homework()?,
     };
-    let mut entries = find_submissions(&opts.dirs)?;
+    // The door's copies live as long as this grading.
+    let snaps = snapshots_dir()?;
+    let mut entries = find_submissions_into(&opts.dirs, Some(snaps.path()))?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
     let part = (opts.shard)
         .map(|s| shard::Part::new(s, &roster, opts.shard_by.as_ref()))
@@ -279,8 +342,9 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     let graded = c.finish(&results, t.elapsed());
     crate::sys::cleanup::disown(&key);
     if let Some(snaps) = &snapshots {
-        crate::sys::cleanup::disown(&due_key(snaps.path()));
+        crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
     }
+    crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
     let graded = graded?;
     if let Some(r) = &opts.roster {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
@@ -300,27 +364,35 @@ fn alike_in(entries: &[Entry], opts: &GradeOptions) -> Vec<crate::report::copies
     let subs: Vec<(String, Prints)> = entries
         .iter()
         .filter(|e| e.hash.is_ok())
-        .map(|e| (e.name.clone(), Prints::of(&e.dir, &base)))
+        .map(|e| (e.name.clone(), Prints::of(&e.src, &base)))
         .collect();
     alike(&subs)
 }
 
-fn due_key(snapshots: &Path) -> String {
-    format!("due snapshots {}", snapshots.display())
+fn snapshots_key(snapshots: &Path) -> String {
+    format!("submission copies {}", snapshots.display())
+}
+
+/// A folder of this grading for copies of the submissions, removed with it (and on
+/// SIGINT/SIGTERM): only root lists it; nobody (a sandbox) may pass through to a copy.
+fn snapshots_dir() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let snaps = tempfile::Builder::new()
+        .prefix("pglab-snapshots-")
+        .tempdir()?;
+    std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o711))?;
+    let path = snaps.path().to_path_buf();
+    crate::sys::cleanup::own(snapshots_key(&path), move || {
+        let _ = crate::sys::mounts::remove_tree(&path);
+    });
+    Ok(snaps)
 }
 
 /// `--due`: each git repository taken out at its last commit before `due` into a snapshot
 /// (the student's folder untouched), which is then what is graded; one without a commit
 /// before then gets that verdict. A folder without `.git` is graded as it is.
 fn at_due(entries: &mut [Entry], due: i64) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let snaps = tempfile::Builder::new().prefix("pglab-due-").tempdir()?;
-    // nobody (the sandbox) passes through to its folder; nobody else lists the students'.
-    std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o711))?;
-    let path = snaps.path().to_path_buf();
-    crate::sys::cleanup::own(due_key(&path), move || {
-        let _ = crate::sys::mounts::remove_tree(&path);
-    });
+    let snaps = snapshots_dir()?;
     let when = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_secs(due.max(0) as u64),
     );
@@ -336,10 +408,8 @@ fn at_due(entries: &mut [Entry], due: i64) -> Result<tempfile::TempDir> {
         std::fs::create_dir(&into)?;
         match crate::provision::due::checkout_at(&e.dir, due, &into) {
             Ok(Ok(at)) => {
-                e.hash = Submission::load(&into)
-                    .and_then(|s| s.content_hash())
-                    .map_err(|err| format!("{err:#}"));
-                e.dir = into;
+                e.hash = hash_of(&into);
+                e.src = into;
                 (e.commit, e.commit_date, e.later) = (at.commit, at.date, at.later);
             }
             Ok(Err(first)) => {
@@ -546,6 +616,19 @@ fn row_of(
     groups: &[String],
     deadline: Duration,
 ) -> (Row, Option<RunReport>) {
+    let (mut row, report) = row_of_copy(e, outcome, groups, deadline);
+    for c in &mut row.cells {
+        c.why = as_handed_in(&c.why, e);
+    }
+    (row, report)
+}
+
+fn row_of_copy(
+    e: &Entry,
+    outcome: Outcome,
+    groups: &[String],
+    deadline: Duration,
+) -> (Row, Option<RunReport>) {
     let hash = e.hash.clone().unwrap_or_default();
     match (outcome, &e.hash) {
         (_, Err(why)) => (
@@ -639,7 +722,7 @@ fn grade_one(
         // cancels its token (its deadline, found stuck).
         let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             crate::sys::cancel::with(Some(token), || {
-                options_for(&e.dir, &opts.base).and_then(|o| run(&o))
+                options_for(&e.src, &opts.base).and_then(|o| run(&o))
             })
         }))
         .unwrap_or_else(|p| {
@@ -1078,7 +1161,16 @@ mod tests {
         let d = mk("endless-toml");
         std::os::unix::fs::symlink("/dev/zero", d.join("provision.toml")).unwrap();
         mk("untouched");
-        let e = find_submissions(&[cohort.path().to_path_buf()]).unwrap();
+        // Read where they are, and through the door's copies (`grade`): the same reasons,
+        // naming the folder handed in.
+        let copies = tempfile::tempdir().unwrap();
+        for snaps in [None, Some(copies.path())] {
+            refused_with_their_reason(cohort.path(), snaps);
+        }
+    }
+
+    fn refused_with_their_reason(cohort: &Path, snaps: Option<&Path>) {
+        let e = find_submissions_into(&[cohort.to_path_buf()], snaps).unwrap();
         let why = |n: &str| {
             e.iter()
                 .find(|e| e.name == n)
@@ -1113,6 +1205,46 @@ mod tests {
             .unwrap()
             .hash
             .is_ok());
+        // A refused folder is said as handed in; a readable one is graded from its copy.
+        for e in &e {
+            let in_place = e.hash.is_err() || snaps.is_none();
+            assert_eq!(e.src == e.dir, in_place, "{}: {}", e.name, e.src.display());
+        }
+    }
+
+    /// The door: a submission is copied once, at discovery; what is graded (its plan, its
+    /// hash) is that copy, whatever happens to the folder afterwards, and a text about the
+    /// copy names the folder handed in. pglab's own fixture building on its examples is
+    /// read where it is.
+    #[test]
+    fn a_submission_is_graded_as_it_was_at_discovery() {
+        let cohort = tempfile::tempdir().unwrap();
+        let d = cohort.path().join("erin");
+        copy_tree(&repo("tests/fixtures/students/shell-provisioners"), &d);
+        let copies = tempfile::tempdir().unwrap();
+        let e = find_submissions_into(&[cohort.path().to_path_buf()], Some(copies.path()))
+            .unwrap()
+            .remove(0);
+        assert!(e.src.starts_with(copies.path()), "{}", e.src.display());
+        let at_discovery = e.hash.clone().unwrap();
+        // Changed after discovery (a late push, a process of the student's): not graded.
+        std::fs::write(d.join("scripts/common.sh"), "echo changed later\n").unwrap();
+        std::fs::remove_file(d.join("Vagrantfile")).unwrap();
+        assert_eq!(hash_of(&e.src), Ok(at_discovery));
+        let plan = crate::run::homework::repo_plan(Some(&e.src))
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.topology.hosts.len(), 3);
+        let said = format!("{}/Vagrantfile:4: no such script", e.src.display());
+        assert_eq!(
+            as_handed_in(&said, &e),
+            format!("{}/Vagrantfile:4: no such script", d.display())
+        );
+        let own = find_submissions_into(&[repo("tests/fixtures/no-slot")], Some(copies.path()))
+            .unwrap()
+            .remove(0);
+        assert!(own.hash.is_ok(), "{:?}", own.hash);
+        assert_eq!(own.src, own.dir);
     }
 
     #[test]

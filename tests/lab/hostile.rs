@@ -343,3 +343,60 @@ fn programs_a_submission_replaced_are_not_believed() {
     );
     assert!(!r.passed);
 }
+
+/// The port tests/fixtures/hostile/vagrant-controller tries on the grading host.
+const PROBED_PORT: u16 = 47913;
+
+/// On a Vagrant lab that is up: a playbook whose controller task tries to reach a service of
+/// the grading host (tests/fixtures/hostile/vagrant-controller). The controller reaches every
+/// VM (the playbook's ping passes, twice) and nothing of the grading host: the listener
+/// this test opens on every address of the machine is never connected to, and the
+/// controller has no route out of the lab's management network.
+pub fn a_vagrant_controller_reaches_its_vms_and_nothing_else(lab: &pglab::lab::Lab) {
+    use std::io::ErrorKind;
+    let listener = std::net::TcpListener::bind(("0.0.0.0", PROBED_PORT)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let sub = pglab::provision::Submission::load(&fixture("hostile/vagrant-controller")).unwrap();
+    let log = pglab::report::runlog::RunLog::create(
+        &format!("vagrant-controller-{}", lab.id()),
+        &lab.secrets,
+    )
+    .unwrap();
+    let provisioned = pglab::provision::provision(lab, &sub, &log, std::time::Instant::now());
+    let mut reached = Vec::new();
+    loop {
+        match listener.accept() {
+            Ok((_, from)) => reached.push(from),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    let text = all_text(&log.dir);
+    let probes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("PGLAB-HOSTILE"))
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "the controller connected to the grading host from {reached:?}: {probes:#?}"
+    );
+    provisioned.expect("the controller reaches the lab's VMs");
+    for addr in ["127.0.0.1", "192.168.121.1"] {
+        assert!(
+            probes
+                .iter()
+                .any(|l| l.contains(&format!("PGLAB-HOSTILE refused {addr}"))),
+            "no refused probe of {addr}: {probes:#?}"
+        );
+    }
+    assert!(
+        probes.iter().any(|l| l.contains("PGLAB-HOSTILE addr")),
+        "{probes:#?}"
+    );
+    assert!(
+        !probes
+            .iter()
+            .any(|l| l.contains("PGLAB-HOSTILE route default")),
+        "the controller has a default route: {probes:#?}"
+    );
+}

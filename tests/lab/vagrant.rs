@@ -85,6 +85,8 @@ fn vagrant_libvirt_lab_provisions_and_replicates() {
     let lab = pglab::lab::Lab::attach(Some(&report.lab)).unwrap();
     super::stdin::stdin_readers_get_eof_and_the_script_runs_to_its_end(&lab);
     super::stdin::a_password_prompt_fails_at_once_and_says_why(&lab);
+    // Issue 24 on Vagrant: the Ansible controller reaches the VMs and nothing of this machine.
+    super::hostile::a_vagrant_controller_reaches_its_vms_and_nothing_else(&lab);
     drop(lab);
     // The VMs are still up: make the lab look like one whose pglab was killed (owner gone,
     // not kept); `gc` must find it and remove the VMs, their disks and networks.

@@ -8,6 +8,7 @@
 //! stdout and stderr apart) with one multiplexed connection per host: under software
 //! emulation an ssh handshake costs ~2 s, a multiplexed command ~0.1 s.
 
+pub mod controller_net;
 pub mod libvirt;
 pub mod libvirt_box;
 pub mod vagrantfile;
@@ -514,6 +515,9 @@ impl Backend for Vagrant {
         for h in self.topo.names() {
             self.wait_ready(h)?;
         }
+        if self.provider == Provider::Libvirt {
+            controller_net::create(&self.id, &format!("lab {} (vagrant libvirt)", self.id))?;
+        }
         Ok(())
     }
 
@@ -619,6 +623,16 @@ impl Backend for Vagrant {
         teardown(&self.id, &self.dir)
     }
 
+    /// libvirt: the controller's namespace on the management network (`controller_net`).
+    /// VirtualBox reaches its VMs through ports forwarded on this machine's loopback, so
+    /// there the controller shares this machine's network (README).
+    fn in_lab_network(&self) -> Vec<String> {
+        match self.provider {
+            Provider::Libvirt => controller_net::enter(&self.id),
+            Provider::Virtualbox => Vec::new(),
+        }
+    }
+
     fn ssh_target(&self, host: &str, _lab_key: &Path) -> Result<super::api::SshTarget> {
         self.check_host(host)?;
         // Vagrant's own user and key, through the ssh-config Vagrant wrote.
@@ -693,6 +707,7 @@ pub fn teardown(id: &str, dir: &Path) -> Result<()> {
     for pid in procfs::pids_matching(&tag) {
         procfs::kill_tree(pid);
     }
+    controller_net::remove(id);
     if dir.exists() {
         mounts::remove_tree(dir)?;
     }
