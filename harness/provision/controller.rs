@@ -7,9 +7,11 @@
 //!   by `nobody` and nothing else of this machine but `/usr` and the pinned Ansible, read-only;
 //! - `nobody` with no capabilities, its own user, pid, ipc and uts namespaces, an empty /tmp,
 //!   no inherited environment; killed with pglab;
-//! - the network of the lab only (nspawn: the lab's network namespace, which reaches its hosts
-//!   and pglab's proxies on the lab bridge). On Vagrant the controller shares this machine's
-//!   network (the VMs are reached through libvirt's network): see README.
+//! - the network of the lab only (`Backend::in_lab_network`). nspawn: the lab's network
+//!   namespace, which reaches its hosts and pglab's proxies on the lab bridge. Vagrant with
+//!   libvirt: a namespace of its own on the management bridge that reaches the VMs only
+//!   (`backend::vagrant::controller_net`). VirtualBox forwards its VMs' ssh to this
+//!   machine's loopback, so there the controller shares this machine's network: see README.
 //!
 //! What the controller prints is the student's word: it explains a failure, the scenario
 //! checks decide. Results are written by pglab, outside the sandbox.

@@ -257,6 +257,8 @@ pub struct Graded {
     pub wall: Duration,
     /// Groups of submissions whose files are (nearly) the same.
     pub alike: Vec<crate::report::copies::Alike>,
+    /// How long finding the submissions took: each copied through the door and read.
+    pub discovery: Duration,
 }
 
 impl Graded {
@@ -295,7 +297,9 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     };
     // The door's copies live as long as this grading.
     let snaps = snapshots_dir()?;
+    let found = Instant::now();
     let mut entries = find_submissions_into(&opts.dirs, Some(snaps.path()))?;
+    let discovery = found.elapsed();
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
     let part = (opts.shard)
         .map(|s| shard::Part::new(s, &roster, opts.shard_by.as_ref()))
@@ -345,7 +349,8 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
     }
     crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
-    let graded = graded?;
+    let mut graded = graded?;
+    graded.discovery = discovery;
     if let Some(r) = &opts.roster {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
     }
@@ -516,6 +521,7 @@ impl Cohort {
             regraded: self.todo.clone(),
             wall,
             alike: self.alike.clone(),
+            discovery: Duration::ZERO,
         };
         write(&self.out, &graded)?;
         self.copy_kept(&graded)?;
@@ -575,6 +581,7 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
         regraded: Vec::new(),
         wall: std::time::Duration::ZERO,
         alike: cohort::load_alike(&parts[0]),
+        discovery: Duration::ZERO,
     };
     write(out, &graded)?;
     for (dir, _, rows) in &read {
