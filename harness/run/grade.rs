@@ -345,10 +345,7 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
     run_pool(&todo, opts, &results);
     let graded = c.finish(&results, t.elapsed());
     crate::sys::cleanup::disown(&key);
-    if let Some(snaps) = &snapshots {
-        crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
-    }
-    crate::sys::cleanup::disown(&snapshots_key(snaps.path()));
+    drop((snapshots, snaps));
     let mut graded = graded?;
     graded.discovery = discovery;
     if let Some(r) = &opts.roster {
@@ -378,9 +375,23 @@ fn snapshots_key(snapshots: &Path) -> String {
     format!("submission copies {}", snapshots.display())
 }
 
-/// A folder of this grading for copies of the submissions, removed with it (and on
+/// A folder of this grading for copies of the submissions, removed when dropped (and on
 /// SIGINT/SIGTERM): only root lists it; nobody (a sandbox) may pass through to a copy.
-fn snapshots_dir() -> Result<tempfile::TempDir> {
+struct Copies(tempfile::TempDir);
+
+impl Copies {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        crate::sys::cleanup::disown(&snapshots_key(self.0.path()));
+    }
+}
+
+fn snapshots_dir() -> Result<Copies> {
     use std::os::unix::fs::PermissionsExt;
     let snaps = tempfile::Builder::new()
         .prefix("pglab-snapshots-")
@@ -390,13 +401,13 @@ fn snapshots_dir() -> Result<tempfile::TempDir> {
     crate::sys::cleanup::own(snapshots_key(&path), move || {
         let _ = crate::sys::mounts::remove_tree(&path);
     });
-    Ok(snaps)
+    Ok(Copies(snaps))
 }
 
 /// `--due`: each git repository taken out at its last commit before `due` into a snapshot
 /// (the student's folder untouched), which is then what is graded; one without a commit
 /// before then gets that verdict. A folder without `.git` is graded as it is.
-fn at_due(entries: &mut [Entry], due: i64) -> Result<tempfile::TempDir> {
+fn at_due(entries: &mut [Entry], due: i64) -> Result<Copies> {
     let snaps = snapshots_dir()?;
     let when = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_secs(due.max(0) as u64),
