@@ -170,4 +170,27 @@ mod tests {
             .join("missing-template/ansible/roles/common/templates/replication.conf.j2");
         assert!(!missing.exists(), "a file the patch deletes is gone");
     }
+
+    /// The door's hostile fixtures build on a student's repository from their own folder:
+    /// a file replaced by a symlink leading out, and a new one, are links after the build.
+    #[test]
+    fn the_doors_hostile_fixtures_build_with_their_links() {
+        let from = crate::sys::paths::repo_root().join("tests/fixtures/hostile");
+        let to = tempfile::tempdir().unwrap();
+        let link = |name: &str, file: &str| {
+            let d = build(&from, name, &to.path().join(name)).unwrap();
+            std::fs::read_link(d.join(file)).unwrap()
+        };
+        assert_eq!(
+            link("door-symlinked-script", "scripts/common.sh"),
+            Path::new("/etc/machine-id")
+        );
+        assert_eq!(
+            link("door-endless-toml", "provision.toml"),
+            Path::new("/dev/zero")
+        );
+        let d = build(&from, "door-dotdot-path", &to.path().join("dotdot")).unwrap();
+        let vf = std::fs::read_to_string(d.join("Vagrantfile")).unwrap();
+        assert!(vf.contains("../../../../../../etc/machine-id"), "{vf}");
+    }
 }

@@ -201,7 +201,10 @@ fn assert_probes_refused(lines: &[String]) {
 /// script (tests/fixtures/hostile/host-escape), graded beside the reference two labs at a
 /// time: every escape from the host is refused, the fork bomb and the memory hog stop at
 /// the host's limits and the verdict names them, and the reference graded at the same
-/// time passes.
+/// time passes. In the same cohort, the submission door's hostile fixtures (`check_door`):
+/// paths and symlinks that leave the repository, a classmate as a base, a provision.toml
+/// that never ends, a Vagrantfile that acts on the machine, a folder name made to break
+/// the reports.
 #[test]
 #[ignore = "needs root and systemd-nspawn"]
 fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
@@ -223,13 +226,15 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         keep_going: true,
         ..Default::default()
     };
-    let dirs = vec![hostile, repo.join("examples/reference")];
+    let mut cohort = door_cohort(dirs.path());
+    cohort.extend([hostile, repo.join("examples/reference")]);
     let opts = pglab::run::grade::GradeOptions {
         jobs: 2,
         deadline: std::time::Duration::from_secs(600),
-        ..pglab::run::grade::GradeOptions::new(dirs, base, out.path().into())
+        ..pglab::run::grade::GradeOptions::new(cohort, base, out.path().into())
     };
     let g = pglab::run::grade::grade(&opts).unwrap();
+    check_door(&g.rows, out.path());
     let text = all_text(&out.path().join("hostile-shell"));
     let lines = probe_lines(&text);
     eprintln!("{}", lines.join("\n"));
@@ -269,6 +274,110 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
         reference.cells
     );
     assert!(!Path::new("/tmp/pglab-hostile-host-proc1").exists());
+}
+
+/// A folder name carrying what a spreadsheet evaluates, a Markdown cell break, HTML, a
+/// carriage return, a character XML forbids and a terminal escape sequence.
+const HOSTILE_NAME: &str = "=HYPERLINK(\"x\")|<b>x</b>\r\u{FFFF}\u{1b}[31mred";
+
+/// The door's hostile fixtures (tests/fixtures/hostile/door-*), built into `into` beside the
+/// classmate `hostile-shell` that one of them takes as its base, one of them again under
+/// `HOSTILE_NAME`, and the hostile Vagrantfile.
+fn door_cohort(into: &Path) -> Vec<PathBuf> {
+    for m in VAGRANTFILE_MARKERS {
+        let _ = std::fs::remove_file(format!("/tmp/pglab-hostile-vagrantfile-marker-{m}"));
+    }
+    let from = fixture("hostile");
+    let names = [
+        "door-symlinked-script",
+        "door-dotdot-path",
+        "door-endless-toml",
+        "door-base-outside",
+        "vagrantfile-escape",
+    ];
+    let mut dirs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| pglab::run::fixtures::build(&from, n, &into.join(n)).unwrap())
+        .collect();
+    let named = into.join(HOSTILE_NAME);
+    dirs.push(pglab::run::fixtures::build(&from, "door-symlinked-script", &named).unwrap());
+    dirs
+}
+
+const VAGRANTFILE_MARKERS: [&str; 4] = ["file", "system", "proc1", "late"];
+
+/// Each door fixture has its row with the door's reason and no lab; no marker of the
+/// hostile Vagrantfile is on this machine; nothing of the file a symlink names reached a
+/// report; the reports of a cohort holding `HOSTILE_NAME` parse and keep it text.
+fn check_door(rows: &[pglab::report::cohort::Row], out: &Path) {
+    let reasons = [
+        (
+            "door-symlinked-script",
+            "scripts/common.sh is a symlink to /etc/machine-id, outside the repository",
+        ),
+        (
+            "door-dotdot-path",
+            "../../../../../../etc/machine-id leaves the repository (named in Vagrantfile:4)",
+        ),
+        (
+            "door-endless-toml",
+            "provision.toml is a symlink to /dev/zero, outside the repository",
+        ),
+        ("door-base-outside", "outside the submission"),
+        (
+            HOSTILE_NAME,
+            "scripts/common.sh is a symlink to /etc/machine-id, outside the repository",
+        ),
+    ];
+    for (name, reason) in reasons {
+        let row = rows.iter().find(|r| r.name == name).unwrap();
+        let why = row.first_failure().unwrap_or_default();
+        assert!(why.contains(reason), "{name}: {why}");
+        assert!(row.lab.is_empty(), "{name} had a lab: {}", row.lab);
+    }
+    assert!(rows.iter().any(|r| r.name == "vagrantfile-escape"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for m in VAGRANTFILE_MARKERS {
+        let f = format!("/tmp/pglab-hostile-vagrantfile-marker-{m}");
+        assert!(
+            !Path::new(&f).exists(),
+            "{f} was written on the grading host"
+        );
+    }
+    let text = all_text(out);
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    assert!(
+        !text.contains(machine_id.trim()),
+        "/etc/machine-id reached a report"
+    );
+    let md = std::fs::read_to_string(out.join("cohort.md")).unwrap();
+    assert!(!md.contains(['\r', '\u{1b}', '\u{FFFF}']), "{md:?}");
+    assert!(!md.contains("<b>"), "{md}");
+    let parse = |file: &str, code: &str| {
+        let p = std::process::Command::new("python3")
+            .args(["-c", code, &out.join(file).display().to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            p.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&p.stderr)
+        );
+    };
+    // Every record as wide as the header, and no cell a spreadsheet would evaluate.
+    parse(
+        "cohort.csv",
+        "import csv, sys\nrows = list(csv.reader(open(sys.argv[1], newline='')))\nassert len({len(r) for r in rows}) == 1, rows\nassert not [c for r in rows for c in r if c[:1] in '=+-@'], rows",
+    );
+    parse(
+        "junit.xml",
+        "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])",
+    );
+    assert_eq!(
+        super::verbs::lab_ids(),
+        Vec::<String>::new(),
+        "a lab was left"
+    );
 }
 
 /// The students' vagrant-roles repository, which does the whole homework, plus an Ansible
