@@ -29,24 +29,36 @@ struct Mgmt {
     prefix: u8,
 }
 
-/// Reads `virsh net-dumpxml`: `<bridge name='virbr1' .../>` and
-/// `<ip address='192.168.121.1' netmask='255.255.255.0'>` (or `prefix='24'`).
+/// The elements `<tag ...>` of `xml`, each as its text up to `>`.
+fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag} ");
+    xml.match_indices(&open)
+        .filter_map(|(at, _)| xml[at..].find('>').map(|end| &xml[at..at + end]))
+        .collect()
+}
+
+/// The value of attribute `name` in an element's text, in single or double quotes.
+fn attr(el: &str, name: &str) -> Option<String> {
+    let at = el.find(&format!(" {name}="))? + name.len() + 2;
+    let quote = el[at..].chars().next()?;
+    let rest = &el[at + 1..];
+    Some(rest[..rest.find(quote)?].to_string())
+}
+
+/// Reads `virsh net-dumpxml`: `<bridge name='virbr1' .../>` and the IPv4
+/// `<ip address='192.168.121.1' netmask='255.255.255.0'>` (or `prefix='24'`); a prefix
+/// that leaves no room for a controller (over 30) is none.
 fn parse_mgmt(xml: &str) -> Option<Mgmt> {
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let start = xml.find(&format!("<{tag} "))?;
-        let el = &xml[start..start + xml[start..].find('>')?];
-        let at = el.find(&format!(" {name}="))? + name.len() + 2;
-        let quote = el[at..].chars().next()?;
-        let rest = &el[at + 1..];
-        Some(rest[..rest.find(quote)?].to_string())
-    };
-    let gateway: Ipv4Addr = attr("ip", "address")?.parse().ok()?;
-    let prefix = match attr("ip", "prefix") {
+    let (gateway, ip) = elements(xml, "ip")
+        .into_iter()
+        .find_map(|el| Some((attr(el, "address")?.parse::<Ipv4Addr>().ok()?, el)))?;
+    let prefix = match attr(ip, "prefix") {
         Some(p) => p.parse().ok()?,
-        None => u32::from(attr("ip", "netmask")?.parse::<Ipv4Addr>().ok()?).count_ones() as u8,
+        None => u32::from(attr(ip, "netmask")?.parse::<Ipv4Addr>().ok()?).count_ones() as u8,
     };
-    Some(Mgmt {
-        bridge: attr("bridge", "name")?,
+    let bridge = attr(elements(xml, "bridge").first()?, "name")?;
+    (8..=30).contains(&prefix).then_some(Mgmt {
+        bridge,
         gateway,
         prefix,
     })
@@ -84,10 +96,12 @@ impl Mgmt {
             .find(|a| *a != self.gateway && !leased.contains(a))
     }
 
-    /// The controller's output filter: the VMs of the management network only.
+    /// The controller's output filter: the VMs of the management network only (not this
+    /// machine's address, the network's or the broadcast), and echo replies to this
+    /// machine, so that dnsmasq's ping before a lease sees the controller's address taken.
     fn filter(&self) -> String {
         format!(
-            "table inet pglab {{\n  chain output {{\n    type filter hook output priority 0; policy drop;\n    oifname \"lo\" accept\n    ip daddr {net}/{prefix} ip daddr != {{ {gw}, {bcast} }} accept\n  }}\n}}\n",
+            "table inet pglab {{\n  chain output {{\n    type filter hook output priority 0; policy drop;\n    oifname \"lo\" accept\n    ip daddr {net}/{prefix} ip daddr != {{ {net}, {gw}, {bcast} }} accept\n    ip daddr {gw} icmp type echo-reply accept\n  }}\n}}\n",
             net = self.network(),
             prefix = self.prefix,
             gw = self.gateway,
@@ -106,6 +120,12 @@ pub fn create(id: &str, place: &str) -> Result<()> {
         );
     };
     let leases = virsh(&["net-dhcp-leases", MGMT])?;
+    if !leases.ok() {
+        bail!(
+            "cannot read the leases of libvirt's network {MGMT} for the controller of {place}: {}",
+            leases.combined().trim()
+        );
+    }
     let addr = mgmt
         .free_address(&parse_leases(&leases.stdout))
         .with_context(|| format!("no free address on {MGMT} for the controller of {place}"))?;
@@ -191,8 +211,12 @@ mod tests {
         assert!(f.contains("policy drop;"), "{f}");
         assert!(
             f.contains(
-                "ip daddr 192.168.121.0/24 ip daddr != { 192.168.121.1, 192.168.121.255 } accept"
+                "ip daddr 192.168.121.0/24 ip daddr != { 192.168.121.0, 192.168.121.1, 192.168.121.255 } accept"
             ),
+            "{f}"
+        );
+        assert!(
+            f.contains("ip daddr 192.168.121.1 icmp type echo-reply accept"),
             "{f}"
         );
         let p = parse_mgmt(&XML.replace("netmask='255.255.255.0'", "prefix='16'")).unwrap();
@@ -201,5 +225,13 @@ mod tests {
             (16, "192.168.255.255")
         );
         assert_eq!(parse_mgmt("<network/>"), None);
+        let wide = XML.replace("netmask='255.255.255.0'", "prefix='33'");
+        assert_eq!(parse_mgmt(&wide), None, "a prefix over 30 is refused");
+        // An IPv6 <ip> first: the IPv4 one is the management network's.
+        let v6 = XML.replace(
+            "<ip address='192.168.121.1'",
+            "<ip family='ipv6' address='fd00::1' prefix='64'/>\n  <ip address='192.168.121.1'",
+        );
+        assert_eq!(parse_mgmt(&v6), Some(m));
     }
 }
