@@ -103,18 +103,27 @@ pub fn reference_dir() -> PathBuf {
 /// The largest text file of a submission pglab reads (a provision.toml, a script).
 pub const TEXT_MAX: u64 = 1 << 20;
 
-/// Where a `base` may lead: inside the submission itself, or to pglab's own examples and
+/// Whether `p` (canonical) lies in one of pglab's own folders named `under`.
+fn in_pglab(p: &Path, under: &[&str]) -> bool {
+    let pglab = crate::sys::paths::repo_root();
+    let pglab = pglab.canonicalize().unwrap_or(pglab);
+    under.iter().any(|u| p.starts_with(pglab.join(u)))
+}
+
+/// Where a `base` may lead: inside the submission itself; and for pglab's own fixtures (in
+/// its `examples/`, `tests/fixtures/`, or built under `target/`) to its examples and
 /// fixtures (the reference). A graded submission's `base = "../classmate"` would grade a
-/// classmate's work as its own: refused.
+/// classmate's work as its own, `base = "../../examples/reference"` the reference's: refused,
+/// also for students' folders kept inside pglab's checkout (`submissions/`, as the CI
+/// workflow clones them).
 fn base_of(dir: &Path, cur: &Path, base: &Path) -> Result<PathBuf> {
     let target = cur.join(base);
     let c = target
         .canonicalize()
         .with_context(|| format!("{}: base {base:?} does not exist", cur.display()))?;
     let own = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let pglab = crate::sys::paths::repo_root();
-    let pglab = pglab.canonicalize().unwrap_or(pglab);
-    if c.starts_with(&own) || (c.starts_with(&pglab) && own.starts_with(&pglab)) {
+    let fixture = in_pglab(&own, &["examples", "tests/fixtures", "target"]);
+    if c.starts_with(&own) || (fixture && in_pglab(&c, &["examples", "tests/fixtures"])) {
         return Ok(target);
     }
     bail!(
@@ -260,8 +269,13 @@ impl Submission {
     /// The playbook and every script exist; every step waits only for earlier steps.
     fn check(&self) -> Result<()> {
         if let Some(p) = &self.playbook {
-            if !self.dir.join(p).exists() {
-                bail!("submission {}: playbook {p} not found", self.dir.display());
+            // Through the door: whether a path outside exists is nothing the verdict says.
+            match crate::sys::tree::within(&self.dir, Path::new(p)) {
+                Err(why) => bail!("submission {}: playbook {why}", self.dir.display()),
+                Ok(f) if !f.is_file() => {
+                    bail!("submission {}: playbook {p} not found", self.dir.display())
+                }
+                Ok(_) => {}
             }
         }
         for s in self.steps.iter().chain(&self.resume) {
@@ -395,6 +409,28 @@ mod tests {
             manifests(&inside).is_err(),
             "a base above the submission leaves it too"
         );
+    }
+
+    /// A student's folder inside pglab's checkout (the CI workflow clones them into
+    /// `submissions/`) may not build on pglab's reference: it would pass with no work.
+    #[test]
+    fn a_folder_in_pglabs_checkout_builds_on_nothing_outside_itself() {
+        let root = crate::sys::paths::repo_root();
+        let cohort = tempfile::Builder::new()
+            .prefix(".submissions-")
+            .tempdir_in(&root)
+            .unwrap();
+        let d = cohort.path().join("mallory");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("provision.toml"),
+            "base = \"../../examples/reference\"\n",
+        )
+        .unwrap();
+        let e = Submission::load(&d).unwrap_err().to_string();
+        assert!(e.contains("outside the submission"), "{e}");
+        // pglab's own fixture next to it still builds on the reference.
+        assert!(Submission::load(&root.join("tests/fixtures/no-slot")).is_ok());
     }
 
     /// A symlink counts in the content hash by where it points, never by what it points to.

@@ -175,12 +175,13 @@ pub fn find_submissions_into(dirs: &[PathBuf], snapshots: Option<&Path>) -> Resu
                 })
                 .find(|n| names.insert(n.clone()))
                 .expect("a free name");
+            // The commit first: what is copied next is at that commit or later.
+            let commit = crate::sys::gitref::head_commit(&dir);
             let (src, hash) = match snapshots {
                 _ if !is_submission(&dir) => (dir.clone(), Err(unreadable_why(&dir))),
                 Some(snaps) => snapshot(&dir, &snaps.join(&name)),
                 None => (dir.clone(), hash_of(&dir)),
             };
-            let commit = crate::sys::gitref::head_commit(&dir);
             Entry {
                 name,
                 dir,
@@ -236,13 +237,31 @@ fn snapshot(dir: &Path, into: &Path) -> (PathBuf, Result<String, String>) {
 /// A text about the graded copy (`Entry::src`) as the teacher reads it: naming the folder
 /// handed in.
 fn as_handed_in(text: &str, e: &Entry) -> String {
-    if e.src == e.dir {
+    handed_in(text, &e.src, &e.dir)
+}
+
+/// `text` with the path `src` written as `dir` (as `paths::shown` shows it), where it is a
+/// whole path: followed by `/` or by nothing a name goes on with (`alice` is not
+/// `alice-2`).
+fn handed_in(text: &str, src: &Path, dir: &Path) -> String {
+    if src == dir {
         return text.to_string();
     }
-    text.replace(
-        &e.src.display().to_string(),
-        &crate::sys::paths::shown(&e.dir),
-    )
+    let (from, to) = (src.display().to_string(), crate::sys::paths::shown(dir));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&from) {
+        let after = &rest[at + from.len()..];
+        let whole = !after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || "-_.".contains(c));
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { &to } else { &from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a grading produced: the table's columns, their descriptions, every row (regraded or
@@ -259,6 +278,18 @@ pub struct Graded {
     pub alike: Vec<crate::report::copies::Alike>,
     /// How long finding the submissions took: each copied through the door and read.
     pub discovery: Duration,
+    /// Each graded copy and the folder handed in (`Entry::src`, `Entry::dir`), for the
+    /// texts of the runs (summaries, JUnit) to name the latter.
+    pub handed_in: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Graded {
+    /// `text` naming the folders handed in instead of their graded copies.
+    fn as_handed_in(&self, text: String) -> String {
+        self.handed_in
+            .iter()
+            .fold(text, |t, (src, dir)| handed_in(&t, src, dir))
+    }
 }
 
 impl Graded {
@@ -375,8 +406,9 @@ fn snapshots_key(snapshots: &Path) -> String {
     format!("submission copies {}", snapshots.display())
 }
 
-/// A folder of this grading for copies of the submissions, removed when dropped (and on
-/// SIGINT/SIGTERM): only root lists it; nobody (a sandbox) may pass through to a copy.
+/// A folder of this grading for copies of the submissions (`<state>/copies/PID-...`, on
+/// disk; only root lists it, and each sandbox takes its own copy of a copy), removed when dropped,
+/// on SIGINT/SIGTERM, and by the next grading when its process was killed.
 struct Copies(tempfile::TempDir);
 
 impl Copies {
@@ -393,15 +425,31 @@ impl Drop for Copies {
 
 fn snapshots_dir() -> Result<Copies> {
     use std::os::unix::fs::PermissionsExt;
+    let root = crate::sys::paths::state_root().join("copies");
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // No one else lists the copies; nobody (the `--due` reader's sandbox) passes through.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))?;
+    remove_stale_copies(&root);
     let snaps = tempfile::Builder::new()
-        .prefix("pglab-snapshots-")
-        .tempdir()?;
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&root)?;
     std::fs::set_permissions(snaps.path(), std::fs::Permissions::from_mode(0o711))?;
     let path = snaps.path().to_path_buf();
     crate::sys::cleanup::own(snapshots_key(&path), move || {
         let _ = crate::sys::mounts::remove_tree(&path);
     });
     Ok(Copies(snaps))
+}
+
+/// Copies left by a grading that was killed (`PID-...` whose process is gone).
+fn remove_stale_copies(root: &Path) {
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = crate::sys::mounts::remove_tree(&e.path());
+        }
+    }
 }
 
 /// `--due`: each git repository taken out at its last commit before `due` into a snapshot
@@ -533,6 +581,9 @@ impl Cohort {
             wall,
             alike: self.alike.clone(),
             discovery: Duration::ZERO,
+            handed_in: (self.entries.iter())
+                .map(|e| (e.src.clone(), e.dir.clone()))
+                .collect(),
         };
         write(&self.out, &graded)?;
         self.copy_kept(&graded)?;
@@ -593,6 +644,7 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Graded> {
         wall: std::time::Duration::ZERO,
         alike: cohort::load_alike(&parts[0]),
         discovery: Duration::ZERO,
+        handed_in: Vec::new(),
     };
     write(out, &graded)?;
     for (dir, _, rows) in &read {
@@ -994,15 +1046,20 @@ pub(super) fn write(out: &Path, g: &Graded) -> Result<()> {
         crate::report::html::cohort_html(&g.groups, &g.legend, &g.rows, &g.alike),
     )?;
     put("cohort.json", cohort::json_with(&g.rows, &g.alike)?)?;
-    put("junit.xml", cohort::junit(&g.rows, &g.reports))?;
+    put(
+        "junit.xml",
+        g.as_handed_in(cohort::junit(&g.rows, &g.reports)),
+    )?;
     for row in g.rows.iter().filter(|r| g.regraded.contains(&r.name)) {
         let dir = out.join(&row.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("report.md"), cohort::card(row, &g.legend))?;
         if let Some((_, Some(r))) = g.reports.iter().find(|(n, _)| n == &row.name) {
-            std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
-            std::fs::write(dir.join("summary.txt"), crate::report::summary::summary(r))?;
+            let json = g.as_handed_in(serde_json::to_string_pretty(r)?);
+            std::fs::write(dir.join("report.json"), json)?;
+            let summary = g.as_handed_in(crate::report::summary::summary(r));
+            std::fs::write(dir.join("summary.txt"), summary)?;
             copy_dir(&r.log_dir, &dir.join("logs"))?;
         }
     }
@@ -1257,6 +1314,12 @@ mod tests {
         assert_eq!(
             as_handed_in(&said, &e),
             format!("{}/Vagrantfile:4: no such script", d.display())
+        );
+        // Only the whole path: a classmate's copy beside it (erin-2) stays as it is.
+        let two = format!("--homework {}; {}-2/x", e.src.display(), e.src.display());
+        assert_eq!(
+            as_handed_in(&two, &e),
+            format!("--homework {}; {}-2/x", d.display(), e.src.display())
         );
         let own = find_submissions_into(&[repo("tests/fixtures/no-slot")], Some(copies.path()))
             .unwrap()

@@ -98,12 +98,22 @@ pub fn read_inside(root: &Path, rel: &Path, max: u64) -> Result<String> {
 }
 
 /// Copies `from` into the existing folder `to` under `rules`; returns what was left out.
+/// A folder or file that turns into a symlink or a fifo while it is copied (the tree's
+/// owner racing the copy) is never followed nor waited on: folders are checked again right
+/// before they are read, files opened without following a link and without blocking, and
+/// at most the size first seen is copied. A link that resolves outside the copy through
+/// another link (`up -> .`, `x -> up/../..`) is removed once the copy is made.
 pub fn copy_tree(from: &Path, to: &Path, rules: &CopyRules) -> Result<Vec<PathBuf>> {
     let mut left_out = Vec::new();
+    let mut links = Vec::new();
     let mut budget = rules.total_max;
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
         let dir = from.join(&rel);
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            left_out.push(rel);
+            continue;
+        }
         for entry in
             std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
         {
@@ -116,20 +126,15 @@ pub fn copy_tree(from: &Path, to: &Path, rules: &CopyRules) -> Result<Vec<PathBu
                 std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755))?;
                 todo.push(rel);
             } else if kind.is_file() {
-                let len = entry.metadata()?.len();
-                if len > rules.file_max || len > budget {
-                    left_out.push(rel);
-                    continue;
+                match copy_file(&src, &dst, rules.file_max.min(budget))? {
+                    Some(len) => budget -= len,
+                    None => left_out.push(rel),
                 }
-                budget -= len;
-                std::fs::copy(&src, &dst)?;
-                let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
-                let mode = if exec { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
             } else if kind.is_symlink() && rules.inner_symlinks {
                 let target = std::fs::read_link(&src)?;
                 if stays_inside(&rel, &target) {
                     std::os::unix::fs::symlink(&target, &dst)?;
+                    links.push(rel);
                 } else {
                     left_out.push(rel);
                 }
@@ -138,7 +143,55 @@ pub fn copy_tree(from: &Path, to: &Path, rules: &CopyRules) -> Result<Vec<PathBu
             }
         }
     }
+    left_out.extend(links_leading_out(to, links)?);
     Ok(left_out)
+}
+
+/// Copies the regular file `src` to the new file `dst` when it holds at most `max` bytes;
+/// returns its size, or None when it is not a regular file (any more) or is larger.
+fn copy_file(src: &Path, dst: &Path, max: u64) -> Result<Option<u64>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(src)
+    else {
+        return Ok(None);
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > max {
+        return Ok(None);
+    }
+    let exec = meta.permissions().mode() & 0o111 != 0;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if exec { 0o755 } else { 0o644 })
+        .open(dst)
+        .with_context(|| format!("cannot write {}", dst.display()))?;
+    let n = std::io::copy(&mut file.take(meta.len()), &mut out)?;
+    out.set_permissions(std::fs::Permissions::from_mode(if exec {
+        0o755
+    } else {
+        0o644
+    }))?;
+    Ok(Some(n))
+}
+
+/// The recreated links of a copy that resolve outside it (or nowhere), removed.
+fn links_leading_out(to: &Path, links: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    let root = to.canonicalize()?;
+    let mut out = Vec::new();
+    for rel in links {
+        let link = to.join(&rel);
+        if !link.canonicalize().is_ok_and(|t| t.starts_with(&root)) {
+            std::fs::remove_file(&link)?;
+            out.push(rel);
+        }
+    }
+    Ok(out)
 }
 
 /// A digest of a tree's names and contents (symlinks by their target's name), sorted.
@@ -256,5 +309,39 @@ mod tests {
             "x"
         );
         assert!(!to.path().join(".git").exists());
+    }
+
+    /// A link that looks inside by its text but leads out through another link of the tree,
+    /// and a fifo where a file was: left out, and nothing waits on the fifo.
+    #[test]
+    fn links_leading_out_through_links_and_fifos_are_left_out() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let f = from.path();
+        std::fs::create_dir(f.join("d")).unwrap();
+        std::os::unix::fs::symlink(".", f.join("up")).unwrap();
+        let depth = "up/".repeat(12) + &"../".repeat(12) + "etc/machine-id";
+        std::os::unix::fs::symlink(&depth, f.join("x")).unwrap();
+        assert!(
+            stays_inside(Path::new("x"), Path::new(&depth)),
+            "it looks inside"
+        );
+        assert!(f
+            .join("x")
+            .canonicalize()
+            .unwrap()
+            .ends_with("etc/machine-id"));
+        std::os::unix::fs::symlink("../up", f.join("d/fine")).unwrap();
+        nix::unistd::mkfifo(&f.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let rules = CopyRules {
+            file_max: 10,
+            total_max: 100,
+            inner_symlinks: true,
+        };
+        let mut left = copy_tree(f, to.path(), &rules).unwrap();
+        left.sort();
+        assert_eq!(left, [PathBuf::from("pipe"), PathBuf::from("x")]);
+        assert!(to.path().join("d/fine").exists());
+        assert!(to.path().join("x").symlink_metadata().is_err());
     }
 }
