@@ -327,10 +327,7 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         None => Rubric::default_for_homework()?,
     };
     // The door's copies live as long as this grading.
-    let snaps = snapshots_dir()?;
-    let found = Instant::now();
-    let mut entries = find_submissions_into(&opts.dirs, Some(snaps.path()))?;
-    let discovery = found.elapsed();
+    let (snaps, mut entries, discovery) = through_the_door(&opts.dirs)?;
     let roster: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
     let part = (opts.shard)
         .map(|s| shard::Part::new(s, &roster, opts.shard_by.as_ref()))
@@ -383,6 +380,15 @@ pub fn grade(opts: &GradeOptions) -> Result<Graded> {
         write_gradebook(&graded.rows, r, &opts.assignment, &opts.out)?;
     }
     Ok(graded)
+}
+
+/// The cohort found, each submission copied once (`find_submissions_into`), and how long it
+/// took; the copies' folder lives as long as what is returned.
+fn through_the_door(dirs: &[PathBuf]) -> Result<(Copies, Vec<Entry>, Duration)> {
+    let snaps = snapshots_dir()?;
+    let found = Instant::now();
+    let entries = find_submissions_into(dirs, Some(snaps.path()))?;
+    Ok((snaps, entries, found.elapsed()))
 }
 
 /// Submissions alike, over the whole roster (every part of a split computes the same), from
