@@ -31,9 +31,11 @@ fn markers() -> Vec<PathBuf> {
 }
 
 /// The students' vagrant-roles repository with a play on localhost, a delegated task, a pipe
-/// lookup and a repository callback plugin (tests/fixtures/hostile/controller-escape): all
+/// lookup and a repository callback plugin (tests/fixtures/hostile/controller-escape),
+/// graded with `pglab grade` beside the reference, two labs at a time, into the very
+/// folder the playbook tries to forge (`--out` = /tmp/pglab-hostile-controller-out): all
 /// of it runs in the controller's sandbox, as nobody, seeing neither the labs' secrets nor
-/// the teacher's reports; the homework itself still passes.
+/// the teacher's reports; the homework itself still passes, and so does the reference.
 #[test]
 #[ignore = "needs root, systemd-nspawn and PyPI (ansible 9.4.0)"]
 fn a_playbook_acts_on_nothing_of_the_grading_host() {
@@ -41,31 +43,39 @@ fn a_playbook_acts_on_nothing_of_the_grading_host() {
     for m in markers() {
         let _ = std::fs::remove_file(m);
     }
+    // The report folder exists while the playbook runs: the target it tries to forge.
     let out = PathBuf::from(format!("{MARKER}-out"));
+    let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("cohort.json"), "the teacher's\n").unwrap();
     let repo = overlaid(
         "vagrant-roles",
         &fixture("hostile/controller-escape"),
         "hostile.yml",
         "ansible/provision.yml",
     );
-    let r = run_repo(repo.path(), &["replicate"]);
-    // What the controller saw, in the playbook's own log.
-    let log = std::fs::read_dir(r.log_dir.join("provision"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".all.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect::<String>();
-    assert!(log.contains("PGLAB-HOSTILE callback uid=65534"), "{log}");
-    assert!(log.contains("uid=65534"), "{log}");
-    assert!(!log.contains("uid=0(root)"), "{log}");
-    assert!(!log.contains("PRIVATE KEY"), "{log}");
-    assert!(
-        log.contains("secrets.env': No such file or directory"),
-        "{log}"
-    );
+    // Its row is named after its folder.
+    let hostile = repo.path().join("controller-escape");
+    std::fs::create_dir(&hostile).unwrap();
+    for e in std::fs::read_dir(repo.path()).unwrap().flatten() {
+        if e.path() != hostile {
+            std::fs::rename(e.path(), hostile.join(e.file_name())).unwrap();
+        }
+    }
+    let reference = pglab::sys::paths::repo_root().join("examples/reference");
+    let base = pglab::run::RunOptions {
+        box_name: String::new(),
+        scenarios: vec!["replicate".into()],
+        keep_going: true,
+        ..Default::default()
+    };
+    let opts = pglab::run::grade::GradeOptions {
+        jobs: 2,
+        ..pglab::run::grade::GradeOptions::new(vec![hostile, reference], base, out.clone())
+    };
+    let g = pglab::run::grade::grade(&opts).unwrap();
+    // What the controller saw, in the playbook's own log (copied into the report folder).
+    let log = all_text(&out.join("controller-escape/logs/provision"));
+    controller_saw_nothing(&log);
     // Processes it left behind would write their markers 2 s later.
     std::thread::sleep(std::time::Duration::from_secs(3));
     for m in markers() {
@@ -75,12 +85,33 @@ fn a_playbook_acts_on_nothing_of_the_grading_host() {
             m.display()
         );
     }
+    // The cohort is pglab's: both rows, no forgery, and both passed.
+    let json = std::fs::read_to_string(out.join("cohort.json")).unwrap();
+    assert!(!json.contains("forged"), "{json}");
+    let rows = pglab::report::cohort::load_rows(&out);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for r in &g.rows {
+        assert!(r.passed(), "{}: {:?}", r.name, r.first_failure());
+    }
     assert_eq!(
-        std::fs::read_to_string(out.join("cohort.json")).unwrap(),
-        "the teacher's\n"
+        super::verbs::lab_ids(),
+        Vec::<String>::new(),
+        "a lab was left"
     );
     let _ = std::fs::remove_dir_all(&out);
-    crate::common::assert_all_passed(&r);
+}
+
+/// The controller's own words in the playbook's log: it ran as nobody, saw no secret or key,
+/// and its callback plugin ran there too.
+fn controller_saw_nothing(log: &str) {
+    assert!(log.contains("PGLAB-HOSTILE callback uid=65534"), "{log}");
+    assert!(log.contains("uid=65534"), "{log}");
+    assert!(!log.contains("uid=0(root)"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    assert!(
+        log.contains("secrets.env': No such file or directory"),
+        "{log}"
+    );
 }
 
 /// The students' static-inventory repository (two playbooks) plus a first playbook that
