@@ -281,10 +281,14 @@ fn root_in_a_lab_host_reaches_nothing_of_the_grading_host() {
     let unbounded = regex::Regex::new(r"NOT STOPPED (at|after) \d").unwrap();
     assert!(!unbounded.is_match(&text), "{text}");
     let row = g.rows.iter().find(|r| r.name == "hostile-shell").unwrap();
-    // The host's output made to break the reports reached the row (and `check_door` saw
-    // every report parse).
-    let why = row.first_failure().unwrap_or_default();
-    assert!(why.contains("PROBE hostile-text: "), "{why}");
+    // The host's output made to break the reports reached them with the failed step's
+    // output (the row itself names the limits hit, its cause), as text: `check_door` saw
+    // every report parse; here neither the escape sequence nor U+FFFF is left raw.
+    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("PROBE hostile-text: "), "{junit}");
+    assert!(!junit.contains(['\u{1b}', '\u{FFFF}']), "{junit:?}");
+    let summary = std::fs::read_to_string(out.path().join("hostile-shell/summary.txt")).unwrap();
+    assert!(!summary.contains(['\u{1b}', '\r']), "{summary:?}");
     let card = std::fs::read_to_string(out.path().join("hostile-shell/report.md")).unwrap();
     assert!(
         card.contains("leader: ran out of memory (limit 2 GiB)"),
