@@ -18,20 +18,13 @@
 
 use crate::backend::SshTarget;
 use crate::lab::Lab;
-use crate::sys::tree::{chown_tree, copy_tree, CopyRules, NOBODY};
+use crate::sys::tree::{chown_tree, copy_tree, NOBODY, REPOSITORY};
 use anyhow::{Context, Result};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the controller's folder is inside the sandbox.
 pub const ROOT: &str = "/pglab";
-
-/// A repository as a controller takes it: Ansible roles and files, not build artefacts.
-const COPY: CopyRules = CopyRules {
-    file_max: 16 << 20,
-    total_max: 256 << 20,
-    inner_symlinks: true,
-};
 
 const BWRAP: &str = "bwrap --unshare-user --unshare-pid --unshare-ipc --unshare-uts \
     --unshare-cgroup-try --die-with-parent --new-session --clearenv --cap-drop ALL \
@@ -99,7 +92,7 @@ impl Controller {
             std::fs::create_dir_all(host_root.join(d))?;
         }
         std::fs::create_dir_all(&etc)?;
-        copy_tree(&repo, &host_root.join("submission"), &COPY)?;
+        copy_tree(&repo, &host_root.join("submission"), &REPOSITORY)?;
         let passwd = format!("ansible:x:{NOBODY}:{NOBODY}:controller:{ROOT}/home:/bin/sh\n");
         std::fs::write(etc.join("passwd"), passwd)?;
         std::fs::write(etc.join("group"), format!("ansible:x:{NOBODY}:\n"))?;

@@ -201,14 +201,6 @@ fn hash_of(dir: &Path) -> Result<String, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// What the door copies of a submission: what a controller takes (`.git` and files that
-/// are not regular are left out; symlinks only when they stay inside).
-const SNAPSHOT: crate::sys::tree::CopyRules = crate::sys::tree::CopyRules {
-    file_max: 16 << 20,
-    total_max: 256 << 20,
-    inner_symlinks: true,
-};
-
 /// The submission door: `dir` copied once, at discovery, into `into`, a folder of this
 /// grading that no sandbox and no lab writes (each takes its own copy of it); from then on
 /// its repository, plan and content hash are read from `into`, never from `dir` again.
@@ -220,7 +212,7 @@ const SNAPSHOT: crate::sys::tree::CopyRules = crate::sys::tree::CopyRules {
 fn snapshot(dir: &Path, into: &Path) -> (PathBuf, Result<String, String>) {
     let copied = std::fs::create_dir(into)
         .map_err(anyhow::Error::from)
-        .and_then(|_| crate::sys::tree::copy_tree(dir, into, &SNAPSHOT));
+        .and_then(|_| crate::sys::tree::copy_tree(dir, into, &crate::sys::tree::REPOSITORY));
     if copied.as_ref().is_ok_and(Vec::is_empty) {
         if let Ok(hash) = hash_of(into) {
             return (into.to_path_buf(), Ok(hash));

@@ -434,6 +434,15 @@ pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(timeout_factor())
 }
 
+/// Loads an nftables `script` into the named network namespace `netns` (`ip netns`).
+pub fn nft_in(netns: &str, script: &str) -> Result<CmdOutput> {
+    let ns = format!("--net=/run/netns/{netns}");
+    let argv: Vec<String> = ["nsenter", &ns, "--", "nft", "-f", "-"]
+        .map(String::from)
+        .to_vec();
+    run(&argv, Some(script.as_bytes()), Duration::from_secs(30))
+}
+
 #[cfg(test)]
 mod tests {
     /// A command that prints without end leaves pglab its first and last 4 MiB, and a note.

@@ -19,6 +19,14 @@ pub struct CopyRules {
     pub inner_symlinks: bool,
 }
 
+/// A student's repository as the grading and the Ansible controller copy it: its roles and
+/// files, not build artefacts.
+pub const REPOSITORY: CopyRules = CopyRules {
+    file_max: 16 << 20,
+    total_max: 256 << 20,
+    inner_symlinks: true,
+};
+
 /// Whether the symlink at `rel` (relative to the tree's root) pointing to `target` resolves
 /// inside the tree, judged lexically (the copy holds no other link it could pass through).
 fn stays_inside(rel: &Path, target: &Path) -> bool {

@@ -4,9 +4,8 @@
 
 use super::layout::Nspawn;
 use crate::sys::cleanup;
-use crate::sys::exec::{must, run, CmdOutput};
+use crate::sys::exec::{must, CmdOutput};
 use anyhow::Result;
-use std::time::Duration;
 
 const NETWORK_HINT: &str = "run `pglab doctor`; stale labs are removed by `pglab gc`";
 
@@ -114,11 +113,6 @@ impl Nspawn {
     }
 
     pub(super) fn nft(&self, host: &str, script: &str) -> Result<CmdOutput> {
-        let ns = format!("--net=/run/netns/{}", host_netns(&self.id, host));
-        let argv: Vec<String> = ["nsenter", &ns, "--", "nft", "-f", "-"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        run(&argv, Some(script.as_bytes()), Duration::from_secs(30))
+        crate::sys::exec::nft_in(&host_netns(&self.id, host), script)
     }
 }

@@ -145,15 +145,7 @@ pub fn create(id: &str, place: &str) -> Result<()> {
         HINT,
     )?;
     must(&["ip", "-n", &ns, "link", "set", "eth0", "up"], place, HINT)?;
-    let netns = format!("--net=/run/netns/{ns}");
-    let argv: Vec<String> = ["nsenter", &netns, "--", "nft", "-f", "-"]
-        .map(String::from)
-        .to_vec();
-    let out = crate::sys::exec::run(
-        &argv,
-        Some(mgmt.filter().as_bytes()),
-        std::time::Duration::from_secs(30),
-    )?;
+    let out = crate::sys::exec::nft_in(&ns, &mgmt.filter())?;
     if !out.ok() {
         bail!(
             "the controller's filter of {place} was refused by nft: {}",
